@@ -1,0 +1,77 @@
+# volmig: one binary, one Makefile.  Every module folder contributes its *.c
+# files by wildcard, so adding a file needs no edit here.
+
+BUILD   ?= build
+CC      ?= gcc
+PKGS    := liburing jansson libnbd libvirt libvirt-qemu libedit yaml-0.1 gnutls
+SAN     ?=
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -I. $(SAN) \
+           $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
+LDFLAGS += $(SAN)
+
+LIB_SRCS  := $(wildcard nbd/*.c engine/*.c qmp/*.c k8s/*.c)
+CLI_SRCS  := $(wildcard cli/*.c)
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+TOOL_SRCS := $(wildcard tests/tools/*.c)
+
+LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+CLI_OBJS  := $(CLI_SRCS:%.c=$(BUILD)/%.o)
+UNIT_BINS := $(UNIT_SRCS:%.c=$(BUILD)/%)
+TOOL_BINS := $(TOOL_SRCS:%.c=$(BUILD)/%)
+
+.PHONY: all deps check check-unit check-integration check-asan check-valgrind \
+        demo bench fuzz clean
+
+all: deps $(BUILD)/volmig $(TOOL_BINS)
+
+# deps installs the Debian packages the build, tests, demo and bench need.
+# It is quiet when nothing is missing, and needs root only when something is.
+deps:
+	@./tests/lib/deps.sh
+
+$(BUILD)/%.o: %.c $(wildcard */*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/libvolmig.a: $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/volmig: $(CLI_OBJS) $(BUILD)/libvolmig.a
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJS) $(BUILD)/libvolmig.a $(LDLIBS)
+
+$(BUILD)/tests/unit/%: tests/unit/%.c $(BUILD)/libvolmig.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libvolmig.a $(LDLIBS) -lcmocka
+
+$(BUILD)/tests/tools/%: tests/tools/%.c $(BUILD)/libvolmig.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libvolmig.a $(LDLIBS)
+
+# check runs every unit test binary and every integration script through one
+# runner, which prints the closing "N passed, N failed" line.
+check: all $(UNIT_BINS)
+	@BUILD=$(BUILD) ./tests/run.sh $(CHECK_ARGS)
+
+check-unit: all $(UNIT_BINS)
+	@BUILD=$(BUILD) ./tests/run.sh --unit-only
+
+check-asan:
+	$(MAKE) BUILD=build-asan SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" CFLAGS="-O1 -g" check
+
+check-valgrind: all $(UNIT_BINS)
+	@BUILD=$(BUILD) VALGRIND=1 ./tests/run.sh
+
+demo: all
+	@./tests/lib/demo.sh
+
+bench: all
+	@./bench/run.sh
+
+fuzz: deps
+	@./tests/fuzz/run.sh
+
+clean:
+	rm -rf build build-asan build-fuzz

@@ -1,0 +1,22 @@
+/* cli/: main(), argument parsing, one file per subcommand.  Only this layer
+ * prints errors and chooses exit codes. */
+#ifndef VOLMIG_CLI_H
+#define VOLMIG_CLI_H
+
+enum {
+    EXIT_DONE = 0,       /* the job finished */
+    EXIT_FAILED = 1,     /* the job failed; the message says why */
+    EXIT_USAGE = 2,      /* bad command line */
+    EXIT_CANCELLED = 3,  /* SIGINT/SIGTERM before the job finished */
+};
+
+/* Each subcommand: argv[0] is the subcommand's name. */
+int cmd_serve(int argc, char **argv);
+int cmd_qmp(int argc, char **argv);
+
+/* Prints "volmig SUBCOMMAND: MESSAGE" to stderr. */
+void cli_error(const char *sub, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Parses "123", "4k", "10M", "2G", "1T" (powers of 1024). -1 if invalid. */
+long long cli_parse_size(const char *s);
+
+#endif

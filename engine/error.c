@@ -1,0 +1,55 @@
+#include "engine/error.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static __thread char err_buf[1024];
+static __thread int err_num;
+
+void err_vset(int errnum, const char *fmt, va_list ap)
+{
+    int n = vsnprintf(err_buf, sizeof err_buf, fmt, ap);
+
+    if (errnum && n >= 0 && (size_t)n < sizeof err_buf)
+        snprintf(err_buf + n, sizeof err_buf - n, ": %s", strerror(errnum));
+    err_num = errnum;
+}
+
+void err_set(int errnum, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    err_vset(errnum, fmt, ap);
+    va_end(ap);
+}
+
+void err_prefix(const char *fmt, ...)
+{
+    char old[sizeof err_buf];
+    va_list ap;
+    int n;
+
+    memcpy(old, err_buf, sizeof old);
+    va_start(ap, fmt);
+    n = vsnprintf(err_buf, sizeof err_buf, fmt, ap);
+    va_end(ap);
+    if (n >= 0 && (size_t)n < sizeof err_buf)
+        snprintf(err_buf + n, sizeof err_buf - n, ": %s", old);
+}
+
+const char *err_msg(void)
+{
+    return err_buf[0] ? err_buf : "unknown error";
+}
+
+int err_errno(void)
+{
+    return err_num;
+}
+
+void err_clear(void)
+{
+    err_buf[0] = '\0';
+    err_num = 0;
+}

@@ -1,0 +1,23 @@
+/* Error recording shared by every layer below cli/.
+ *
+ * The io_uring layer returns -errno and never touches this.  Every other
+ * layer returns -1 and records one message with context here; cli/ is the
+ * only place that prints it.  The buffer is thread-local, so helpers that
+ * run in threads keep their own last error.
+ */
+#ifndef VOLMIG_ERROR_H
+#define VOLMIG_ERROR_H
+
+#include <stdarg.h>
+
+/* Records "MESSAGE: strerror(errnum)" (errnum 0: the message alone). */
+void err_set(int errnum, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void err_vset(int errnum, const char *fmt, va_list ap);
+/* Prefixes the recorded message with more context ("CONTEXT: old"). */
+void err_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+const char *err_msg(void);
+/* The errno recorded with the last message, 0 if none. */
+int err_errno(void);
+void err_clear(void);
+
+#endif

@@ -1,0 +1,96 @@
+# Sourced by every integration test and bench script.
+# Gives a private scratch directory, cleanup of everything started, and
+# helpers to start volmig serve and a block-only QEMU.
+set -euo pipefail
+TOP=${TOP:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+BUILD=${BUILD:-build}
+VOLMIG=${VOLMIG:-$TOP/$BUILD/volmig}
+QMPPY="$TOP/tests/lib/qmp.py"
+T=$(mktemp -d /tmp/volmig-test.XXXXXX)
+_pids=() _loops=()
+
+cleanup() {
+    local p l
+    for p in "${_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${_pids[@]}"; do
+        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$p" 2>/dev/null || true
+    done
+    for l in "${_loops[@]}"; do losetup -d "$l" 2>/dev/null || true; done
+    [ -n "${KEEP:-}" ] && echo "kept $T" || rm -rf "$T"
+}
+trap cleanup EXIT
+
+log()  { printf '# %s\n' "$*"; }
+fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
+skip() { printf 'SKIP: %s\n' "$*"; exit 77; }
+require() {
+    local c
+    for c in "$@"; do command -v "$c" >/dev/null 2>&1 || skip "missing $c (make deps)"; done
+}
+assert_eq() { [ "$1" = "$2" ] || fail "${3:-values differ}: expected '$2', got '$1'"; }
+same_bytes() { # FILE1 FILE2 [LEN]
+    if [ -n "${3:-}" ]; then
+        cmp -n "$3" "$1" "$2" || fail "$1 and $2 differ in the first $3 bytes"
+    else
+        cmp "$1" "$2" || fail "$1 and $2 differ"
+    fi
+}
+track_pid()  { _pids+=("$1"); }
+track_loop() { _loops+=("$1"); }
+
+wait_for() { # SECONDS CMD... : poll until CMD succeeds
+    local limit=$1; shift
+    local end=$(( $(date +%s) + limit ))
+    until "$@" >/dev/null 2>&1; do
+        [ "$(date +%s)" -lt $end ] || return 1
+        sleep 0.05
+    done
+}
+
+# A TCP port nobody listens on right now, from a range the kernel does not
+# hand out as ephemeral ports.
+free_port() {
+    local p
+    for _ in $(seq 100); do
+        p=$(( 20000 + RANDOM % 10000 ))
+        ss -Htln "sport = :$p" | grep -q . || { echo $p; return; }
+    done
+    fail "no free port"
+}
+
+# start_serve NAME ARGS... : volmig serve in the background, logging to
+# $T/NAME.log; waits until it reports that it is listening.
+start_serve() {
+    local name=$1; shift
+    "$VOLMIG" serve "$@" >"$T/$name.log" 2>&1 &
+    local pid=$!
+    track_pid $pid
+    eval "${name}_pid=$pid"
+    wait_for 10 grep -q "listening on" "$T/$name.log" \
+        || { cat "$T/$name.log" >&2; fail "volmig serve ($name) did not start"; }
+}
+
+# start_qemu NAME BLOCKDEV-JSON... : a guest-less QEMU whose block layer is
+# all we need.  Two monitors: $T/NAME.qmp for the code under test and
+# $T/NAME.qmp2 for the test's own probes.
+start_qemu() {
+    local name=$1; shift
+    local args=() b
+    for b in "$@"; do args+=(-blockdev "$b"); done
+    qemu-system-x86_64 -machine none -nodefaults -display none \
+        -qmp "unix:$T/$name.qmp,server=on,wait=off" \
+        -qmp "unix:$T/$name.qmp2,server=on,wait=off" \
+        "${args[@]}" ${QEMU_EXTRA:-} >"$T/$name.qemu.log" 2>&1 &
+    local pid=$!
+    track_pid $pid
+    eval "${name}_pid=$pid"
+    wait_for 20 test -S "$T/$name.qmp2" || fail "QEMU $name did not start"
+}
+
+qmp() { python3 "$QMPPY" "$@"; }
+
+# A file of SIZE bytes of random data (dd from urandom, in MiB).
+random_file() { # PATH MIB
+    dd if=/dev/urandom of="$1" bs=1M count="$2" status=none
+}
