@@ -104,6 +104,11 @@ const char *qmp_error_class(const struct qmp *q)
     return q->error_class[0] ? q->error_class : NULL;
 }
 
+const char *qmp_error_desc(const struct qmp *q)
+{
+    return q->error_class[0] ? q->error_desc : NULL;
+}
+
 void qmp_set_trace(struct qmp *q, qmp_trace_fn fn, void *opaque)
 {
     q->trace = fn;
@@ -218,6 +223,7 @@ static int reply_result(struct qmp *q, json_t *reply, const char *what, json_t *
         const char *desc = json_string_value(json_object_get(err, "desc"));
 
         snprintf(q->error_class, sizeof q->error_class, "%s", cls ? cls : "GenericError");
+        snprintf(q->error_desc, sizeof q->error_desc, "%s", desc ? desc : "(no description)");
         err_set(0, "%s: %s: %s", what, q->error_class, desc ? desc : "(no description)");
         return -1;
     }

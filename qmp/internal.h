@@ -25,6 +25,7 @@ struct qmp {
     json_t *events;         /* array: queued events, oldest first */
     json_t *replies;        /* object: id (as decimal) -> reply, not yet claimed */
     char error_class[64];   /* of the last failed reply, "" if none */
+    char error_desc[512];
     qmp_trace_fn trace;
     void *trace_opaque;
 };

@@ -65,6 +65,8 @@ int qmp_callf(struct qmp *q, json_t **ret, int64_t deadline, const char *cmd,
 /* The class of the error in the last failed reply ("GenericError",
  * "CommandNotFound", …), or NULL if the last failure was not QEMU's. */
 const char *qmp_error_class(const struct qmp *q);
+/* Its description, as QEMU wrote it; NULL like qmp_error_class(). */
+const char *qmp_error_desc(const struct qmp *q);
 
 /* Event matching: name NULL matches any event; pred NULL accepts all.
  * The predicate sees the whole event ({"event", "data", "timestamp"}). */
