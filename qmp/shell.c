@@ -84,7 +84,8 @@ static json_t *parse_value(const char *v, size_t n)
         if (!*end && !errno && (isdigit((unsigned char)buf[0]) || buf[0] == '-'))
             return json_integer(i);
         double d = strtod(buf, &end);
-        if (!*end && !errno && isfinite(d)
+        /* Only decimal notation: strtod would also take "0x1p3" or "inf". */
+        if (!*end && !errno && isfinite(d) && strspn(buf, "0123456789.eE+-") == n
             && (isdigit((unsigned char)buf[0]) || buf[0] == '-' || buf[0] == '.'))
             return json_real(d);
     }
