@@ -4,6 +4,6 @@
 . "$(dirname "$0")/../lib/common.sh"
 require clang
 cd "$TOP"
-export FUZZ_BUILD="$T/fuzz"     # private: make check and check-asan may overlap
+export FUZZ_BUILD="$TOP/$BUILD/fuzz"   # per build dir: check and check-asan may overlap; crashes stay
 tests/fuzz/run.sh --replay || fail "a seed input crashes a fuzz target"
 tests/fuzz/run.sh "${FUZZ_SECONDS:-10}" || fail "fuzzing found a crash"
