@@ -424,14 +424,14 @@ int cmd_qmp(int argc, char **argv)
         free(cmds);
         return EXIT_USAGE;
     }
+    if (verbose)
+        qmp_set_trace(NULL, trace, NULL);
     c.q = qmp_open(argv[optind], c.timeout_ms);
     if (!c.q) {
         cli_error("qmp", "%s", err_msg());
         free(cmds);
         return EXIT_FAILED;
     }
-    if (verbose)
-        qmp_set_trace(c.q, trace, NULL);
     c.interactive = ncmds == 0 && isatty(STDIN_FILENO);
     rc = c.interactive ? run_console(&c, argv[optind]) : run_script(&c, cmds, ncmds);
     qmp_close(c.q);

@@ -33,6 +33,9 @@ int qmp_poll_ms(int64_t deadline)
     return left > 60000 ? 60000 : (int)left;
 }
 
+static qmp_trace_fn default_trace;
+static void *default_trace_opaque;
+
 struct qmp *qmp_new(const struct qmp_ops *ops, void *tp)
 {
     struct qmp *q = calloc(1, sizeof *q);
@@ -47,6 +50,8 @@ struct qmp *qmp_new(const struct qmp_ops *ops, void *tp)
     q->next_id = 1;
     q->events = json_array();
     q->replies = json_object();
+    q->trace = default_trace;
+    q->trace_opaque = default_trace_opaque;
     return q;
 }
 
@@ -109,8 +114,15 @@ const char *qmp_error_desc(const struct qmp *q)
     return q->error_class[0] ? q->error_desc : NULL;
 }
 
+/* q NULL sets the default for handles opened later, so that a trace can
+ * show the handshake too. */
 void qmp_set_trace(struct qmp *q, qmp_trace_fn fn, void *opaque)
 {
+    if (!q) {
+        default_trace = fn;
+        default_trace_opaque = opaque;
+        return;
+    }
     q->trace = fn;
     q->trace_opaque = opaque;
 }

@@ -92,7 +92,8 @@ int qmp_fd(const struct qmp *q);
 int qmp_pump(struct qmp *q, int64_t deadline);
 
 /* The wire trace hook: called with every message sent ("->") and
- * received ("<-") as compact JSON.  NULL to turn it off. */
+ * received ("<-") as compact JSON.  fn NULL turns it off; q NULL sets the
+ * default for handles opened afterwards (to see the handshake too). */
 typedef void (*qmp_trace_fn)(const char *dir, const char *json, void *opaque);
 void qmp_set_trace(struct qmp *q, qmp_trace_fn fn, void *opaque);
 
