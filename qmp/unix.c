@@ -72,6 +72,10 @@ static int unix_send(struct qmp *q, json_t *msg, int64_t deadline)
         }
         if (errno == EINTR)
             continue;
+        if (errno == EPIPE || errno == ECONNRESET) {
+            err_set(errno, "QMP monitor closed the connection");
+            goto out;
+        }
         if (errno != EAGAIN) {
             err_set(errno, "writing to QMP socket");
             goto out;
@@ -108,6 +112,12 @@ static int unix_pump(struct qmp *q, int64_t deadline)
         if (n < 0) {
             if (errno == EINTR)
                 continue;
+            if (errno == ECONNRESET) {
+                /* QEMU died with our command still unread. */
+                err_set(errno, "QMP monitor closed the connection");
+                qmp_shutdown(q);
+                return -1;
+            }
             if (errno != EAGAIN) {
                 err_set(errno, "reading QMP socket");
                 qmp_shutdown(q);
