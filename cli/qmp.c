@@ -76,6 +76,18 @@ static void print_json(const struct console *c, const json_t *j)
     fflush(stdout);
 }
 
+/* On a terminal an event is one line: "event NAME {data}". */
+static void print_event(const json_t *ev)
+{
+    char *data = json_dumps(json_object_get(ev, "data"),
+                            JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+
+    printf("event %s %s\n", json_string_value(json_object_get(ev, "event")),
+           data ? data : "");
+    free(data);
+    fflush(stdout);
+}
+
 /* In a script, events are kept for /wait; on a terminal they are shown. */
 static void print_events(struct console *c)
 {
@@ -84,8 +96,7 @@ static void print_events(struct console *c)
     if (!c->interactive)
         return;
     while ((ev = qmp_next_event(c->q))) {
-        printf("event: ");
-        print_json(c, ev);
+        print_event(ev);
         json_decref(ev);
     }
 }
@@ -181,8 +192,7 @@ static void show_events(struct console *c)
 
     while ((ev = qmp_next_event(c->q))) {
         printf("%s", any ? "" : "\r\033[K");
-        printf("event: ");
-        print_json(c, ev);
+        print_event(ev);
         json_decref(ev);
         any = true;
     }
@@ -345,7 +355,7 @@ static int run_console(struct console *c, const char *addr)
     HistEvent he;
     History *hist;
     const char *line;
-    int count, failed = 0;
+    int count;
 
     load_completion(c);
     printf("Connected to QEMU %lld.%lld.%lld at %s.  Tab completes, Ctrl-D leaves.\n",
@@ -374,8 +384,6 @@ static int run_console(struct console *c, const char *addr)
             history(hist, &he, H_ENTER, l);
         rc = run_line(c, l);
         free(l);
-        if (rc < 0)
-            failed = 1;
         if (rc == -2)
             break;
     }
@@ -383,7 +391,8 @@ static int run_console(struct console *c, const char *addr)
         printf("\n");
     el_end(c->el);
     history_end(hist);
-    return failed || c->dead;
+    /* A command that failed was shown; only a lost monitor fails here. */
+    return c->dead || !qmp_is_open(c->q);
 }
 
 int cmd_qmp(int argc, char **argv)
