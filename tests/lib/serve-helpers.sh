@@ -1,0 +1,95 @@
+# Sourced after common.sh by the tests of `volmig serve`.
+#
+# serve NAME ARGS... starts the server under test with volmig serve's own
+# command line (see DESIGN.md) and sets NAME_pid.  It is volmig serve unless
+# SERVE_STANDIN names a stand-in, a development aid for writing the tests
+# before or apart from the server:
+#   SERVE_STANDIN=qemu-nbd   qemu-nbd with the equivalent options
+# The stand-in does not promise everything volmig does (block sizes,
+# multi-conn); checks of those go through strict(), which fails under volmig
+# and only warns under a stand-in.
+
+SERVE_STANDIN=${SERVE_STANDIN:-}
+BADCLIENT="$TOP/$BUILD/tests/tools/nbd_badclient"
+
+serve() {
+    local name=$1; shift
+    case "$SERVE_STANDIN" in
+        "")       start_serve "$name" "$@" ;;
+        qemu-nbd) _serve_qemu_nbd "$name" "$@" ;;
+        *)        fail "unknown SERVE_STANDIN=$SERVE_STANDIN" ;;
+    esac
+}
+
+strict() { # MESSAGE CMD... : CMD must succeed (volmig); a warning under a stand-in
+    local msg=$1; shift
+    "$@" && return 0
+    [ -n "$SERVE_STANDIN" ] || fail "$msg"
+    log "WARNING (stand-in $SERVE_STANDIN): $msg"
+}
+
+# Translates volmig serve's options to qemu-nbd's.  --size becomes the raw
+# driver's size option, which also refuses a size beyond the file.
+_serve_qemu_nbd() {
+    local name=$1; shift
+    local target="" size="" listen="127.0.0.1:10809" export="" ro=() once=0
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --target) target=$2; shift ;;
+            --size) size=$2; shift ;;
+            --listen) listen=$2; shift ;;
+            --export) export=$2; shift ;;
+            --readonly) ro=(-r) ;;
+            --once) once=1 ;;
+            *) fail "stand-in: unknown option $1" ;;
+        esac
+        shift
+    done
+    local where=()
+    case "$listen" in
+        unix:*) where=(-k "${listen#unix:}") ;;
+        *) where=(-b "${listen%:*}" -p "${listen##*:}") ;;
+    esac
+    local img=(-f raw "$target")
+    [ -n "$size" ] && img=(--image-opts "driver=raw,size=$size,file.driver=file,file.filename=$target")
+    local keep=(-t -e 16)
+    [ $once = 1 ] && keep=()
+    qemu-nbd "${img[@]}" -x "$export" "${where[@]}" "${ro[@]}" "${keep[@]}" \
+        --cache=none >"$T/$name.log" 2>&1 &
+    local pid=$!
+    track_pid $pid
+    eval "${name}_pid=$pid"
+    local ok=0
+    for _ in $(seq 200); do
+        kill -0 $pid 2>/dev/null || break
+        case "$listen" in
+            unix:*) [ -S "${listen#unix:}" ] && { ok=1; break; } ;;
+            *) ss -Htln "sport = :${listen##*:}" | grep -q . && { ok=1; break; } ;;
+        esac
+        sleep 0.05
+    done
+    [ $ok = 1 ] || { cat "$T/$name.log" >&2; fail "stand-in qemu-nbd ($name) did not start"; }
+    echo "volmig serve: listening on $listen (stand-in qemu-nbd)" >>"$T/$name.log"
+}
+
+# sha FILE [LEN] : sha256 of the file, or of its first LEN bytes.
+sha() {
+    if [ -n "${2:-}" ]; then head -c "$2" "$1" | sha256sum | cut -d' ' -f1
+    else sha256sum "$1" | cut -d' ' -f1; fi
+}
+
+# Pattern-checked I/O through qemu-io on an NBD URI.
+qio() { # URI CMD... : each CMD one qemu-io command; fails on any error
+    local uri=$1; shift
+    local a=() c out
+    for c in "$@"; do a+=(-c "$c"); done
+    out=$(qemu-io -f raw "${a[@]}" "$uri" 2>&1) || { echo "$out" >&2; return 1; }
+    # qemu-io reports pattern mismatches and I/O errors without an exit status.
+    if grep -Eqi 'fail|error|mismatch' <<<"$out"; then echo "$out" >&2; return 1; fi
+    return 0
+}
+
+# Asserts that a file's allocated size is printed for information only.
+report_alloc() { # FILE LABEL
+    log "$2: $(du -k --apparent-size "$1" | cut -f1) KiB apparent, $(du -k "$1" | cut -f1) KiB allocated"
+}
