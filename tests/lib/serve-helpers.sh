@@ -79,9 +79,10 @@ sha() {
 }
 
 # Pattern-checked I/O through qemu-io on an NBD URI.
-qio() { # URI CMD... : each CMD one qemu-io command; fails on any error
-    local uri=$1; shift
+qio() { # [-r] URI CMD... : each CMD one qemu-io command; fails on any error
     local a=() c out
+    [ "$1" = -r ] && { a+=(-r); shift; }
+    local uri=$1; shift
     for c in "$@"; do a+=(-c "$c"); done
     out=$(qemu-io -f raw "${a[@]}" "$uri" 2>&1) || { echo "$out" >&2; return 1; }
     # qemu-io reports pattern mismatches and I/O errors without an exit status.
