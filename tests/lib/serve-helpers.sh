@@ -94,3 +94,43 @@ qio() { # [-r] URI CMD... : each CMD one qemu-io command; fails on any error
 report_alloc() { # FILE LABEL
     log "$2: $(du -k --apparent-size "$1" | cut -f1) KiB apparent, $(du -k "$1" | cut -f1) KiB allocated"
 }
+
+# mirror_to_serve SOURCE PORT : the real job.  A guest-less QEMU opens
+# SOURCE as raw node "disk0", attaches the NBD export on PORT as node "tgt"
+# and runs blockdev-mirror sync=full into it.  While the job copies, and
+# again once it is READY, qemu-io writes land on disk0 (as a guest's writes
+# would) so the mirror has dirty blocks to resend.  Then a non-forced
+# block-job-cancel, which leaves a READY mirror's target consistent with the
+# source, and the NBD node is removed (QEMU flushes and disconnects).
+mirror_to_serve() {
+    local src=$1 port=$2
+    start_qemu q "{\"driver\":\"raw\",\"node-name\":\"disk0\",\"file\":{\"driver\":\"file\",\"filename\":\"$src\"}}"
+    local m="$T/q.qmp"
+    qmp "$m" blockdev-add "{\"driver\":\"nbd\",\"node-name\":\"tgt\",\"server\":{\"type\":\"inet\",\"host\":\"127.0.0.1\",\"port\":\"$port\"},\"export\":\"\"}" \
+        >/dev/null || fail "blockdev-add of the NBD target failed"
+    qmp "$m" blockdev-mirror '{"job-id":"m0","device":"disk0","target":"tgt","sync":"full"}' \
+        >/dev/null || fail "blockdev-mirror failed"
+    hmp_io "$m" "write -P 0x5a 4096 64k" "write -z 1M 128k"
+    qmp "$m" --wait-job m0 ready --timeout 300 >/dev/null || fail "mirror m0 never became READY"
+    hmp_io "$m" "write -P 0xa5 2M 12288" "write -P 0x3c 100000 513"
+    qmp "$m" block-job-cancel '{"device":"m0"}' >/dev/null || fail "block-job-cancel failed"
+    wait_for 120 job_gone "$m" m0 || fail "mirror m0 did not finish after cancel"
+    qmp "$m" blockdev-del '{"node-name":"tgt"}' >/dev/null || fail "blockdev-del of the NBD target failed"
+    # The source file must hold every write before it is compared.
+    hmp_io "$m" "flush"
+}
+
+# hmp_io QMP-SOCKET CMD... : qemu-io commands on node disk0 through HMP
+hmp_io() {
+    local m=$1 c out; shift
+    for c in "$@"; do
+        out=$(qmp "$m" human-monitor-command "{\"command-line\":\"qemu-io disk0 \\\"$c\\\"\"}") \
+            || fail "HMP qemu-io '$c' failed"
+        grep -qiE 'error|fail' <<<"$out" && fail "HMP qemu-io '$c': $out"
+    done
+    return 0
+}
+
+job_gone() { # QMP-SOCKET JOB
+    ! qmp "$1" query-block-jobs | grep -q "\"device\": \"$2\""
+}
