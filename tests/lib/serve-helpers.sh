@@ -28,10 +28,13 @@ strict() { # MESSAGE CMD... : CMD must succeed (volmig); a warning under a stand
     log "WARNING (stand-in $SERVE_STANDIN): $msg"
 }
 
-# Translates volmig serve's options to qemu-nbd's.  --size becomes the raw
-# driver's size option, which also refuses a size beyond the file.
-_serve_qemu_nbd() {
-    local name=$1; shift
+# serve_argv ARGS... : sets SERVE_ARGV to the command line that runs the
+# server under test with volmig serve's options ARGS.  For qemu-nbd, --size
+# becomes the raw driver's size option, which also refuses a size beyond
+# the file.
+serve_argv() {
+    if [ -z "$SERVE_STANDIN" ]; then SERVE_ARGV=("$VOLMIG" serve "$@"); return; fi
+    [ "$SERVE_STANDIN" = qemu-nbd ] || fail "unknown SERVE_STANDIN=$SERVE_STANDIN"
     local target="" size="" listen="127.0.0.1:10809" export="" ro=() once=0
     while [ $# -gt 0 ]; do
         case "$1" in
@@ -54,8 +57,21 @@ _serve_qemu_nbd() {
     [ -n "$size" ] && img=(--image-opts "driver=raw,size=$size,file.driver=file,file.filename=$target")
     local keep=(-t -e 16)
     [ $once = 1 ] && keep=()
-    qemu-nbd "${img[@]}" -x "$export" "${where[@]}" "${ro[@]}" "${keep[@]}" \
-        --cache=none >"$T/$name.log" 2>&1 &
+    # qemu-nbd exports a raw size beyond the file; only the refusal is
+    # emulated here so that a stand-in run gets past it.
+    if [[ $size =~ ^[0-9]+$ ]] && [ -f "$target" ] && [ "$size" -gt "$(stat -c %s "$target")" ]; then
+        SERVE_ARGV=(sh -c 'echo "stand-in: --size beyond the target" >&2; exit 1')
+        return
+    fi
+    SERVE_ARGV=(qemu-nbd "${img[@]}" -x "$export" "${where[@]}" "${ro[@]}" "${keep[@]}" --cache=none)
+    SERVE_LISTEN=$listen
+}
+
+_serve_qemu_nbd() {
+    local name=$1; shift
+    serve_argv "$@"
+    local listen=$SERVE_LISTEN
+    "${SERVE_ARGV[@]}" >"$T/$name.log" 2>&1 &
     local pid=$!
     track_pid $pid
     eval "${name}_pid=$pid"
