@@ -26,6 +26,7 @@ numjobs=4
 rw=randwrite
 verify=crc32c
 verify_fatal=1
+verify_state_save=0
 do_verify=1
 group_reporting=1
 
@@ -38,7 +39,7 @@ stonewall
 bssplit=4k/40:64k/40:1m/20
 iodepth=16
 JOB
-fio --output="$T/fio.out" "$T/verify.fio" || { cat "$T/fio.out"; fail "fio reported an error"; }
+(cd "$T" && fio --output="$T/fio.out" "$T/verify.fio") || { cat "$T/fio.out"; fail "fio reported an error"; }
 grep -E 'err=|WRITE:|READ:' "$T/fio.out" || true
 grep -q 'err= 0' "$T/fio.out" || { cat "$T/fio.out"; fail "fio reported a non-zero err"; }
 # The verify pass reads back all it wrote, in both groups.
