@@ -13,6 +13,7 @@ static const struct subcommand {
     const char *summary;
 } subcommands[] = {
     { "serve", cmd_serve, "export a destination volume over NBD (io_uring)" },
+    { "migrate", cmd_migrate, "move a running VM's disks to new volumes (blockdev-mirror)" },
     { "qmp", cmd_qmp, "talk to QEMU's QMP monitor: a console and a script runner" },
 };
 
