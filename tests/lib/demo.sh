@@ -1,63 +1,75 @@
 #!/usr/bin/env bash
-# make demo: the destination half of a live volume migration, end to end.
-# A running QEMU has a 256 MiB disk full of data; volmig serve exports an
-# empty volume over TCP; QEMU mirrors its disk into it (what KubeVirt's
-# volume migration does), we watch the copy, stop it consistently and
-# compare the two volumes byte for byte.
-# (To be replaced by a `volmig migrate` demo once that exists.)
+# make demo: a live volume migration between two hosts, end to end.
+#
+#   source host (a network namespace)        destination host (another one)
+#   QEMU running, disk0 = source.img          volmig serve  -> dest.img
+#   a stand-in guest writing into disk0       QEMU -incoming, disk0 = dest.img
+#   volmig migrate --switchover migrate:...   ...runs on dest.img afterwards
+#
+# At the end the destination volume must equal the source volume as of the
+# switchover, byte for byte.
 . "$(dirname "$0")/common.sh"
-. "$TOP/tests/lib/serve-helpers.sh"
-require qemu-system-x86_64 python3 cmp
+. "$TOP/tests/lib/netns.sh"
+require qemu-system-x86_64 python3 cmp ip
 
-MIB=${DEMO_MIB:-256}
+MIB=${DEMO_MIB:-1024}
 say() { printf '%s\n' "$*"; }
+trap 'netns_down; cleanup' EXIT
 
-say "== volmig demo: mirror a running QEMU disk into volmig serve =="
-say "-- source: a $MIB MiB disk of random data, attached to QEMU as node disk0"
+say "== volmig demo: move a running VM's disk to another host's volume =="
+if netns_up; then
+    say "-- two hosts: $SRC_NS ($SRC_IP) and $DST_NS ($DST_IP), joined by a veth pair"
+else
+    SRC_NS= DST_NS= SRC_IP=127.0.0.1 DST_IP=127.0.0.1
+    say "-- network namespaces are not allowed here: both 'hosts' run on loopback"
+fi
+
+say "-- source host: QEMU with a $MIB MiB disk of random data (node disk0)"
 random_file "$T/source.img" "$MIB"
-truncate -s "${MIB}M" "$T/dest.img"
-start_qemu vm "{\"driver\":\"raw\",\"node-name\":\"disk0\",\"file\":{\"driver\":\"file\",\"filename\":\"$T/source.img\"}}"
+in_src qemu-system-x86_64 -machine none -nodefaults -display none \
+    -qmp "unix:$T/src.qmp,server=on,wait=off" -qmp "unix:$T/src.qmp2,server=on,wait=off" \
+    -blockdev "{\"driver\":\"file\",\"node-name\":\"disk0-file\",\"filename\":\"$T/source.img\"}" \
+    -blockdev '{"driver":"raw","node-name":"disk0","file":"disk0-file"}' \
+    >"$T/src.qemu.log" 2>&1 &
+track_pid $!
+wait_for 20 test -S "$T/src.qmp2" || fail "source QEMU did not start"
 
-port=$(free_port)
-say "-- destination: volmig serve --target dest.img --listen 127.0.0.1:$port"
-serve dest --target "$T/dest.img" --listen "127.0.0.1:$port"
-sed 's/^/   | /' "$T/dest.log"
+say "-- destination host: an empty volume, volmig serve, and QEMU waiting for the VM"
+truncate -s "$((MIB + 64))M" "$T/dest.img"      # a bigger volume than the source
+in_dst "$VOLMIG" serve --target "$T/dest.img" --listen "$DST_IP:10809" >"$T/serve.log" 2>&1 &
+track_pid $!
+wait_for 10 grep -q "listening on" "$T/serve.log" || { cat "$T/serve.log"; fail "volmig serve did not start"; }
+sed 's/^/   | /' "$T/serve.log"
+in_dst qemu-system-x86_64 -machine none -nodefaults -display none \
+    -qmp "unix:$T/dst.qmp,server=on,wait=off" \
+    -blockdev "{\"driver\":\"file\",\"node-name\":\"disk0-file\",\"filename\":\"$T/dest.img\"}" \
+    -blockdev '{"driver":"raw","node-name":"disk0","file":"disk0-file"}' \
+    -incoming "tcp:$DST_IP:4444" >"$T/dst.qemu.log" 2>&1 &
+track_pid $!
+wait_for 20 test -S "$T/dst.qmp" || fail "destination QEMU did not start"
 
-say "-- QEMU: blockdev-add an NBD node for the destination, blockdev-mirror into it"
-m="$T/vm.qmp"
-qmp "$m" blockdev-add "{\"driver\":\"nbd\",\"node-name\":\"dest\",\"server\":{\"type\":\"inet\",\"host\":\"127.0.0.1\",\"port\":\"$port\"},\"export\":\"\"}" >/dev/null \
-    || fail "blockdev-add failed"
+# The stand-in guest: 1 MiB writes at random offsets through QEMU's own
+# block layer until the mirror is READY (a real guest is paused at the
+# switchover; a stand-in has to stop by itself).
+python3 "$TOP/tests/lib/standin_guest.py" "$T/src.qmp2" disk0 "$MIB" >"$T/guest.writes" &
+track_pid $!
+
+say "-- volmig migrate --volume disk0=nbd://$DST_IP:10809/ --switchover migrate:tcp:$DST_IP:4444"
 start=$(date +%s.%N)
-qmp "$m" blockdev-mirror '{"job-id":"mirror0","device":"disk0","target":"dest","sync":"full"}' >/dev/null \
-    || fail "blockdev-mirror failed"
-
-# Progress: the job's offset and len from query-block-jobs, until READY.
-while :; do
-    line=$(qmp "$m" query-block-jobs | python3 -c '
-import json, sys
-jobs = [j for j in json.load(sys.stdin) if j["device"] == "mirror0"]
-if not jobs: print("gone"); sys.exit()
-j = jobs[0]
-print(j["ready"], j["offset"], j["len"])')
-    [ "$line" = gone ] && fail "the mirror job disappeared before READY"
-    read -r ready off len <<<"$line"
-    pct=$(( len ? off * 100 / len : 0 ))
-    printf '   copied %4d / %d MiB  %3d%%\n' $((off >> 20)) $((len >> 20)) $pct
-    [ "$ready" = True ] && break
-    sleep 0.5
-done
+in_src "$VOLMIG" migrate --qmp "unix:$T/src.qmp" --volume "disk0=nbd://$DST_IP:10809/" \
+    --switchover "migrate:tcp:$DST_IP:4444" --retries 2 --backoff 2 | sed 's/^/   /'
+[ "${PIPESTATUS[0]}" = 0 ] || fail "volmig migrate failed"
 end=$(date +%s.%N)
-say "-- READY: source and destination in sync; block-job-cancel stops the mirror consistently"
-qmp "$m" block-job-cancel '{"device":"mirror0"}' >/dev/null || fail "block-job-cancel failed"
-wait_for 60 job_gone "$m" mirror0 || fail "the mirror did not stop"
-qmp "$m" blockdev-del '{"node-name":"dest"}' >/dev/null || fail "blockdev-del failed"
+wait_for 30 test -s "$T/guest.writes" || true
 
-say "-- verify: cmp source.img dest.img"
-cmp "$T/source.img" "$T/dest.img" || fail "the destination differs from the source"
-secs=$(python3 -c "print('%.2f' % ($end - $start))")
-mbs=$(python3 -c "print('%.0f' % ($MIB * 1048576 / 1e6 / max($end - $start, 1e-3)))")
+say "-- after the switchover"
+dst_status=$(qmp "$T/dst.qmp" query-status | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])')
+src_status=$(qmp "$T/src.qmp2" query-status | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])')
+say "   destination QEMU: $dst_status    source QEMU: $src_status"
+[ "$dst_status" = running ] || fail "the destination QEMU is not running"
+cmp -n "$((MIB << 20))" "$T/source.img" "$T/dest.img" \
+    || fail "the destination volume differs from the source"
 say
-say "   size      $MIB MiB"
-say "   copy      $secs s to READY"
-say "   rate      $mbs MB/s"
-say "   result    identical, byte for byte"
+say "   volume       $MIB MiB, $(cat "$T/guest.writes" 2>/dev/null || echo '?') guest writes of 1 MiB during the copy"
+say "   total        $(python3 -c "print('%.2f' % ($end - $start))") s (volmig migrate, start to finish)"
+say "   verified     destination == source as of the switchover, byte for byte"
