@@ -6,10 +6,10 @@ CC      ?= gcc
 PKGS    := liburing jansson libnbd libvirt libvirt-qemu libedit yaml-0.1 gnutls
 SAN     ?=
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -I. $(SAN) \
+override CFLAGS += -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -I. $(SAN) \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
-LDFLAGS += $(SAN)
+override LDFLAGS += $(SAN)
 
 LIB_SRCS  := $(wildcard nbd/*.c engine/*.c qmp/*.c k8s/*.c)
 CLI_SRCS  := $(wildcard cli/*.c)
