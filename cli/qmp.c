@@ -372,7 +372,8 @@ static int run_console(struct console *c, const char *addr)
     el_set(c->el, EL_PROMPT, prompt);
     el_set(c->el, EL_HIST, history, hist);
     el_set(c->el, EL_GETCFN, console_getc);
-    el_set(c->el, EL_ADDFN, "qmp-complete", "complete a QMP name", complete);
+    /* el_set() would wcsdup() these names and never free them. */
+    el_wset(c->el, EL_ADDFN, L"qmp-complete", L"complete a QMP name", complete);
     el_set(c->el, EL_BIND, "^I", "qmp-complete", NULL);
     el_source(c->el, NULL);     /* the user's ~/.editrc, if any */
     while ((line = el_gets(c->el, &count)) && count > 0) {

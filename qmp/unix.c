@@ -123,8 +123,6 @@ static int unix_pump(struct qmp *q, int64_t deadline)
                 qmp_shutdown(q);
                 return -1;
             }
-            if (got)
-                return 1;
             rc = wait_fd(t->fd, POLLIN, deadline);
             if (rc <= 0) {
                 if (rc < 0)
@@ -146,6 +144,10 @@ static int unix_pump(struct qmp *q, int64_t deadline)
             qmp_shutdown(q);
             return -1;
         }
+        /* Return with what came rather than read on: a monitor that
+         * never stops talking must not keep the caller past its deadline. */
+        if (got)
+            return 1;
     }
 }
 
