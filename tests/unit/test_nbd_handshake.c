@@ -17,7 +17,12 @@ static struct nbd_export exp = {
 struct wire { uint8_t b[70000]; size_t n; };
 
 static void w_u32(struct wire *w, uint32_t v) { put_be32(w->b + w->n, v); w->n += 4; }
-static void w_bytes(struct wire *w, const void *p, size_t n) { memcpy(w->b + w->n, p, n); w->n += n; }
+static void w_bytes(struct wire *w, const void *p, size_t n)
+{
+    if (n)
+        memcpy(w->b + w->n, p, n);
+    w->n += n;
+}
 static void w_opt(struct wire *w, uint32_t opt, const void *data, uint32_t len)
 {
     put_be64(w->b + w->n, NBD_OPTS_MAGIC);
