@@ -63,7 +63,7 @@ check-asan:
 	$(MAKE) BUILD=build-asan SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" OPT="-O1 -g" check
 
 check-valgrind: all $(UNIT_BINS)
-	@BUILD=$(BUILD) VALGRIND=1 ./tests/run.sh
+	@BUILD=$(BUILD) VALGRIND=1 ./tests/run.sh --unit-only
 
 demo: all
 	@./tests/lib/demo.sh
