@@ -78,6 +78,21 @@ static json_t *find_by(json_t *arr, const char *key, const char *val)
     return NULL;
 }
 
+/* A device id as users know it ("virtio-disk0") against QEMU's qdev path
+ * ("/machine/peripheral/virtio-disk0/virtio-backend"). */
+static bool qdev_matches(const char *qdev, const char *id)
+{
+    static const char prefix[] = "/machine/peripheral/";
+    size_t n = strlen(id);
+
+    if (!strcmp(qdev, id))
+        return true;
+    if (strncmp(qdev, prefix, sizeof prefix - 1))
+        return false;
+    qdev += sizeof prefix - 1;
+    return !strncmp(qdev, id, n) && (qdev[n] == '\0' || qdev[n] == '/');
+}
+
 /* Resolves vol->drive (node name, then drive id or qdev id) to its node. */
 static int resolve(struct mig *m, struct mig_volume *v)
 {
@@ -100,7 +115,7 @@ static int resolve(struct mig *m, struct mig_volume *v)
             const char *dev = json_string_value(json_object_get(b, "device"));
             const char *qdev = json_string_value(json_object_get(b, "qdev"));
 
-            if ((dev && !strcmp(dev, v->drive)) || (qdev && !strcmp(qdev, v->drive))) {
+            if ((dev && !strcmp(dev, v->drive)) || (qdev && qdev_matches(qdev, v->drive))) {
                 node = json_string_value(json_object_get(json_object_get(b, "inserted"),
                                                          "node-name"));
                 if (!node) {
