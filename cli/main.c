@@ -14,6 +14,8 @@ static const struct subcommand {
 } subcommands[] = {
     { "serve", cmd_serve, "export a destination volume over NBD (io_uring)" },
     { "qmp", cmd_qmp, "talk to QEMU's QMP monitor: a console and a script runner" },
+    { "reconcile", cmd_reconcile, "dry-run the volume-migration controller over a file of objects" },
+    { "apply", cmd_apply, "put objects into the controller's store, like kubectl apply" },
 };
 
 static void usage(FILE *f)
