@@ -234,7 +234,7 @@ static int add_docs(json_t *out, json_t *v, const char *source)
     }
     kind = json_string_value(json_object_get(v, "kind"));
     items = json_object_get(v, "items");
-    if (kind && strlen(kind) > 4 && !strcmp(kind + strlen(kind) - 4, "List") &&
+    if (kind && strlen(kind) >= 4 && !strcmp(kind + strlen(kind) - 4, "List") &&
         (json_is_array(items) || json_is_null(items)))
         return items ? add_docs(out, items, source) : 0;
     json_array_append(out, v);
@@ -390,8 +390,8 @@ static bool plain_is_string(const char *s)
     json_t *v;
     bool str;
 
-    if (match_bool11(s))
-        return false;
+    if (match_bool11(s) || strchr(s, '\n'))
+        return false;   /* multi-line strings read best double-quoted */
     if (isdigit((unsigned char)s[0]) && strchr(s, ':'))
         return false;   /* YAML 1.1 sexagesimal numbers and times */
     v = plain_scalar(s);
@@ -510,6 +510,10 @@ out:
         s.buf = NULL;
     } else if (!s.buf) {
         s.buf = strdup("");
+    } else if (s.len && s.buf[s.len - 1] != '\n') {
+        unsigned char nl = '\n';
+
+        sink_write(&s, &nl, 1);
     }
     yaml_emitter_delete(&em);
     return s.buf;
