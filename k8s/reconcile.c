@@ -119,6 +119,14 @@ static void list_add(char *buf, size_t size, const char *item)
         snprintf(buf + n - 1, size - n + 1, " %s]", item);
 }
 
+/* The VMIM of the update in flight (an annotation key with dots in it, so
+ * not reachable through a dotted path). */
+static const char *current_vmim(const json_t *vmi)
+{
+    return json_string_value(json_object_get(k8s_get(vmi, "metadata.annotations"),
+                                             K8S_ANNOT_CURRENT_VMIM));
+}
+
 /* ---- conditions ---- */
 
 json_t *k8s_cond_get(const json_t *obj, const char *type)
@@ -664,7 +672,7 @@ static void next_vmim(struct rc *rc, json_t *vm, json_t *vmi)
 
 static void cancel_update(struct rc *rc, json_t *vm, json_t *vmi)
 {
-    const char *cur = k8s_get_str(vmi, "metadata.annotations." K8S_ANNOT_CURRENT_VMIM);
+    const char *cur = current_vmim(vmi);
     json_t *vmim = cur ? find(rc, "VirtualMachineInstanceMigration", k8s_namespace(vmi), cur) : NULL;
     const char *ready = k8s_get_str(vmi, "status.migrationState.targetNodeDomainReadyTimestamp");
     char what[1024];
@@ -691,14 +699,15 @@ static void cancel_update(struct rc *rc, json_t *vm, json_t *vmi)
 
 /* The migration object reported Succeeded: the VMI now runs on the
  * destinations, so its spec says so. */
-static void finish_update(struct rc *rc, json_t *vm, json_t *vmi, const char *vmim)
+static void finish_update(struct rc *rc, json_t *vm, json_t *vmi, const char *cur)
 {
     json_t *entries = k8s_get(vmi, "status.migratedVolumes");
     json_t *vols = vmi_volumes(vmi);
-    char what[1024];
+    char what[1024], vmim[256];
     size_t i;
     json_t *e;
 
+    snprintf(vmim, sizeof vmim, "%s", cur);   /* CUR lives in the annotation deleted below */
     describe(entries, what, sizeof what);
     json_array_foreach(entries, i, e) {
         const char *name = k8s_get_str(e, "volumeName");
@@ -707,12 +716,15 @@ static void finish_update(struct rc *rc, json_t *vm, json_t *vmi, const char *vm
 
         if (!old || !dst)
             continue;
-        json_object_clear(old);
         if (want && str_eq(vol_claim(want), dst)) {
+            json_object_clear(old);
             json_object_update(old, want);
-        } else {   /* the VM moved on meanwhile: keep the type, name the destination */
-            json_object_set_new(old, "name", json_string(name));
-            json_object_set_new(old, "persistentVolumeClaim", json_pack("{s:s}", "claimName", dst));
+        } else if (k8s_get(old, "dataVolume")) {
+            /* The VM moved on meanwhile (a later update waits its turn):
+             * keep the volume's type and name the destination. */
+            json_object_set_new(k8s_get(old, "dataVolume"), "name", json_string(dst));
+        } else if (k8s_get(old, "persistentVolumeClaim")) {
+            json_object_set_new(k8s_get(old, "persistentVolumeClaim"), "claimName", json_string(dst));
         }
     }
     json_object_del(k8s_get(vmi, "metadata.annotations"), K8S_ANNOT_CURRENT_VMIM);
@@ -724,7 +736,7 @@ static void finish_update(struct rc *rc, json_t *vm, json_t *vmi, const char *vm
 static void track_update(struct rc *rc, json_t *vm, json_t *vmi)
 {
     json_t *entries = k8s_get(vmi, "status.migratedVolumes");
-    const char *cur = k8s_get_str(vmi, "metadata.annotations." K8S_ANNOT_CURRENT_VMIM);
+    const char *cur = current_vmim(vmi);
     json_t *vmim, *v;
     bool reverted = true, targets = true;
     size_t i;
