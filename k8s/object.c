@@ -572,3 +572,15 @@ int k8s_admit(const json_t *obj)
     }
     return 0;
 }
+
+/* ---- engine.h ---- */
+
+#include "k8s/engine.h"
+
+const char *k8s_engine_phase_name(enum k8s_engine_phase p)
+{
+    static const char *const names[] = { "Pending", "Scheduling", "Running", "Succeeded",
+                                         "Failed" };
+
+    return (unsigned)p < sizeof names / sizeof names[0] ? names[p] : "Unknown";
+}
