@@ -15,6 +15,8 @@ static const struct subcommand {
     { "serve", cmd_serve, "export a destination volume over NBD (io_uring)" },
     { "migrate", cmd_migrate, "move a running VM's disks to new volumes (blockdev-mirror)" },
     { "qmp", cmd_qmp, "talk to QEMU's QMP monitor: a console and a script runner" },
+    { "reconcile", cmd_reconcile, "dry-run the volume-migration controller over a file of objects" },
+    { "apply", cmd_apply, "put objects into the controller's store, like kubectl apply" },
 };
 
 static void usage(FILE *f)

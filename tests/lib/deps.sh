@@ -6,7 +6,7 @@ pkgs=(gcc make pkg-config clang libclang-rt-14-dev liburing-dev libjansson-dev l
       nbdkit qemu-system-x86 qemu-utils fio libcmocka-dev libvirt-dev
       libvirt-daemon-system libvirt-clients libedit-dev libyaml-dev
       libgnutls28-dev gnutls-bin iproute2 util-linux gnuplot-nox tmux valgrind
-      procps psmisc)
+      procps psmisc jq)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
