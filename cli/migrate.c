@@ -51,6 +51,7 @@ static void usage(FILE *f)
         "  --backoff SECONDS   delay before the first retry, doubling (default 20)\n"
         "  --buf-size BYTES    mirror buffer (default 64M)\n"
         "  --granularity BYTES mirror dirty-tracking granularity (default: QEMU's)\n"
+        "  --speed BYTES       bandwidth limit per volume, bytes per second (default: none)\n"
         "  --output text|json  progress as text (a bar on a terminal) or JSON lines\n"
         "\n"
         "SIGINT/SIGTERM cancel: jobs and nodes are removed and the VM keeps running on\n"
@@ -215,6 +216,7 @@ int cmd_migrate(int argc, char **argv)
         { "backoff", required_argument, NULL, 'b' },
         { "buf-size", required_argument, NULL, 'B' },
         { "granularity", required_argument, NULL, 'g' },
+        { "speed", required_argument, NULL, 'S' },
         { "output", required_argument, NULL, 'o' },
         { "progress-interval", required_argument, NULL, 'p' },
         { "help", no_argument, NULL, 'h' },
@@ -284,12 +286,15 @@ int cmd_migrate(int argc, char **argv)
             break;
         case 'B':
         case 'g':
+        case 'S':
             n = cli_parse_size(optarg);
             if (n <= 0) {
                 cli_error("migrate", "'%s' is not a size in bytes", optarg);
                 return EXIT_USAGE;
             }
-            if (c == 'B')
+            if (c == 'S')
+                cfg.speed = (uint64_t)n;
+            else if (c == 'B')
                 cfg.buf_size = (uint64_t)n;
             else
                 cfg.granularity = (uint64_t)n;

@@ -304,6 +304,8 @@ static enum attempt start_mirror(struct mig *m, struct mig_volume *v)
         json_object_set_new(args, "granularity", json_integer((json_int_t)m->cfg->granularity));
     if (m->cfg->buf_size)
         json_object_set_new(args, "buf-size", json_integer((json_int_t)m->cfg->buf_size));
+    if (m->cfg->speed)
+        json_object_set_new(args, "speed", json_integer((json_int_t)m->cfg->speed));
     if (qmp_call(m->q, "blockdev-mirror", args, NULL, dl(QMP_TIMEOUT_MS)) < 0)
         return qmp_is_open(m->q) ? ATT_FINAL : ATT_GONE;
     v->started = true;
@@ -818,6 +820,7 @@ enum mig_result mig_run(struct mig_config *cfg)
             err_set(0, "QEMU's monitor went away during the migration: the VM's state is "
                        "unknown; manual recovery is needed (check whether QEMU still runs, and "
                        "on which volumes)");
+            emit(&m, json_pack("{s:s, s:s}", "event", "lost", "error", err_msg()));
             break;
         }
         cleanup(&m);

@@ -61,6 +61,7 @@ struct mig_config {
     double backoff_s;                /* first retry delay; doubles */
     uint64_t granularity;            /* 0: QEMU's default */
     uint64_t buf_size;               /* 0: QEMU's default */
+    uint64_t speed;                  /* bytes per second per mirror, 0: no limit */
     int progress_ms;                 /* progress event interval */
     int converge_warn_s;             /* warn when not converging this long */
     volatile sig_atomic_t *cancel;   /* set by a signal handler */

@@ -1,9 +1,9 @@
 /* The controller's view of the migration engine: an ops table, so that
  * k8s/ never includes engine/ internals and the controller can be tested
- * with a fake.  NOT WIRED YET: `volmig controller` does not exist; the lead
- * fills k8s_engine_volmig (in engine/ or cli/) once `volmig migrate` lands.
+ * with a fake.  k8s_engine_volmig (k8s/engine_volmig.c) runs each job as a
+ * `volmig migrate` child process.
  *
- * The controller (to come) will, for every VirtualMachineInstanceMigration
+ * The controller (k8s/controller.c), for every VirtualMachineInstanceMigration
  * the reconcile step creates: resolve the VMI to a QMP address (annotation
  * on the VMI) and each migrated volume to a path (PVC -> PersistentVolume
  * hostPath/local.path), call start(), poll() until a final phase, writing
@@ -13,6 +13,7 @@
 #ifndef VOLMIG_K8S_ENGINE_H
 #define VOLMIG_K8S_ENGINE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* The phases a VMIM goes through, as KubeVirt spells them. */
@@ -35,6 +36,8 @@ struct k8s_engine_job {
     const char *switchover; /* "pivot" on one host, "migrate:URI" across */
     const struct k8s_engine_volume *volumes;
     size_t nvolumes;
+    unsigned long long speed; /* bytes/s per volume, 0: no limit (KubeVirt's
+                                 migrations.bandwidthPerMigration) */
 };
 
 /* Every call returns within a bounded time (poll never blocks); -1 with
@@ -43,11 +46,16 @@ struct k8s_engine_job {
 struct k8s_engine_ops {
     const char *name;
     int (*start)(void *engine, const struct k8s_engine_job *job, void **handle);
-    int (*poll)(void *engine, void *handle, enum k8s_engine_phase *phase,
+    /* *lost: QEMU itself went away (the VMI is final; manual recovery). */
+    int (*poll)(void *engine, void *handle, enum k8s_engine_phase *phase, bool *lost,
                 char *message, size_t message_size);
     int (*cancel)(void *engine, void *handle);
     void (*release)(void *engine, void *handle);
 };
+
+/* The real engine: `volmig migrate` children of the binary at
+ * engine == the path of the volmig executable (a const char *). */
+extern const struct k8s_engine_ops k8s_engine_volmig;
 
 /* The phase's name in a VMIM's status.phase. */
 const char *k8s_engine_phase_name(enum k8s_engine_phase p);
