@@ -33,7 +33,7 @@ src_qemu() {
         bd+=("$(node_json $i "$f")")
         i=$((i + 1))
     done
-    QEMU_EXTRA="$objs $saved_extra" start_qemu "$name" "${bd[@]}"
+    QEMU_EXTRA="$objs $saved_extra" start_qemu_in "${QEMU_PREFIX:-}" "$name" "${bd[@]}"
 }
 
 node_json() { # I FILE
@@ -191,6 +191,18 @@ export_writes() {
     return 0
 }
 
+# guest_hmp_writes QMP NODE SIZE COUNT SEED : like export_writes, through
+# HMP qemu-io on the node.
+guest_hmp_writes() {
+    local m=$1 node=$2 size=$3 count=$4 seed=$5 i off len
+    RANDOM=$seed
+    for i in $(seq "$count"); do
+        len=$(( (RANDOM % 64 + 1) * 4096 ))
+        off=$(( (RANDOM * 32768 + RANDOM) % (size - len) / 512 * 512 ))
+        hmp_write "$m" "$node" $(( (i * 37 + seed) % 255 + 1 )) $off $len
+    done
+}
+
 # export_node QMP NODE ID SOCKET : a writable NBD export of NODE named ID
 # (starts the NBD server on SOCKET if needed).
 export_node() {
@@ -217,4 +229,85 @@ port_listening() { ss -Htln "sport = :$1" | grep -q .; }
 sha() { # FILE [LEN]
     if [ -n "${2:-}" ]; then head -c "$2" "$1" | sha256sum | cut -d' ' -f1
     else sha256sum "$1" | cut -d' ' -f1; fi
+}
+
+# ---- two hosts: network namespaces joined by a veth pair ----
+#
+# netns_setup : creates namespaces vmsNNN (source) and vmdNNN (destination)
+# joined by a veth pair, 10.77.0.1 and 10.77.0.2, and sets SRC_IP, DST_IP,
+# IN_SRC and IN_DST (command prefixes).  Where namespaces cannot be created
+# it falls back to loopback, says so, and both prefixes are empty.
+# The namespaces are deleted on exit, after the processes are stopped.
+NS_SRC="" NS_DST=""
+netns_setup() {
+    local s=vms$$ d=vmd$$
+    SRC_IP=127.0.0.1 DST_IP=127.0.0.1 IN_SRC="" IN_DST=""
+    if ip netns add "$s" 2>/dev/null; then
+        NS_SRC=$s
+        trap 'cleanup; netns_cleanup' EXIT
+        if ip netns add "$d" 2>/dev/null; then
+            NS_DST=$d
+            if ip link add "va$$" type veth peer name "vb$$" 2>/dev/null &&
+               ip link set "va$$" netns "$s" && ip link set "vb$$" netns "$d" &&
+               ip -n "$s" addr add 10.77.0.1/24 dev "va$$" && ip -n "$d" addr add 10.77.0.2/24 dev "vb$$" &&
+               ip -n "$s" link set "va$$" up && ip -n "$d" link set "vb$$" up &&
+               ip -n "$s" link set lo up && ip -n "$d" link set lo up; then
+                SRC_IP=10.77.0.1 DST_IP=10.77.0.2
+                IN_SRC="ip netns exec $s" IN_DST="ip netns exec $d"
+                $IN_SRC ip route get $DST_IP >/dev/null || fail "no route from $s to $DST_IP"
+                log "two hosts: namespace $s ($SRC_IP) and $d ($DST_IP)"
+                return 0
+            fi
+        fi
+    fi
+    netns_cleanup
+    log "NOTE: cannot create network namespaces here; falling back to loopback (one host)"
+}
+
+netns_cleanup() {
+    [ -z "$NS_SRC" ] || ip netns del "$NS_SRC" 2>/dev/null || true
+    [ -z "$NS_DST" ] || ip netns del "$NS_DST" 2>/dev/null || true
+    ip link del "va$$" 2>/dev/null || true
+    NS_SRC="" NS_DST=""
+    return 0
+}
+
+# start_qemu_in PREFIX NAME BLOCKDEV... : start_qemu, run under PREFIX
+# (e.g. "ip netns exec NS"; it execs, so the pid is QEMU's).
+start_qemu_in() {
+    local prefix=$1 name=$2; shift 2
+    local args=() b
+    for b in "$@"; do args+=(-blockdev "$b"); done
+    $prefix qemu-system-x86_64 -machine none -nodefaults -display none \
+        -qmp "unix:$T/$name.qmp,server=on,wait=off" \
+        -qmp "unix:$T/$name.qmp2,server=on,wait=off" \
+        "${args[@]}" ${QEMU_EXTRA:-} >"$T/$name.qemu.log" 2>&1 &
+    local pid=$!
+    track_pid $pid
+    eval "${name}_pid=$pid"
+    wait_for 20 test -S "$T/$name.qmp2" || { cat "$T/$name.qemu.log" >&2; fail "QEMU $name did not start"; }
+}
+
+# dst_qemu PREFIX NAME INCOMING FILE... : the destination QEMU, -incoming
+# INCOMING, with the source's node layout on the destination volumes.
+dst_qemu() {
+    local prefix=$1 name=$2 incoming=$3; shift 3
+    local i=0 f objs="" bd=()
+    for f in "$@"; do
+        objs+=" -object throttle-group,id=tg$i"
+        bd+=("$(node_json $i "$f")")
+        i=$((i + 1))
+    done
+    QEMU_EXTRA="$objs -incoming $incoming" start_qemu_in "$prefix" "$name" "${bd[@]}"
+}
+
+# serve_in PREFIX NAME ARGS... : start_serve under PREFIX.
+serve_in() {
+    local prefix=$1 name=$2; shift 2
+    $prefix "$VOLMIG" serve "$@" >"$T/$name.log" 2>&1 &
+    local pid=$!
+    track_pid $pid
+    eval "${name}_pid=$pid"
+    wait_for 10 grep -q "listening on" "$T/$name.log" \
+        || { cat "$T/$name.log" >&2; fail "volmig serve ($name) did not start"; }
 }
