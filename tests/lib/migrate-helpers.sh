@@ -298,7 +298,7 @@ dst_qemu() {
         bd+=("$(node_json $i "$f")")
         i=$((i + 1))
     done
-    QEMU_EXTRA="$objs -incoming $incoming" start_qemu_in "$prefix" "$name" "${bd[@]}"
+    QEMU_EXTRA="$objs -incoming $incoming ${QEMU_EXTRA:-}" start_qemu_in "$prefix" "$name" "${bd[@]}"
 }
 
 # serve_in PREFIX NAME ARGS... : start_serve under PREFIX.
