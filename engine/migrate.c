@@ -18,6 +18,7 @@
 #define CONNECT_TIMEOUT_MS 10000
 #define SETTLE_TIMEOUT_MS  60000   /* jobs to conclude after a cancel */
 #define NAME_PREFIX        "volmig-"
+#define PIVOT_PREFIX       "migrated-"   /* target nodes that become the VM's */
 
 /* How an attempt ended.  RETRY: the attempt was cleaned up and another may
  * succeed; FINAL: no attempt can (bad input); GONE: QEMU itself vanished. */
@@ -706,6 +707,11 @@ static enum attempt switch_migrate(struct mig *m)
     a = finish_mirrors(m);
     if (a != ATT_OK)
         return a;
+    /* A cancel that arrived in the pause still wins: the migration is
+     * cancelled (cleanup) and the VM resumes on its own volumes; the
+     * targets hold consistent copies nobody uses. */
+    if (cancelled(m))
+        return ATT_CANCELLED;
     if (qmp_callf(m->q, NULL, dl(QMP_TIMEOUT_MS), "migrate-continue", "{s:s}", "state",
                   "pre-switchover") < 0)
         return qmp_is_open(m->q) ? ATT_RETRY : ATT_GONE;
@@ -734,8 +740,12 @@ static enum attempt attempt_once(struct mig *m, int attempt)
         struct mig_volume *v = &cfg->vols[i];
 
         snprintf(v->job, sizeof v->job, NAME_PREFIX "%d-m%d", (int)getpid(), i);
-        snprintf(v->proto_node, sizeof v->proto_node, NAME_PREFIX "%d-p%d", (int)getpid(), i);
-        snprintf(v->top_node, sizeof v->top_node, NAME_PREFIX "%d-t%d", (int)getpid(), i);
+        /* After a pivot the VM runs on the target nodes for good, so they
+         * get names that are not ours to clean up or refuse later. */
+        snprintf(v->proto_node, sizeof v->proto_node, "%s%d-p%d",
+                 cfg->switchover == MIG_SW_PIVOT ? PIVOT_PREFIX : NAME_PREFIX, (int)getpid(), i);
+        snprintf(v->top_node, sizeof v->top_node, "%s%d-t%d",
+                 cfg->switchover == MIG_SW_PIVOT ? PIVOT_PREFIX : NAME_PREFIX, (int)getpid(), i);
         v->status[0] = '\0';
         v->done = v->total = 0;
         a = add_target(m, v);
