@@ -67,6 +67,7 @@ check-valgrind: all $(UNIT_BINS)
 
 demo: all
 	@./tests/lib/demo.sh
+	@./tests/lib/demo-k8s.sh
 
 bench: all
 	@./bench/run.sh
