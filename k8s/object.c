@@ -556,6 +556,12 @@ int k8s_admit(const json_t *obj)
         const char *tn = k8s_get_str(t, "metadata.name");
         bool found = false;
 
+        if (!tn) {
+            err_set(0, "%s: spec.dataVolumeTemplates[%zu]: metadata.name is required",
+                    k8s_ref(obj, ref, sizeof ref), i);
+            return -1;
+        }
+
         json_array_foreach(vols, j, v) {
             const char *dv = k8s_get_str(v, "dataVolume.name");
             const char *pvc = k8s_get_str(v, "persistentVolumeClaim.claimName");

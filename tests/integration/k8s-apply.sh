@@ -49,4 +49,11 @@ out=$("$VOLMIG" apply -f "$T/tmpl.yaml" --store "$S" 2>&1); rc=$?
 set -e
 assert_eq $rc 1 "unreferenced template refused"
 [[ $out == *"DataVolumeTemplate entry lonely must be referenced in the VMI template's 'volumes' list"* ]] || fail "message: $out"
+# Found by the manifest fuzzer: a template without a name once crashed.
+set +e
+out=$("$VOLMIG" apply -f "$F/template-without-name.yaml" --store "$S" 2>&1); rc=$?
+set -e
+assert_eq $rc 1 "template without a name refused"
+[[ $out == *"spec.dataVolumeTemplates[0]: metadata.name is required"* ]] || fail "message: $out"
+assert_eq "$(cd "$S" && sha256sum * | sha256sum)" "$before" "store changed by a nameless template"
 log "ok"
