@@ -14,6 +14,7 @@ enum {
 int cmd_serve(int argc, char **argv);
 int cmd_qmp(int argc, char **argv);
 int cmd_migrate(int argc, char **argv);
+int cmd_copy(int argc, char **argv);
 
 /* Prints "volmig SUBCOMMAND: MESSAGE" to stderr. */
 void cli_error(const char *sub, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
