@@ -3,6 +3,7 @@
 #include "cli/cli.h"
 #include "engine/copy.h"
 #include "engine/error.h"
+#include "engine/uri.h"
 
 #include <getopt.h>
 #include <jansson.h>
@@ -48,6 +49,7 @@ static void usage(FILE *f)
 
 struct display {
     bool json, tty, bar_shown;
+    bool started;             /* the copy got as far as writing */
     double last_line;
 };
 
@@ -122,6 +124,8 @@ static void show(void *opaque, enum copy_event ev, const struct copy_status *s)
     struct display *d = opaque;
     char a[32], b[32], c[32];
 
+    if (ev == COPY_EV_STARTED)
+        d->started = true;
     if (ev == COPY_EV_STARTED && d->json) {
         json_t *o = status_json("started", s);
 
@@ -157,6 +161,8 @@ static void show_end(struct display *d, enum copy_result r, const struct copy_st
         print_json(o);
         return;
     }
+    if (!d->started)   /* failed while opening: the error line says it all */
+        return;
     human((double)s->done, a, sizeof a);
     human((double)s->size, b, sizeof b);
     human((double)s->contiguous, c, sizeof c);
@@ -256,6 +262,16 @@ int cmd_copy(int argc, char **argv)
     }
     cfg.source = argv[optind];
     cfg.target = argv[optind + 1];
+    for (int i = 0; i < 2; i++) {
+        struct target_uri u;
+        enum copy_spec_kind kind;
+        const char *path;
+
+        if (copy_spec_kind(argv[optind + i], &kind, &path, &u) < 0) {
+            cli_error("copy", "%s: %s", i ? "TARGET" : "SOURCE", err_msg());
+            return EXIT_USAGE;
+        }
+    }
     if ((uint64_t)cfg.requests * cfg.request_size > COPY_MAX_BUFFERS) {
         cli_error("copy", "--requests times --request-size is more than 1 GiB of buffers");
         return EXIT_USAGE;
