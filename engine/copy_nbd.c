@@ -29,7 +29,7 @@ static double now(void)
 
 static int nbd_fail(struct endpoint *ep, const char *what)
 {
-    err_set(nbd_get_errno(), "%s: %s: %s", ep->spec, what, nbd_get_error());
+    err_set(0, "%s: %s: %s", ep->spec, what, nbd_get_error());
     return -1;
 }
 
