@@ -18,6 +18,7 @@ int cmd_reconcile(int argc, char **argv);
 int cmd_apply(int argc, char **argv);
 int cmd_controller(int argc, char **argv);
 int cmd_get(int argc, char **argv);
+int cmd_copy(int argc, char **argv);
 
 /* Prints "volmig SUBCOMMAND: MESSAGE" to stderr. */
 void cli_error(const char *sub, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

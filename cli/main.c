@@ -14,6 +14,7 @@ static const struct subcommand {
 } subcommands[] = {
     { "serve", cmd_serve, "export a destination volume over NBD (io_uring)" },
     { "migrate", cmd_migrate, "move a running VM's disks to new volumes (blockdev-mirror)" },
+    { "copy", cmd_copy, "copy a volume: files, block devices, NBD exports (sparse-aware)" },
     { "qmp", cmd_qmp, "talk to QEMU's QMP monitor: a console and a script runner" },
     { "reconcile", cmd_reconcile, "dry-run the volume-migration controller over a file of objects" },
     { "controller", cmd_controller, "watch a store of manifests and run volume migrations" },

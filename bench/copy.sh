@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# bench/copy.sh: offline `volmig copy` against nbdcopy and qemu-img convert.
+#
+# Cases: a local file to an NBD export and an NBD export to a local file,
+# each with a dense (random) and a sparse (25% data) source of BENCH_SIZE
+# (default 2G), on the disk (BENCH_DISK_DIR, default /var/tmp: device-bound)
+# and in /dev/shm (copier-bound).  The NBD end is nbdkit's file plugin for
+# every copier, and every target starts as a fresh sparse file.  Each time
+# includes a `sync`, so copiers that leave dirty pages behind pay for them,
+# and the page cache is dropped before each run on the disk (BENCH_DROP=0
+# turns that off).  fio measures the disk's raw copy limit in the same run:
+# one sequential O_DIRECT reader and one writer at the same time.
+#
+# Prints a Markdown table on stdout; progress goes to stderr.
+set -euo pipefail
+TOP=$(cd "$(dirname "$0")/.." && pwd)
+VOLMIG=${VOLMIG:-$TOP/build/volmig}
+SIZE=${BENCH_SIZE:-2G}
+DISK=${BENCH_DISK_DIR:-/var/tmp}
+DROP=${BENCH_DROP:-1}
+for c in nbdkit nbdcopy qemu-img fio python3; do
+    command -v $c >/dev/null || { echo "bench/copy.sh: missing $c" >&2; exit 77; }
+done
+[ -x "$VOLMIG" ] || { echo "bench/copy.sh: build volmig first ($VOLMIG)" >&2; exit 1; }
+bytes=$(numfmt --from=iec "$SIZE")
+pids=() dirs=()
+cleanup() {
+    local p
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    rm -rf "${dirs[@]}"
+}
+trap cleanup EXIT
+say() { echo "bench/copy.sh: $*" >&2; }
+
+drop_caches() {
+    sync
+    if [ "$DROP" = 1 ] && [ "$1" = disk ] && [ -w /proc/sys/vm/drop_caches ]; then
+        echo 3 >/proc/sys/vm/drop_caches
+    fi
+}
+
+# nbdkit exporting FILE on a unix socket; URI in $uri, pid remembered.
+nbd_server() { # FILE SOCK [-r]
+    rm -f "$2"
+    nbdkit -f ${3:-} -U "$2" file "$1" >/dev/null 2>&1 &
+    pids+=($!)
+    server=$!
+    for _ in $(seq 100); do [ -S "$2" ] && break; sleep 0.05; done
+    uri="nbd+unix:///?socket=$2"
+}
+stop_server() { kill "$server"; wait "$server" 2>/dev/null || true; }
+
+make_sources() { # DIR
+    say "creating $SIZE sources in $1"
+    head -c "$bytes" /dev/urandom >"$1/dense"
+    truncate -s "$bytes" "$1/sparse"
+    local q=$(( bytes / 4 )) chunk=$(( bytes / 16 / 1048576 )) i
+    for i in 0 1 2 3; do
+        dd if="$1/dense" of="$1/sparse" bs=1M count=$chunk skip=$(( i * q / 1048576 )) \
+           seek=$(( i * q / 1048576 )) conv=notrunc status=none
+    done
+}
+
+# Runs "$@" and prints the seconds it took, sync included.
+timed() {
+    local t0 t1
+    t0=$(date +%s.%N)
+    "$@" >/dev/null 2>"$dir/err" || { cat "$dir/err" >&2; echo FAIL; return 0; }
+    sync
+    t1=$(date +%s.%N)
+    python3 -c "print('%.2f' % ($t1 - $t0))"
+}
+
+# One case: TOOL DIRECTION SRCFILE; prints seconds.  The target is fresh.
+run_case() { # TOOL to-nbd|from-nbd KIND WHERE
+    local tool=$1 dirn=$2 kind=$3 where=$4 src dst s
+    rm -f "$dir/target"
+    truncate -s "$bytes" "$dir/target"
+    if [ "$dirn" = to-nbd ]; then
+        nbd_server "$dir/target" "$dir/t.sock"
+        src="$dir/$kind" dst=$uri
+    else
+        nbd_server "$dir/$kind" "$dir/s.sock" -r
+        src=$uri dst="$dir/target"
+    fi
+    drop_caches "$where"
+    case $tool in
+        volmig)   s=$(timed "$VOLMIG" copy "$src" "$dst") ;;
+        nbdcopy)  s=$(timed nbdcopy "$src" "$dst") ;;
+        qemu-img) s=$(timed qemu-img convert -n -f raw -O raw "$src" "$dst") ;;
+    esac
+    stop_server
+    cmp -s "$dir/$kind" "$dir/target" || s="$s (DIFFERS)"
+    echo "$s"
+}
+
+fio_limit() { # DIR WHERE -> "seconds MB/s"
+    local direct=1
+    [ "$2" = shm ] && direct=0
+    rm -f "$1/fio.w"
+    drop_caches "$2"
+    fio --output-format=json --ioengine=io_uring --bs=1M --iodepth=16 --direct=$direct \
+        --size="$bytes" --name=read --rw=read --filename="$1/dense" \
+        --name=write --rw=write --filename="$1/fio.w" >"$1/fio.json" 2>/dev/null
+    rm -f "$1/fio.w"
+    python3 - "$1/fio.json" "$bytes" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+r = j["jobs"][0]["read"]["bw_bytes"]; w = j["jobs"][1]["write"]["bw_bytes"]
+bw = min(r, w)
+print("%.2f %.0f" % (int(sys.argv[2]) / bw, bw / 1e6))
+PY
+}
+
+ratio() { python3 -c "a, b = '$1', '$2'
+try: print('%.2fx' % (float(a) / float(b)))
+except ValueError: print('-')"; }
+
+rows=()
+for where in disk shm; do
+    if [ $where = disk ]; then base=$DISK; else base=/dev/shm; fi
+    dir=$(mktemp -d "$base/volmig-bench-copy.XXXXXX")
+    dirs+=("$dir")
+    make_sources "$dir"
+    read -r limit_s limit_mb < <(fio_limit "$dir" $where)
+    say "$where: fio copy limit ${limit_mb} MB/s (${limit_s} s for $SIZE)"
+    rows+=("| $where | fio raw copy limit | ${limit_s} | | | | | ${limit_mb} MB/s |")
+    for dirn in to-nbd from-nbd; do
+        for kind in dense sparse; do
+            declare -A t=()
+            for tool in volmig nbdcopy qemu-img; do
+                t[$tool]=$(run_case $tool $dirn $kind $where)
+                say "$where $dirn $kind $tool: ${t[$tool]} s"
+            done
+            pct=-
+            [ $kind = dense ] && pct=$(python3 -c "
+try: print('%.0f%%' % (100 * $limit_s / float('${t[volmig]}')))
+except ValueError: print('-')")
+            rows+=("| $where | file $( [ $dirn = to-nbd ] && echo '-> NBD' || echo '<- NBD') $kind | ${t[volmig]} | ${t[nbdcopy]} | ${t[qemu-img]} | $(ratio "${t[nbdcopy]}" "${t[volmig]}") | $(ratio "${t[qemu-img]}" "${t[volmig]}") | $pct of limit |")
+        done
+    done
+    rm -rf "$dir"
+done
+
+echo "### volmig copy vs nbdcopy vs qemu-img convert ($SIZE, seconds incl. sync; ratio > 1: volmig faster)"
+echo
+echo "| where | case | volmig | nbdcopy | qemu-img | nbdcopy/volmig | qemu-img/volmig | notes |"
+echo "|---|---|---|---|---|---|---|---|"
+printf '%s\n' "${rows[@]}"
+echo
+echo "NBD end: nbdkit file plugin ($(nbdkit --version | head -n 1)); $(nbdcopy --version | head -n 1); $(qemu-img --version | head -n 1); targets start as fresh sparse files."

@@ -1,0 +1,290 @@
+/* volmig copy: argument parsing and the progress display.  The copier is
+ * engine/copy.c's. */
+#include "cli/cli.h"
+#include "engine/copy.h"
+#include "engine/error.h"
+#include "engine/uri.h"
+
+#include <getopt.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t cancel_flag;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    cancel_flag = 1;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "usage: volmig copy SOURCE TARGET [--connections N] [--requests N]\n"
+        "                   [--request-size BYTES] [--output text|json] [--no-direct]\n"
+        "\n"
+        "Copies a volume offline (nothing may write to the source meanwhile): a local\n"
+        "file or block device (io_uring, O_DIRECT where possible) or an NBD export\n"
+        "(nbd://HOST[:PORT]/EXPORT, nbd+unix:///EXPORT?socket=PATH), on either side.\n"
+        "Holes are not read, zeroes are written as zeroes, and what the target already\n"
+        "reads as zeroes is not written at all.  The source is only ever read.  A\n"
+        "TARGET path that does not exist is created as a sparse file; a target smaller\n"
+        "than the source is refused before anything is written.\n"
+        "\n"
+        "  --connections N      NBD connections per side when the server allows\n"
+        "                       multi-conn (default 4, at most %d)\n"
+        "  --requests N         requests in flight (default 64, at most %d)\n"
+        "  --request-size BYTES bytes per read and write (default 256K, at most 32M)\n"
+        "  --output text|json   progress as text (a bar on a terminal) or JSON lines\n"
+        "  --no-direct          do not use O_DIRECT on local volumes\n"
+        "\n"
+        "SIGINT/SIGTERM stop the copy and say how far it got.\n"
+        "Exit status: 0 done, 1 failed, 2 bad usage, 3 cancelled.\n",
+        COPY_MAX_CONNECTIONS, COPY_MAX_REQUESTS);
+}
+
+struct display {
+    bool json, tty, bar_shown;
+    bool started;             /* the copy got as far as writing */
+    double last_line;
+};
+
+static const char *human(double bytes, char *buf, size_t len)
+{
+    const char *units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+    int u = 0;
+
+    while (bytes >= 1024 && u < 4) {
+        bytes /= 1024;
+        u++;
+    }
+    snprintf(buf, len, u ? "%.1f %s" : "%.0f %s", bytes, units[u]);
+    return buf;
+}
+
+static void end_bar(struct display *d)
+{
+    if (d->bar_shown) {
+        fputc('\n', stderr);
+        d->bar_shown = false;
+    }
+}
+
+static json_t *status_json(const char *event, const struct copy_status *s)
+{
+    return json_pack("{s:s, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f}", "event", event,
+                     "t", s->t, "size", (json_int_t)s->size, "done", (json_int_t)s->done,
+                     "contiguous", (json_int_t)s->contiguous, "data", (json_int_t)s->data,
+                     "zeroed", (json_int_t)s->zeroed, "skipped", (json_int_t)s->skipped,
+                     "read", (json_int_t)s->read, "rate", s->rate, "eta", s->eta);
+}
+
+static void print_json(json_t *o)
+{
+    char *text = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+
+    if (text)
+        printf("%s\n", text);
+    free(text);
+    json_decref(o);
+    fflush(stdout);
+}
+
+static void show_progress(struct display *d, const struct copy_status *s)
+{
+    double pct = s->size ? 100.0 * (double)s->done / (double)s->size : 0;
+    char a[32], b[32], r[32], etas[32] = "?";
+
+    if (s->eta >= 0)
+        snprintf(etas, sizeof etas, "%.0fs", s->eta);
+    if (d->tty) {
+        int filled = (int)(pct / 5);
+
+        fprintf(stderr, "\r[%.*s%*s] %5.1f%% %s / %s  %s/s  ETA %s   ", filled,
+                "####################", 20 - filled, "", pct, human((double)s->done, a, sizeof a),
+                human((double)s->size, b, sizeof b), human(s->rate, r, sizeof r), etas);
+        d->bar_shown = true;
+        return;
+    }
+    if (s->t - d->last_line < 2.0 && d->last_line > 0)
+        return;
+    d->last_line = s->t;
+    printf("%7.1fs copying %5.1f%%  %s of %s, %s/s, ETA %s\n", s->t, pct,
+           human((double)s->done, a, sizeof a), human((double)s->size, b, sizeof b),
+           human(s->rate, r, sizeof r), etas);
+    fflush(stdout);
+}
+
+static void show(void *opaque, enum copy_event ev, const struct copy_status *s)
+{
+    struct display *d = opaque;
+    char a[32], b[32], c[32];
+
+    if (ev == COPY_EV_STARTED)
+        d->started = true;
+    if (ev == COPY_EV_STARTED && d->json) {
+        json_t *o = status_json("started", s);
+
+        json_object_set_new(o, "source", json_string(s->source_desc));
+        json_object_set_new(o, "target", json_string(s->target_desc));
+        json_object_set_new(o, "request_size", json_integer(s->request_size));
+        json_object_set_new(o, "requests", json_integer(s->requests));
+        print_json(o);
+    } else if (ev == COPY_EV_STARTED) {
+        printf("%7.1fs copying %s (%s) onto a %s target (%s), %d requests of %s\n", s->t,
+               human((double)s->size, a, sizeof a), s->source_desc,
+               human((double)s->target_size, b, sizeof b), s->target_desc, s->requests,
+               human(s->request_size, c, sizeof c));
+        fflush(stdout);
+    } else if (d->json) {
+        print_json(status_json("progress", s));
+    } else {
+        show_progress(d, s);
+    }
+}
+
+static void show_end(struct display *d, enum copy_result r, const struct copy_status *s)
+{
+    const char *ev = r == COPY_DONE ? "completed" : r == COPY_CANCELLED ? "cancelled" : "failed";
+    char a[32], b[32], c[32], z[32], k[32], rt[32];
+
+    end_bar(d);
+    if (d->json) {
+        json_t *o = status_json(ev, s);
+
+        if (r == COPY_FAILED)
+            json_object_set_new(o, "error", json_string(err_msg()));
+        print_json(o);
+        return;
+    }
+    if (!d->started)   /* failed while opening: the error line says it all */
+        return;
+    human((double)s->done, a, sizeof a);
+    human((double)s->size, b, sizeof b);
+    human((double)s->contiguous, c, sizeof c);
+    if (r == COPY_DONE) {
+        printf("%7.1fs done: %s in %.2f s (%s/s): %s data, %s written as zeroes, "
+               "%s already zero\n", s->t, b, s->t,
+               human(s->t > 0 ? (double)s->size / s->t : 0, rt, sizeof rt),
+               human((double)s->data, k, sizeof k), human((double)s->zeroed, z, sizeof z),
+               human((double)s->skipped, c, sizeof c));
+    } else {
+        printf("%7.1fs %s after %s of %s: the target holds the source up to offset %llu (%s); "
+               "the source is untouched\n", s->t, ev, a, b, (unsigned long long)s->contiguous, c);
+    }
+    fflush(stdout);
+}
+
+static int parse_count(const char *opt, const char *arg, int max, int *out)
+{
+    char *end;
+    long n = strtol(arg, &end, 10);
+
+    if (*end || end == arg || n < 1 || n > max) {
+        cli_error("copy", "%s '%s': a number from 1 to %d", opt, arg, max);
+        return -1;
+    }
+    *out = (int)n;
+    return 0;
+}
+
+int cmd_copy(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "connections", required_argument, NULL, 'c' },
+        { "requests", required_argument, NULL, 'r' },
+        { "request-size", required_argument, NULL, 's' },
+        { "output", required_argument, NULL, 'o' },
+        { "no-direct", no_argument, NULL, 'D' },
+        { "progress-interval", required_argument, NULL, 'p' },
+        { "help", no_argument, NULL, 'h' },
+        { 0 },
+    };
+    struct display d = { 0 };
+    struct copy_config cfg = { .connections = 4, .requests = 64, .request_size = 256U << 10,
+                               .progress_ms = 500, .cancel = &cancel_flag, .emit = show,
+                               .opaque = &d };
+    struct copy_status st = { 0 };
+    struct sigaction sa = { .sa_handler = on_signal };
+    enum copy_result r;
+    long long n;
+    int c, ms;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            if (parse_count("--connections", optarg, COPY_MAX_CONNECTIONS, &cfg.connections) < 0)
+                return EXIT_USAGE;
+            break;
+        case 'r':
+            if (parse_count("--requests", optarg, COPY_MAX_REQUESTS, &cfg.requests) < 0)
+                return EXIT_USAGE;
+            break;
+        case 's':
+            n = cli_parse_size(optarg);
+            if (n < 4096 || n > COPY_MAX_REQUEST || n % 4096) {
+                cli_error("copy", "--request-size '%s': a multiple of 4K from 4K to 32M", optarg);
+                return EXIT_USAGE;
+            }
+            cfg.request_size = (uint32_t)n;
+            break;
+        case 'p':
+            if (parse_count("--progress-interval", optarg, 60000, &ms) < 0)
+                return EXIT_USAGE;
+            cfg.progress_ms = ms;
+            break;
+        case 'o':
+            if (!strcmp(optarg, "json")) {
+                d.json = true;
+            } else if (strcmp(optarg, "text")) {
+                cli_error("copy", "--output '%s': use text or json", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case 'D': cfg.no_direct = true; break;
+        case 'h': usage(stdout); return EXIT_DONE;
+        default: usage(stderr); return EXIT_USAGE;
+        }
+    }
+    if (argc - optind < 2) {
+        cli_error("copy", "SOURCE and TARGET are required");
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (argc - optind > 2) {
+        cli_error("copy", "unexpected argument '%s'", argv[optind + 2]);
+        return EXIT_USAGE;
+    }
+    cfg.source = argv[optind];
+    cfg.target = argv[optind + 1];
+    for (int i = 0; i < 2; i++) {
+        struct target_uri u;
+        enum copy_spec_kind kind;
+        const char *path;
+
+        if (copy_spec_kind(argv[optind + i], &kind, &path, &u) < 0) {
+            cli_error("copy", "%s: %s", i ? "TARGET" : "SOURCE", err_msg());
+            return EXIT_USAGE;
+        }
+    }
+    if ((uint64_t)cfg.requests * cfg.request_size > COPY_MAX_BUFFERS) {
+        cli_error("copy", "--requests times --request-size is more than 1 GiB of buffers");
+        return EXIT_USAGE;
+    }
+    d.tty = !d.json && isatty(STDERR_FILENO) && isatty(STDOUT_FILENO);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    r = copy_run(&cfg, &st);
+    show_end(&d, r, &st);
+    if (r == COPY_FAILED) {
+        cli_error("copy", "%s", err_msg());
+        return EXIT_FAILED;
+    }
+    return r == COPY_CANCELLED ? EXIT_CANCELLED : EXIT_DONE;
+}

@@ -1,0 +1,137 @@
+/* The copier's local backend: a file or block device through io_uring,
+ * built on engine/target.c (O_DIRECT probing, SEEK_DATA extents, the
+ * fallocate capability latches). */
+#include "engine/copy_internal.h"
+#include "engine/error.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define LOCAL_MAX_ZERO (1ULL << 30)
+
+static int local_extents(struct endpoint *ep, uint64_t off, uint64_t len, struct extent_map *m)
+{
+    static struct target_extent te[COPY_MAP_MAX];   /* one thread, one copier */
+    int n = target_extents(&ep->t, off, len, te, COPY_MAP_MAX);
+
+    m->start = off;
+    m->n = m->cur = 0;
+    for (int i = 0; i < n; i++) {
+        bool zero = ep->knows_zero && te[i].hole;
+
+        if (m->n && m->e[m->n - 1].zero == zero)
+            m->e[m->n - 1].end = te[i].offset + te[i].length;
+        else
+            m->e[m->n++] = (typeof(m->e[0])){ te[i].offset + te[i].length, zero };
+    }
+    m->end = m->n ? m->e[m->n - 1].end : off + len;
+    return 0;
+}
+
+static int local_start(struct endpoint *ep, struct creq *r, enum ep_op op)
+{
+    struct io_uring_sqe *sqe = copy_get_sqe(ep->cp);
+    uint8_t *buf = r->buf + (r->io_pos - r->io_base);
+    uint64_t len = r->io_end - r->io_pos;
+
+    switch (op) {
+    case OP_READ:
+        /* O_DIRECT wants whole blocks; a read past the end of the file
+         * comes back short, with exactly the bytes that exist. */
+        len = (len + ep->t.block_size - 1) / ep->t.block_size * ep->t.block_size;
+        target_prep_read(&ep->t, sqe, buf, (uint32_t)len, r->io_pos);
+        break;
+    case OP_WRITE:
+        target_prep_write(&ep->t, sqe, buf, (uint32_t)len, r->io_pos, false);
+        break;
+    case OP_ZERO:
+        /* Punching leaves the target sparse; ZERO_RANGE allocates.  Both
+         * read back as zeroes, on files and on block devices alike. */
+        r->zmode = ep->t.can_punch ? 0 : 1;
+        target_prep_fallocate(&ep->t, sqe, r->zmode ? FALLOC_FL_ZERO_RANGE : FALLOC_FL_PUNCH_HOLE,
+                              r->io_pos, len);
+        break;
+    }
+    io_uring_sqe_set_data(sqe, r);
+    return 0;
+}
+
+static bool local_zero_unsupported(struct endpoint *ep, struct creq *r, int64_t res)
+{
+    if (res != -EOPNOTSUPP && res != -EINVAL && res != -ENOTTY)
+        return false;
+    if (r->zmode == 0)
+        ep->t.can_punch = false;
+    else
+        ep->t.can_zero_range = false;
+    ep->can_zero = ep->t.can_punch || ep->t.can_zero_range;
+    return true;
+}
+
+static int local_flush(struct endpoint *ep)
+{
+    return target_flush_sync(&ep->t);
+}
+
+static void local_close(struct endpoint *ep)
+{
+    target_close(&ep->t);
+}
+
+static const struct ep_ops local_ops = {
+    .extents = local_extents,
+    .start = local_start,
+    .flush = local_flush,
+    .zero_unsupported = local_zero_unsupported,
+    .close = local_close,
+};
+
+/* A target path that does not exist yet becomes a sparse file of the
+ * source's size: it reads as zeroes, so the copy writes only data. */
+static int create_sparse(const char *path, uint64_t size)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+
+    if (fd < 0) {
+        err_set(errno, "create %s", path);
+        return -1;
+    }
+    if (ftruncate(fd, (off_t)size) < 0) {
+        err_set(errno, "size %s to %llu bytes", path, (unsigned long long)size);
+        close(fd);
+        unlink(path);
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
+int copy_local_open(struct endpoint *ep, const char *path, bool direct, uint64_t create_size)
+{
+    struct stat st;
+
+    if (ep->is_target && stat(path, &st) < 0 && errno == ENOENT &&
+        create_sparse(path, create_size) < 0)
+        return -1;
+    /* The target's export size is the source's: target_open drops O_DIRECT
+     * when the copy would end mid-block. */
+    if (target_open(&ep->t, path, !ep->is_target, direct, ep->is_target ? create_size : 0) < 0)
+        return -1;
+    ep->ops = &local_ops;
+    ep->size = ep->t.size;
+    ep->align = ep->t.block_size;
+    ep->max_io = COPY_MAX_REQUEST;
+    ep->max_zero = LOCAL_MAX_ZERO;
+    ep->can_zero = ep->is_target;
+    ep->knows_zero = ep->t.kind == TARGET_FILE && ep->t.can_seek_data;
+    snprintf(ep->desc, sizeof ep->desc, "%s, %s%s%s",
+             ep->t.kind == TARGET_BLOCK ? "block device" : "file",
+             ep->t.direct ? "O_DIRECT" : "buffered",
+             direct && !ep->t.direct ? ": " : "", direct && !ep->t.direct ? ep->t.why_buffered : "");
+    return 0;
+}

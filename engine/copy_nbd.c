@@ -1,0 +1,323 @@
+/* The copier's NBD backend: libnbd's asynchronous API on one or more
+ * connections to the same export.  Commands complete through callbacks
+ * that only queue the request on the copier's completion list; the core
+ * processes it from its loop, so no callback re-enters libnbd.
+ *
+ * Several connections are opened only when the server advertises
+ * multi-conn, which promises that what one connection writes and flushes
+ * is what every other one reads. */
+#include "engine/copy_internal.h"
+#include "engine/error.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#define NBD_MAX_ZERO      (1ULL << 30)
+#define NBD_DEFAULT_MAX   (32U << 20)
+#define CONNECT_SECONDS   30
+#define COMMAND_SECONDS   60
+
+static double now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int nbd_fail(struct endpoint *ep, const char *what)
+{
+    err_set(0, "%s: %s: %s", ep->spec, what, nbd_get_error());
+    return -1;
+}
+
+/* Runs h's state machine until *done or the deadline.  -1 with err_msg()
+ * set on timeout or a dead connection. */
+static int wait_done(struct endpoint *ep, struct nbd_handle *h, const bool *done,
+                     int seconds, const char *what)
+{
+    double end = now() + seconds;
+
+    while (!*done) {
+        int left = (int)((end - now()) * 1000);
+
+        if (left <= 0) {
+            err_set(ETIMEDOUT, "%s: %s", ep->spec, what);
+            return -1;
+        }
+        if (nbd_poll(h, left) < 0)
+            return nbd_fail(ep, what);
+    }
+    return 0;
+}
+
+static struct nbd_handle *connect_one(struct endpoint *ep)
+{
+    struct nbd_handle *h = nbd_create();
+    double end = now() + CONNECT_SECONDS;
+    int r;
+
+    if (!h) {
+        nbd_fail(ep, "nbd_create");
+        return NULL;
+    }
+    if (nbd_set_export_name(h, ep->uri.export_name) < 0 ||
+        nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0)
+        goto fail;
+    if (ep->uri.kind == URI_NBD_UNIX)
+        r = nbd_aio_connect_unix(h, ep->uri.socket);
+    else
+        r = nbd_aio_connect_tcp(h, ep->uri.host, ep->uri.port);
+    if (r < 0)
+        goto fail;
+    while (!nbd_aio_is_ready(h)) {
+        int left = (int)((end - now()) * 1000);
+
+        if (left <= 0) {
+            err_set(ETIMEDOUT, "%s: connect", ep->spec);
+            nbd_close(h);
+            return NULL;
+        }
+        if (nbd_aio_is_dead(h) || nbd_aio_is_closed(h) || nbd_poll(h, left) < 0)
+            goto fail;
+    }
+    return h;
+fail:
+    nbd_fail(ep, "connect");
+    nbd_close(h);
+    return NULL;
+}
+
+struct bs_ctx {
+    struct endpoint *ep;
+    struct extent_map *m;
+    bool done;
+    int err;
+};
+
+static int extent_cb(void *opaque, const char *context, uint64_t offset, uint32_t *entries,
+                     size_t n, int *error)
+{
+    struct bs_ctx *b = opaque;
+    struct extent_map *m = b->m;
+    uint64_t pos = offset;
+
+    (void)error;
+    if (strcmp(context, LIBNBD_CONTEXT_BASE_ALLOCATION))
+        return 0;
+    for (size_t i = 0; i + 1 < n && pos < b->ep->size; i += 2) {
+        bool zero = entries[i + 1] & LIBNBD_STATE_ZERO;
+
+        pos += entries[i];
+        if (pos > b->ep->size)
+            pos = b->ep->size;
+        if (m->n && m->e[m->n - 1].zero == zero)
+            m->e[m->n - 1].end = pos;
+        else if (m->n < COPY_MAP_MAX)
+            m->e[m->n++] = (typeof(m->e[0])){ pos, zero };
+        else
+            break;
+    }
+    return 0;
+}
+
+static int bs_done_cb(void *opaque, int *error)
+{
+    struct bs_ctx *b = opaque;
+
+    b->err = *error;
+    b->done = true;
+    return 1;
+}
+
+static int nbd_extents(struct endpoint *ep, uint64_t off, uint64_t len, struct extent_map *m)
+{
+    struct bs_ctx b = { .ep = ep, .m = m };
+
+    m->start = off;
+    m->n = m->cur = 0;
+    if (len > NBD_MAX_ZERO)
+        len = NBD_MAX_ZERO;
+    if (ep->knows_zero) {
+        nbd_extent_callback ecb = { .callback = extent_cb, .user_data = &b };
+        nbd_completion_callback ccb = { .callback = bs_done_cb, .user_data = &b };
+
+        if (nbd_aio_block_status(ep->h[0], len, off, ecb, ccb, 0) < 0)
+            return nbd_fail(ep, "block status");
+        if (wait_done(ep, ep->h[0], &b.done, COMMAND_SECONDS, "block status") < 0)
+            return -1;
+        if (b.err) {
+            err_set(b.err, "%s: block status at %llu", ep->spec, (unsigned long long)off);
+            return -1;
+        }
+    }
+    if (m->n == 0)   /* nothing said: data, read it */
+        m->e[m->n++] = (typeof(m->e[0])){ off + len, false };
+    m->end = m->e[m->n - 1].end;
+    return 0;
+}
+
+static int io_done_cb(void *opaque, int *error)
+{
+    struct creq *r = opaque;
+    struct endpoint *ep = r->st == ST_READ ? &r->cp->src : &r->cp->dst;
+
+    ep->inflight[r->conn]--;
+    r->res = *error ? -*error : (int64_t)(r->io_end - r->io_pos);
+    r->next = r->cp->done;
+    r->cp->done = r;
+    return 1;
+}
+
+static int nbd_start(struct endpoint *ep, struct creq *r, enum ep_op op)
+{
+    nbd_completion_callback cb = { .callback = io_done_cb, .user_data = r };
+    uint8_t *buf = r->buf + (r->io_pos - r->io_base);
+    uint64_t len = r->io_end - r->io_pos;
+    int64_t cookie = -1;
+    int c = 0;
+
+    for (int i = 1; i < ep->nconn; i++)
+        if (ep->inflight[i] < ep->inflight[c])
+            c = i;
+    r->conn = c;
+    switch (op) {
+    case OP_READ: cookie = nbd_aio_pread(ep->h[c], buf, len, r->io_pos, cb, 0); break;
+    case OP_WRITE: cookie = nbd_aio_pwrite(ep->h[c], buf, len, r->io_pos, cb, 0); break;
+    case OP_ZERO: cookie = nbd_aio_zero(ep->h[c], len, r->io_pos, cb, 0); break;
+    }
+    if (cookie < 0)
+        return nbd_fail(ep, op == OP_READ ? "read" : op == OP_WRITE ? "write" : "zero");
+    ep->inflight[c]++;
+    return 0;
+}
+
+static bool nbd_zero_unsupported(struct endpoint *ep, struct creq *r, int64_t res)
+{
+    (void)r;
+    if (res != -ENOTSUP && res != -EOPNOTSUPP)
+        return false;
+    ep->can_zero = false;
+    return true;
+}
+
+static int flush_done_cb(void *opaque, int *error)
+{
+    struct bs_ctx *b = opaque;
+
+    b->err = *error;
+    b->done = true;
+    return 1;
+}
+
+static int nbd_flush_all(struct endpoint *ep)
+{
+    for (int i = 0; i < ep->nconn; i++) {
+        struct bs_ctx b = { .ep = ep };
+        nbd_completion_callback cb = { .callback = flush_done_cb, .user_data = &b };
+
+        if (nbd_can_flush(ep->h[i]) != 1)
+            continue;
+        if (nbd_aio_flush(ep->h[i], cb, 0) < 0)
+            return nbd_fail(ep, "flush");
+        if (wait_done(ep, ep->h[i], &b.done, COMMAND_SECONDS, "flush") < 0)
+            return -1;
+        if (b.err) {
+            err_set(b.err, "%s: flush", ep->spec);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void nbd_close_all(struct endpoint *ep)
+{
+    for (int i = 0; i < ep->nconn; i++) {
+        if (nbd_aio_is_ready(ep->h[i]))
+            nbd_shutdown(ep->h[i], 0);
+        nbd_close(ep->h[i]);
+        ep->h[i] = NULL;
+    }
+    ep->nconn = 0;
+}
+
+static const struct ep_ops nbd_ops = {
+    .extents = nbd_extents,
+    .start = nbd_start,
+    .flush = nbd_flush_all,
+    .zero_unsupported = nbd_zero_unsupported,
+    .close = nbd_close_all,
+};
+
+int copy_nbd_open(struct endpoint *ep, int connections)
+{
+    struct nbd_handle *h = connect_one(ep);
+    int64_t v;
+
+    if (!h)
+        return -1;
+    ep->ops = &nbd_ops;
+    ep->h[0] = h;
+    ep->nconn = 1;
+    v = nbd_get_size(h);
+    if (v < 0)
+        return nbd_fail(ep, "size");
+    ep->size = (uint64_t)v;
+    if (ep->is_target && nbd_is_read_only(h) == 1) {
+        err_set(EROFS, "%s: the export is read-only", ep->spec);
+        return -1;
+    }
+    v = nbd_get_block_size(h, LIBNBD_SIZE_MINIMUM);
+    ep->align = v > 0 ? (uint32_t)v : 1;
+    v = nbd_get_block_size(h, LIBNBD_SIZE_MAXIMUM);
+    ep->max_io = v > 0 && v < NBD_DEFAULT_MAX ? (uint32_t)v : NBD_DEFAULT_MAX;
+    ep->max_zero = NBD_MAX_ZERO;
+    ep->can_zero = nbd_can_zero(h) == 1;
+    ep->knows_zero = nbd_can_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) == 1;
+    if (nbd_can_multi_conn(h) != 1)
+        connections = 1;
+    while (ep->nconn < connections) {
+        if (!(h = connect_one(ep)))
+            return -1;
+        ep->h[ep->nconn++] = h;
+    }
+    snprintf(ep->desc, sizeof ep->desc, "nbd, %d connection%s%s%s", ep->nconn,
+             ep->nconn > 1 ? "s (multi-conn)" : "",
+             ep->knows_zero ? ", base:allocation" : "",
+             ep->can_zero || !ep->is_target ? "" : ", no WRITE_ZEROES");
+    return 0;
+}
+
+int copy_nbd_poll_fds(struct endpoint *ep, struct pollfd *fds, int max)
+{
+    int n = 0;
+
+    for (int i = 0; i < ep->nconn && n < max; i++, n++) {
+        unsigned dir = nbd_aio_get_direction(ep->h[i]);
+
+        fds[n].fd = nbd_aio_get_fd(ep->h[i]);
+        fds[n].events = (dir & LIBNBD_AIO_DIRECTION_READ ? POLLIN : 0) |
+                        (dir & LIBNBD_AIO_DIRECTION_WRITE ? POLLOUT : 0);
+        fds[n].revents = 0;
+    }
+    return n;
+}
+
+int copy_nbd_notify(struct endpoint *ep, const struct pollfd *fds)
+{
+    for (int i = 0; i < ep->nconn; i++) {
+        short rev = fds[i].revents;
+
+        if ((rev & (POLLIN | POLLHUP | POLLERR)) && nbd_aio_notify_read(ep->h[i]) < 0)
+            return nbd_fail(ep, "connection");
+        if ((rev & POLLOUT) && nbd_aio_notify_write(ep->h[i]) < 0)
+            return nbd_fail(ep, "connection");
+        if (nbd_aio_is_dead(ep->h[i]) || nbd_aio_is_closed(ep->h[i])) {
+            err_set(ECONNRESET, "%s: the server closed connection %d", ep->spec, i + 1);
+            return -1;
+        }
+    }
+    return 0;
+}
