@@ -135,6 +135,9 @@ int target_open(struct target *t, const char *path, bool readonly, bool direct,
         else
             go_buffered(t, "direct reads fail on this file system");
     }
+    /* No size asked for: the export is the whole volume. */
+    if (!export_size)
+        export_size = t->size;
     if (t->direct && export_size % t->block_size)
         go_buffered(t, "the export size is not a multiple of the block size");
     return 0;

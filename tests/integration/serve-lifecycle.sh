@@ -77,3 +77,18 @@ else
     nbdinfo --size nbd://127.0.0.1 >/dev/null || fail "nbdinfo on the default address"
 fi
 log "ok"
+
+# A target whose size is not a multiple of 512, without --size: the export
+# falls back to buffered I/O with a minimum block of 1, so the tail is
+# reachable.  (It once kept O_DIRECT and advertised 512, locking the tail
+# out for every compliant client.)
+log "unaligned target size without --size"
+random_file "$T/unal-src" 10
+head -c 1234 /dev/urandom >>"$T/unal-src"
+truncate -s $((10 * 1048576 + 1234)) "$T/unal"
+uport=$(free_port)
+start_serve unal --target "$T/unal" --listen "127.0.0.1:$uport"
+min=$(nbdinfo --json "nbd://127.0.0.1:$uport" | python3 -c 'import json,sys; print(json.load(sys.stdin)["exports"][0]["block_size_minimum"])')
+assert_eq "$min" 1 "minimum block size of an unaligned export"
+nbdcopy "$T/unal-src" "nbd://127.0.0.1:$uport" || fail "nbdcopy into an unaligned export"
+cmp "$T/unal-src" "$T/unal" || fail "unaligned export: data differ"
