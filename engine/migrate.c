@@ -37,6 +37,7 @@ struct mig {
     uint64_t prev_done;
     int64_t prev_at;
     double rate;              /* bytes per second, smoothed */
+    bool no_space;            /* a target ran out of space: retrying cannot help */
 };
 
 static double secs(const struct mig *m)
@@ -359,7 +360,11 @@ static int poll_jobs(struct mig *m)
         v->total = (uint64_t)json_integer_value(json_object_get(j, "total-progress"));
         err = json_string_value(json_object_get(j, "error"));
         if (err && !rc) {
-            err_set(0, "mirror of drive '%s' into %s failed: %s", v->drive, v->target, err);
+            /* A full destination stays full: say which, and do not retry
+             * into it until someone frees or grows it. */
+            m->no_space |= strstr(err, "No space left") != NULL;
+            err_set(0, "mirror of drive '%s' into %s failed: %s%s", v->drive, v->target, err,
+                    m->no_space ? " (the destination volume is full; not retrying)" : "");
             rc = 1;
         }
     }
@@ -437,7 +442,7 @@ static enum attempt wait_ready(struct mig *m)
         if (r < 0)
             return ATT_GONE;
         if (r > 0)
-            return ATT_RETRY;
+            return m->no_space ? ATT_FINAL : ATT_RETRY;
         if (qmp_now_ms() - m->last_progress >= m->cfg->progress_ms) {
             m->last_progress = qmp_now_ms();
             emit_progress(m);
