@@ -258,7 +258,13 @@ static int session_new(struct proxy *p)
     if (r < 0)
         return r;
     if (t->psk) {
-        r = gnutls_set_default_priority_append(p->sess, "+ECDHE-PSK:+DHE-PSK:+PSK", NULL, 0);
+        /* A TLS 1.3 PSK is bound to SHA-256, which rules AES-256-GCM out;
+         * clients then tend to pick ChaCha20, which is several times slower
+         * than AES-128-GCM on CPUs with AES instructions.  So ChaCha20 goes
+         * last, and our order wins. */
+        r = gnutls_set_default_priority_append(
+            p->sess, "+ECDHE-PSK:+DHE-PSK:+PSK:-CHACHA20-POLY1305:+CHACHA20-POLY1305:%SERVER_PRECEDENCE",
+            NULL, 0);
         if (r == 0)
             r = gnutls_credentials_set(p->sess, GNUTLS_CRD_PSK, t->psk);
     } else {
