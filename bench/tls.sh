@@ -37,6 +37,7 @@ run() {
     esac
     for i in $(seq "$REPEAT"); do
         port=$(free_port)
+        rm -f "$T/b.log"       # start_serve waits for its "listening on"
         if [ "$target" = null ]; then
             start_serve b --target null: --size "$bytes" --listen 127.0.0.1:$port "${args[@]}"
         else

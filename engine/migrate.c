@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libnbd.h>
+#include <limits.h>
 #include <linux/fs.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,7 +41,7 @@ struct mig {
      * key file is and whose key is ours */
     char tls_id[64];
     bool tls_added;
-    char psk_dir[4096], psk_file[4200], psk_user[256];
+    char creds_dir[4096], psk_dir[4096], psk_file[4200], psk_user[256];
 };
 
 static double secs(const struct mig *m)
@@ -168,6 +169,7 @@ static bool tls_wanted(const struct mig *m)
 static int tls_psk_locate(struct mig *m)
 {
     const char *arg = m->cfg->tls_psk, *slash;
+    char abs[PATH_MAX];
     struct stat st;
     FILE *f;
     char line[1024];
@@ -192,6 +194,12 @@ static int tls_psk_locate(struct mig *m)
         else
             snprintf(m->psk_dir, sizeof m->psk_dir, "%.*s", (int)(slash - arg), arg);
     }
+    /* QEMU resolves a relative path from its own working directory. */
+    if (!realpath(m->psk_dir, abs)) {
+        err_set(errno, "--tls-psk %s", m->psk_dir);
+        return -1;
+    }
+    memcpy(m->psk_dir, abs, sizeof m->psk_dir);
     snprintf(m->psk_file, sizeof m->psk_file, "%s/keys.psk", m->psk_dir);
     f = fopen(m->psk_file, "re");
     if (!f) {
@@ -218,10 +226,14 @@ static int tls_add(struct mig *m)
 
     if (m->cfg->tls_psk && tls_psk_locate(m) < 0)
         return -1;
+    if (m->cfg->tls_creds && !realpath(m->cfg->tls_creds, m->creds_dir)) {
+        err_set(errno, "--tls-creds %s", m->cfg->tls_creds);
+        return -1;
+    }
     snprintf(m->tls_id, sizeof m->tls_id, NAME_PREFIX "%d-tls", (int)getpid());
     if (m->cfg->tls_creds)
         args = json_pack("{s:s, s:s, s:s, s:s, s:b}", "qom-type", "tls-creds-x509", "id",
-                         m->tls_id, "dir", m->cfg->tls_creds, "endpoint", "client",
+                         m->tls_id, "dir", m->creds_dir, "endpoint", "client",
                          "verify-peer", 1);
     else
         args = json_pack("{s:s, s:s, s:s, s:s, s:s}", "qom-type", "tls-creds-psk", "id",
@@ -255,7 +267,7 @@ static void tls_del(struct mig *m, enum mig_result res)
 static int tls_libnbd(struct mig *m, struct nbd_handle *h)
 {
     if (nbd_set_tls(h, LIBNBD_TLS_REQUIRE) < 0 ||
-        (m->cfg->tls_creds && nbd_set_tls_certificates(h, m->cfg->tls_creds) < 0) ||
+        (m->cfg->tls_creds && nbd_set_tls_certificates(h, m->creds_dir) < 0) ||
         (m->cfg->tls_psk && (nbd_set_tls_psk_file(h, m->psk_file) < 0 ||
                              nbd_set_tls_username(h, m->psk_user) < 0)) ||
         (m->cfg->tls_hostname && nbd_set_tls_verify_peer(h, false) < 0)) {

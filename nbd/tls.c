@@ -59,6 +59,7 @@ struct proxy {
     uint8_t *up;             /* plaintext from the loop, on its way to the client */
     size_t up_len, up_off;
     bool net_eof, app_eof;
+    bool app_shut;           /* the loop was told the client is done */
     bool send_blocked;       /* gnutls_record_send said EAGAIN */
     bool recv_wants_out;     /* gnutls_record_recv said EAGAIN while writing */
 };
@@ -364,8 +365,13 @@ static int pump_step(struct proxy *p)
         if (p->down_off == p->down_len)
             p->down_off = p->down_len = 0;
     }
-    if (p->net_eof && p->down_len == 0)
-        return -1;
+    if (p->net_eof && p->down_len == 0 && !p->app_shut) {
+        /* The loop sees the client's end as it would over plain TCP, and
+         * replies it still owes go out until it closes its end. */
+        shutdown(p->app, SHUT_WR);
+        p->app_shut = true;
+        moved = 1;
+    }
     /* loop -> client: read a batch, then encrypt it record by record. */
     if (!p->app_eof && p->up_len == 0) {
         n = read(p->app, p->up, PUMP_BUF);

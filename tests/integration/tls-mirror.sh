@@ -41,8 +41,10 @@ migrate_tls() {
     serve "$name" --target "$T/$name.disk" --listen 127.0.0.1:$port --export vol "${sargs[@]}"
     # A guest write just before: the copy is of the disk as it is now.
     hmp_io "$m2" "write -P $((RANDOM % 200 + 1)) $((RANDOM % 100))M 64k"
-    "$VOLMIG" migrate --qmp "unix:$T/q.qmp" --volume "disk0=nbd://127.0.0.1:$port/vol" \
-        --switchover none --retries 0 "${margs[@]}" >"$T/$name.mig" 2>&1 \
+    # From $T, so that relative credential paths are relative to it (and
+    # not to QEMU's working directory).
+    (cd "$T" && "$VOLMIG" migrate --qmp "unix:$T/q.qmp" --volume "disk0=nbd://127.0.0.1:$port/vol" \
+        --switchover none --retries 0 "${margs[@]}") >"$T/$name.mig" 2>&1 \
         || { cat "$T/$name.mig" "$T/$name.log"; fail "$name: volmig migrate over TLS failed"; }
     cat "$T/$name.mig"
     hmp_io "$T/q.qmp2" flush
@@ -53,10 +55,10 @@ migrate_tls() {
 
 log "== PSK (the keys.psk file)"
 migrate_tls psk --tls-psk "$T/tls/psk/keys.psk" -- --tls-psk "$T/tls/psk/keys.psk"
-log "== PSK (the directory holding keys.psk)"
-migrate_tls pskdir --tls-psk "$T/tls/psk/keys.psk" -- --tls-psk "$T/tls/psk"
-log "== X.509 with a client certificate, the certificate's name given by --tls-hostname"
-migrate_tls x509 --tls-creds "$T/tls/server" -- --tls-creds "$T/tls/client" --tls-hostname localhost
+log "== PSK (the directory holding keys.psk, a relative path)"
+migrate_tls pskdir --tls-psk "$T/tls/psk/keys.psk" -- --tls-psk tls/psk
+log "== X.509 with a client certificate (a relative path), the certificate's name given by --tls-hostname"
+migrate_tls x509 --tls-creds "$T/tls/server" -- --tls-creds tls/client --tls-hostname localhost
 
 log "== by hand: blockdev-add with tls-creds, blockdev-mirror, guest writes mid-copy and after READY"
 random_file "$T/hand.disk" 128
