@@ -30,6 +30,7 @@ static void usage(FILE *f)
         "                      [--switchover pivot|none|migrate:URI]\n"
         "                      [--copy-mode background|write-blocking] [--retries N]\n"
         "                      [--backoff SECONDS] [--output text|json]\n"
+        "                      [--tls-creds DIR | --tls-psk FILE] [--tls-hostname NAME]\n"
         "\n"
         "Moves the disks of a running QEMU to new volumes while the guest runs.\n"
         "\n"
@@ -53,6 +54,15 @@ static void usage(FILE *f)
         "  --granularity BYTES mirror dirty-tracking granularity (default: QEMU's)\n"
         "  --speed BYTES       bandwidth limit per volume, bytes per second (default: none)\n"
         "  --output text|json  progress as text (a bar on a terminal) or JSON lines\n"
+        "  --tls-creds DIR     QEMU connects to NBD targets over TLS with X.509: DIR holds\n"
+        "                      ca-cert.pem (the CA of the server's certificate) and, when\n"
+        "                      the server checks clients, client-cert.pem and\n"
+        "                      client-key.pem (QEMU's tls-creds-x509 layout)\n"
+        "  --tls-psk FILE      QEMU connects over TLS with a pre-shared key: FILE is a\n"
+        "                      keys.psk (USERNAME:HEXKEY lines; the first is used) or the\n"
+        "                      directory holding it\n"
+        "  --tls-hostname NAME the name in the server's certificate, when it is not the\n"
+        "                      host in the target URI\n"
         "\n"
         "SIGINT/SIGTERM cancel: jobs and nodes are removed and the VM keeps running on\n"
         "its volumes.  Exit status: 0 done, 1 failed, 2 bad usage, 3 cancelled.\n");
@@ -219,6 +229,9 @@ int cmd_migrate(int argc, char **argv)
         { "speed", required_argument, NULL, 'S' },
         { "output", required_argument, NULL, 'o' },
         { "progress-interval", required_argument, NULL, 'p' },
+        { "tls-creds", required_argument, NULL, 'X' },
+        { "tls-psk", required_argument, NULL, 'P' },
+        { "tls-hostname", required_argument, NULL, 'H' },
         { "help", no_argument, NULL, 'h' },
         { 0 },
     };
@@ -315,6 +328,9 @@ int cmd_migrate(int argc, char **argv)
                 return EXIT_USAGE;
             }
             break;
+        case 'X': cfg.tls_creds = optarg; break;
+        case 'P': cfg.tls_psk = optarg; break;
+        case 'H': cfg.tls_hostname = optarg; break;
         case 'h': usage(stdout); return EXIT_DONE;
         default: usage(stderr); return EXIT_USAGE;
         }
@@ -326,6 +342,14 @@ int cmd_migrate(int argc, char **argv)
     if (!cfg.qmp || !cfg.nvols) {
         cli_error("migrate", "--qmp and at least one --volume are required");
         usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (cfg.tls_creds && cfg.tls_psk) {
+        cli_error("migrate", "--tls-creds and --tls-psk exclude each other");
+        return EXIT_USAGE;
+    }
+    if (cfg.tls_hostname && !cfg.tls_creds) {
+        cli_error("migrate", "--tls-hostname goes with --tls-creds (certificates carry names)");
         return EXIT_USAGE;
     }
     d.tty = !d.json && isatty(STDERR_FILENO) && isatty(STDOUT_FILENO);

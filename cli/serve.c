@@ -14,6 +14,7 @@ static void usage(FILE *f)
     fprintf(f,
         "usage: volmig serve --target PATH [--size BYTES] [--listen HOST:PORT | --listen unix:PATH]\n"
         "                    [--export NAME] [--readonly] [--once] [--no-direct] [--verbose]\n"
+        "                    [--tls-creds DIR | --tls-psk FILE]\n"
         "\n"
         "Exports a destination volume over NBD, for QEMU's mirror (or any NBD client) to\n"
         "write into.  I/O goes through io_uring, with O_DIRECT where the target allows it.\n"
@@ -29,6 +30,16 @@ static void usage(FILE *f)
         "  --once            exit after the first client disconnects\n"
         "  --no-direct       do not use O_DIRECT\n"
         "  --verbose, -v     log every connection\n"
+        "  --tls-creds DIR   require TLS with X.509 certificates, in the layout of QEMU's\n"
+        "                    tls-creds-x509: DIR/server-cert.pem and DIR/server-key.pem;\n"
+        "                    if DIR/ca-cert.pem exists, clients must also present a\n"
+        "                    certificate signed by that CA (without it, any client that\n"
+        "                    completes TLS may connect: encryption, not access control)\n"
+        "  --tls-psk FILE    require TLS with pre-shared keys: FILE holds USERNAME:HEXKEY\n"
+        "                    lines (psktool's format; QEMU's keys.psk); only clients that\n"
+        "                    know a key may connect\n"
+        "                    With either, clients must send NBD_OPT_STARTTLS first; before\n"
+        "                    TLS nothing but STARTTLS and ABORT is answered\n"
         "\n"
         "SIGTERM or SIGINT: stop accepting, finish requests in flight, flush, exit 0.\n");
 }
@@ -37,11 +48,14 @@ static void serve_log(const char *fmt, ...)
 {
     va_list ap;
 
+    /* TLS proxy threads log too: one line stays one line. */
+    flockfile(stderr);
     fputs("volmig serve: ", stderr);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
+    funlockfile(stderr);
 }
 
 int cmd_serve(int argc, char **argv)
@@ -55,6 +69,8 @@ int cmd_serve(int argc, char **argv)
         { "once", no_argument, NULL, '1' },
         { "no-direct", no_argument, NULL, 'D' },
         { "verbose", no_argument, NULL, 'v' },
+        { "tls-creds", required_argument, NULL, 'X' },
+        { "tls-psk", required_argument, NULL, 'P' },
         { "help", no_argument, NULL, 'h' },
         { 0 },
     };
@@ -87,6 +103,8 @@ int cmd_serve(int argc, char **argv)
         case '1': cfg.once = true; break;
         case 'D': cfg.direct = false; break;
         case 'v': cfg.verbose++; break;
+        case 'X': cfg.tls_creds = optarg; break;
+        case 'P': cfg.tls_psk = optarg; break;
         case 'h': usage(stdout); return EXIT_DONE;
         default: usage(stderr); return EXIT_USAGE;
         }
@@ -98,6 +116,10 @@ int cmd_serve(int argc, char **argv)
     if (!cfg.target) {
         cli_error("serve", "--target is required");
         usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (cfg.tls_creds && cfg.tls_psk) {
+        cli_error("serve", "--tls-creds and --tls-psk exclude each other");
         return EXIT_USAGE;
     }
     if (nbd_serve(&cfg, serve_log) < 0) {

@@ -64,6 +64,15 @@ struct mig_config {
     uint64_t speed;                  /* bytes per second per mirror, 0: no limit */
     int progress_ms;                 /* progress event interval */
     int converge_warn_s;             /* warn when not converging this long */
+    /* TLS to NBD targets (at most one of creds and psk).  tls_creds: a
+     * directory for QEMU's tls-creds-x509 endpoint=client (ca-cert.pem,
+     * and client-cert.pem/client-key.pem if the server wants them).
+     * tls_psk: a keys.psk file (USERNAME:HEXKEY lines; the first user is
+     * ours), or a directory holding one.  tls_hostname: the name the
+     * server's certificate must carry, when not the host in the URI. */
+    const char *tls_creds;
+    const char *tls_psk;
+    const char *tls_hostname;
     volatile sig_atomic_t *cancel;   /* set by a signal handler */
     /* Receives every event (a JSON object, stolen): started, progress,
      * ready, switchover, completed, failed, retrying, cancelled, warning. */

@@ -232,6 +232,54 @@ static enum nbd_hs_result opt_export_name(struct nbd_hs *hs, const uint8_t *d, u
     return NBD_HS_TRANSMISSION;
 }
 
+void nbd_hs_tls_started(struct nbd_hs *hs)
+{
+    hs->tls = true;
+    hs->structured = false;
+    hs->meta_base = false;
+}
+
+/* NBD_OPT_STARTTLS.  A server without credentials does not know it. */
+static enum nbd_hs_result opt_starttls(struct nbd_hs *hs, uint32_t len, struct nbd_outbuf *out)
+{
+    if (!hs->exp->tls_required) {
+        reply_err(out, NBD_OPT_STARTTLS, NBD_REP_ERR_UNSUP, "this server has no TLS credentials");
+        return NBD_HS_MORE;
+    }
+    if (hs->tls) {
+        reply_err(out, NBD_OPT_STARTTLS, NBD_REP_ERR_INVALID, "TLS is already running");
+        return NBD_HS_MORE;
+    }
+    if (len) {
+        reply_err(out, NBD_OPT_STARTTLS, NBD_REP_ERR_INVALID, "STARTTLS takes no data");
+        return NBD_HS_MORE;
+    }
+    reply(out, NBD_OPT_STARTTLS, NBD_REP_ACK, NULL, 0);
+    return NBD_HS_STARTTLS;
+}
+
+/* FORCEDTLS before TLS: only STARTTLS and ABORT are answered; an export
+ * is never named, listed or opened in the clear. */
+static enum nbd_hs_result option_before_tls(struct nbd_hs *hs, uint32_t opt, uint32_t len,
+                                            struct nbd_outbuf *out)
+{
+    switch (opt) {
+    case NBD_OPT_STARTTLS:
+        return opt_starttls(hs, len, out);
+    case NBD_OPT_ABORT:
+        reply(out, opt, NBD_REP_ACK, NULL, 0);
+        hs->state = HS_CLOSED;
+        return NBD_HS_CLOSE;
+    case NBD_OPT_EXPORT_NAME:
+        /* It cannot carry an error reply: the session ends. */
+        hs->state = HS_CLOSED;
+        return NBD_HS_CLOSE;
+    default:
+        reply_err(out, opt, NBD_REP_ERR_TLS_REQD, "this server requires TLS: send STARTTLS first");
+        return NBD_HS_MORE;
+    }
+}
+
 static enum nbd_hs_result handle_option(struct nbd_hs *hs, uint32_t opt, const uint8_t *d,
                                         uint32_t len, struct nbd_outbuf *out)
 {
@@ -240,6 +288,8 @@ static enum nbd_hs_result handle_option(struct nbd_hs *hs, uint32_t opt, const u
         hs->state = HS_CLOSED;
         return NBD_HS_CLOSE;
     }
+    if (hs->exp->tls_required && !hs->tls)
+        return option_before_tls(hs, opt, len, out);
     switch (opt) {
     case NBD_OPT_EXPORT_NAME:
         return opt_export_name(hs, d, len, out);
@@ -278,8 +328,7 @@ static enum nbd_hs_result handle_option(struct nbd_hs *hs, uint32_t opt, const u
         opt_meta(hs, opt, d, len, out);
         return NBD_HS_MORE;
     case NBD_OPT_STARTTLS:
-        reply_err(out, opt, NBD_REP_ERR_UNSUP, "this server has no TLS credentials");
-        return NBD_HS_MORE;
+        return opt_starttls(hs, len, out);
     default:
         reply_err(out, opt, NBD_REP_ERR_UNSUP, "option not supported");
         return NBD_HS_MORE;

@@ -27,6 +27,7 @@ struct nbd_hs {
     bool no_zeroes;
     bool structured;   /* structured replies negotiated */
     bool meta_base;    /* base:allocation selected */
+    bool tls;          /* TLS is running under this handshake */
     uint32_t discard_opt;
     uint64_t discard_left;
 };
@@ -35,6 +36,10 @@ enum nbd_hs_result {
     NBD_HS_MORE,          /* send the output, then feed more input */
     NBD_HS_TRANSMISSION,  /* send the output, then start transmission */
     NBD_HS_CLOSE,         /* send the output, then close */
+    NBD_HS_STARTTLS,      /* send the output (the ACK to STARTTLS), then run
+                           * TLS on the connection and call nbd_hs_tls_started();
+                           * input that came after STARTTLS is an injection
+                           * attempt and must not be fed */
 };
 
 #define NBD_BASE_ALLOCATION_ID 1U   /* our metadata context id */
@@ -44,8 +49,32 @@ void nbd_hs_start(struct nbd_hs *hs, const struct nbd_export *exp, struct nbd_ou
 /* Consumes bytes from in (sets *used) and appends replies to out. */
 enum nbd_hs_result nbd_hs_feed(struct nbd_hs *hs, const uint8_t *in, size_t len,
                                size_t *used, struct nbd_outbuf *out);
+/* TLS now carries the connection: negotiation goes on over it.  Whatever
+ * was negotiated in the clear is forgotten, as the NBD spec requires. */
+void nbd_hs_tls_started(struct nbd_hs *hs);
 /* The transmission flags this export shows to this client. */
 uint16_t nbd_export_tflags(const struct nbd_export *exp, bool structured);
+
+/* ---- tls.c ---- */
+
+/* Server credentials, shared by every TLS connection's proxy thread. */
+struct nbd_tls;
+
+/* Loads X.509 credentials from x509_dir, or else the PSK file.  NULL with
+ * err_msg() set when a file is missing, unreadable or malformed.  log (may
+ * be NULL, must be callable from any thread) hears of failed handshakes. */
+struct nbd_tls *nbd_tls_new(const char *x509_dir, const char *psk_file, int verbose,
+                            void (*log)(const char *fmt, ...));
+/* "TLS required (...)", for the listening line. */
+const char *nbd_tls_describe(const struct nbd_tls *t);
+/* Runs TLS on the connected socket net in a thread of its own: the TLS
+ * handshake within timeout_s, then plaintext both ways through a
+ * socketpair.  net is the thread's from now on, even on failure.  Returns
+ * the caller's end of the socketpair (the caller closes it, which ends the
+ * thread), or -1 with err_msg() set. */
+int nbd_tls_proxy_start(struct nbd_tls *t, int net, const char *peer, int timeout_s);
+/* Waits a bounded time for the proxy threads to end, then frees t. */
+void nbd_tls_free(struct nbd_tls *t);
 
 /* ---- request.c ---- */
 

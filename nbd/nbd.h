@@ -20,6 +20,8 @@ struct nbd_export {
     uint32_t max_payload;
     bool readonly;
     bool multi_conn;         /* every connection sees one coherent volume */
+    bool tls_required;       /* FORCEDTLS: before STARTTLS only STARTTLS and
+                              * ABORT are answered (the server has credentials) */
 };
 
 struct nbd_serve_config {
@@ -30,6 +32,14 @@ struct nbd_serve_config {
     bool readonly;
     bool once;               /* exit after the first client has gone */
     bool direct;             /* try O_DIRECT (default true) */
+    /* TLS (at most one of the two; either makes TLS required):
+     * tls_creds: a directory in the layout of QEMU's tls-creds-x509,
+     *   server-cert.pem and server-key.pem, and ca-cert.pem which, when
+     *   present, makes a client certificate signed by that CA required;
+     * tls_psk: a file of "username:hexkey" lines (psktool's, QEMU's
+     *   keys.psk, nbdkit's --tls-psk). */
+    const char *tls_creds;
+    const char *tls_psk;
     int verbose;
 };
 

@@ -135,6 +135,7 @@ struct server {
     bool stopping;
     time_t stop_deadline;
     bool flush_failed;
+    struct nbd_tls *tls;         /* NULL: plaintext only */
 };
 
 static void conn_rx_next(struct conn *c);
@@ -142,6 +143,7 @@ static void conn_send_kick(struct conn *c);
 static void req_run(struct req *q);
 static void req_reply(struct req *q);
 static void conn_hs_process(struct conn *c);
+static void conn_start_tls(struct conn *c);
 static void begin_stop(struct server *s, const char *why);
 
 static void slog(struct server *s, const char *fmt, ...)
@@ -194,7 +196,8 @@ static void conn_maybe_free(struct conn *c)
             break;
         }
     }
-    close(c->fd);
+    if (c->fd >= 0)
+        close(c->fd);
     if (s->cfg->verbose)
         slog(s, "client %s disconnected", c->peer);
     free(c->hsout);
@@ -298,7 +301,8 @@ static void conn_close(struct conn *c, bool hard)
         }
     }
     /* Wakes any receive in flight: it completes with 0 or an error. */
-    shutdown(c->fd, hard ? SHUT_RDWR : SHUT_RD);
+    if (c->fd >= 0)
+        shutdown(c->fd, hard ? SHUT_RDWR : SHUT_RD);
     conn_maybe_free(c);
 }
 
@@ -864,6 +868,40 @@ static void enter_transmission(struct conn *c)
     conn_rx_next(c);
 }
 
+/* STARTTLS was acknowledged and the ACK is on the wire; nothing of ours
+ * is in flight on the socket.  From here the client's socket belongs to a
+ * TLS proxy thread and the connection reads and writes plaintext through
+ * the socketpair it returns. */
+static void conn_start_tls(struct conn *c)
+{
+    struct server *s = c->s;
+    time_t now = time(NULL);
+    int fd;
+
+    if (c->in_len) {
+        /* Bytes sent in the clear after STARTTLS would be taken as if they
+         * came over TLS: the STARTTLS injection attack.  Nothing honest
+         * sends them. */
+        slog(s, "client %s sent data after STARTTLS before the TLS handshake; disconnecting",
+             c->peer);
+        conn_close(c, true);
+        return;
+    }
+    fd = nbd_tls_proxy_start(s->tls, c->fd, c->peer,
+                             c->deadline > now ? (int)(c->deadline - now) : 1);
+    if (fd < 0) {
+        /* The TCP socket went with the failed start. */
+        slog(s, "client %s: %s; disconnecting", c->peer, err_msg());
+        c->fd = -1;
+        conn_close(c, true);
+        return;
+    }
+    c->fd = fd;
+    nbd_hs_tls_started(&c->hs);
+    c->hs_result = NBD_HS_MORE;
+    conn_hs_process(c);
+}
+
 static void conn_hs_process(struct conn *c)
 {
     size_t used = 0;
@@ -879,6 +917,8 @@ static void conn_hs_process(struct conn *c)
         conn_close(c, true);
     } else if (c->hs_result == NBD_HS_TRANSMISSION) {
         enter_transmission(c);
+    } else if (c->hs_result == NBD_HS_STARTTLS) {
+        conn_start_tls(c);
     } else if (c->in_len == IN_CAP) {
         conn_close(c, true);   /* cannot happen: options are bounded */
     } else {
@@ -905,6 +945,8 @@ static void on_hs_send(struct conn *c, int res)
         conn_close(c, false);
     else if (c->hs_result == NBD_HS_TRANSMISSION)
         enter_transmission(c);
+    else if (c->hs_result == NBD_HS_STARTTLS)
+        conn_start_tls(c);
     else
         conn_hs_process(c);
 }
@@ -1313,6 +1355,12 @@ int nbd_serve(const struct nbd_serve_config *cfg, void (*log)(const char *fmt, .
     s->tgt.fd = -1;
     if (setup_export(s) < 0)
         goto out;
+    if (cfg->tls_creds || cfg->tls_psk) {
+        s->tls = nbd_tls_new(cfg->tls_creds, cfg->tls_psk, cfg->verbose, log);
+        if (!s->tls)
+            goto out;
+        s->exp.tls_required = true;
+    }
     if (bufpool_init(&s->pool, POOL_SIZE) < 0)
         goto out;
     s->zero_buf = bufpool_alloc(&s->pool, ZERO_BUF_SIZE);
@@ -1332,10 +1380,11 @@ int nbd_serve(const struct nbd_serve_config *cfg, void (*log)(const char *fmt, .
         goto out_ring;
     }
     describe_listener(s, where, sizeof where);
-    slog(s, "listening on %s, export '%s', %llu bytes, target %s (%s%s%s, block size %u)", where,
-         s->exp.name, (unsigned long long)s->exp.size, cfg->target,
+    slog(s, "listening on %s, export '%s', %llu bytes, target %s (%s%s%s, block size %u)%s%s",
+         where, s->exp.name, (unsigned long long)s->exp.size, cfg->target,
          s->tgt.direct ? "O_DIRECT" : "buffered", s->tgt.why_buffered[0] ? ": " : "",
-         s->tgt.why_buffered, s->exp.min_block);
+         s->tgt.why_buffered, s->exp.min_block, s->tls ? ", " : "",
+         s->tls ? nbd_tls_describe(s->tls) : "");
     if (run(s) < 0)
         goto out_ring;
     rc = target_flush_sync(&s->tgt);
@@ -1352,6 +1401,8 @@ out:
         close(s->sfd);
     target_close(&s->tgt);
     bufpool_destroy(&s->pool);
+    /* Every connection is closed by now, which ends its proxy thread. */
+    nbd_tls_free(s->tls);
     free(s);
     return rc;
 }
