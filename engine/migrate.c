@@ -742,10 +742,24 @@ static void remove_leftovers(struct mig *m)
         json_decref(nodes);
         nodes = NULL;
     }
+    /* Then the TLS credentials objects nothing uses any more. */
+    if (qmp_callf(m->q, &nodes, dl(QMP_TIMEOUT_MS), "qom-list", "{s:s}", "path", "/objects") == 0) {
+        json_array_foreach(nodes, i, e) {
+            const char *name = json_string_value(json_object_get(e, "name"));
+            int pid;
+
+            if (!name || sscanf(name, NAME_PREFIX "%d-tls", &pid) != 1 || pid == getpid() ||
+                (kill(pid, 0) == 0 || errno != ESRCH))
+                continue;
+            if (qmp_callf(m->q, NULL, dl(QMP_TIMEOUT_MS), "object-del", "{s:s}", "id", name) == 0)
+                found++;
+        }
+        json_decref(nodes);
+    }
     json_decref(jobs);
     if (found)
         emit(m, json_pack("{s:s, s:s, s:i}", "event", "warning", "message",
-                          "removed jobs and nodes left in QEMU by a migration that died",
+                          "removed jobs, nodes and objects left in QEMU by a migration that died",
                           "count", found));
 }
 
