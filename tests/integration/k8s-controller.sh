@@ -39,6 +39,44 @@ cmp "$T/src.img" "$T/dst.img" || fail "dst.img differs from src.img"
 assert_eq "$(qmp "$T/vm.qmp2" query-jobs)" "[]" "jobs left in QEMU"
 get Event | jq -r '.items[].reason' | grep -q VolumeMigrationSucceeded || fail "no VolumeMigrationSucceeded event"
 
+log "cancellation: the user re-applies the original manifest mid-copy"
+# KubeVirt's bandwidth limit for migrations slows the copies from here on.
+cat >"$T/kv.yaml" <<YAML
+apiVersion: kubevirt.io/v1
+kind: KubeVirt
+metadata: {name: kubevirt, namespace: kubevirt}
+spec:
+  configuration:
+    vmRolloutStrategy: LiveUpdate
+    migrations: {bandwidthPerMigration: 2Mi}
+  workloadUpdateStrategy:
+    workloadUpdateMethods: [LiveMigrate]
+YAML
+"$VOLMIG" apply -f "$T/kv.yaml" --store "$S" >/dev/null || fail "apply KubeVirt CR"
+truncate -s 32M "$T/dstc.img"
+sed "s|dst-pv|dstc-pv|g; s|dst-pvc|dstc-pvc|g; s|$T/dst.img|$T/dstc.img|" "$T/base.yaml" \
+    | awk 'BEGIN{RS="---\n"; ORS="---\n"} /PersistentVolume/ && /dstc/' >"$T/dstc.yaml"
+"$VOLMIG" apply -f "$T/dstc.yaml" --store "$S" >/dev/null || fail "apply dstc claim"
+# The VM now runs on dst-pvc; the update moves it to dstc-pvc.
+sed "s|claimName: dst-pvc|claimName: dstc-pvc|" "$T/update.yaml" >"$T/updatec.yaml"
+"$VOLMIG" controller --store "$S" >"$T/ctlc.log" 2>&1 &
+ctl=$!
+track_pid $ctl
+"$VOLMIG" apply -f "$T/updatec.yaml" --store "$S" >/dev/null || fail "apply updatec"
+wait_for 60 sh -c "'$VOLMIG' get --store '$S' VirtualMachineInstanceMigration | jq -e '.items[] | select(.status.phase==\"Running\")'" \
+    || { cat "$T/ctlc.log"; fail "the cancellable migration never ran"; }
+"$VOLMIG" apply -f "$T/update.yaml" --store "$S" >/dev/null || fail "re-apply the previous manifest"
+wait_for 60 sh -c "[ \$('$VOLMIG' get --store '$S' VirtualMachineInstanceMigration | jq '[.items[] | select(.status.phase==\"Running\")] | length') = 0 ]" \
+    || { cat "$T/ctlc.log"; fail "the migration object was not removed on cancellation"; }
+wait_for 30 sh -c "[ \"\$(python3 '$QMPPY' '$T/vm.qmp2' query-jobs)\" = '[]' ]" || fail "the mirror was not cancelled in QEMU"
+vmi=$(get VirtualMachineInstance vm1 | jq -c '.items[0]')
+assert_eq "$(jq -r '.spec.volumes[0].persistentVolumeClaim.claimName' <<<"$vmi")" dst-pvc "VMI volume after cancel"
+assert_eq "$(jq -r '.status.conditions[]? | select(.type=="VolumesChange") | .reason' <<<"$vmi")" \
+    VolumesChangeCancellation "VolumesChange reason"
+assert_eq "$(qmp "$T/vm.qmp2" query-status | jq -r .status)" running "QEMU after the cancel"
+grep -q "cancelling" "$T/ctlc.log" || { cat "$T/ctlc.log"; fail "the controller did not cancel the job"; }
+kill "$ctl"; wait "$ctl" 2>/dev/null || true
+
 log "second update, to dst2-pvc; QEMU killed mid-copy"
 truncate -s 32M "$T/dst2.img"
 sed "s|dst-pv|dst2-pv|g; s|dst-pvc|dst2-pvc|g; s|$T/dst.img|$T/dst2.img|" "$T/base.yaml" \
