@@ -3,6 +3,8 @@
 #ifndef VOLMIG_CLI_H
 #define VOLMIG_CLI_H
 
+#include <stddef.h>
+
 enum {
     EXIT_DONE = 0,       /* the job finished */
     EXIT_FAILED = 1,     /* the job failed; the message says why */
@@ -22,6 +24,12 @@ int cmd_copy(int argc, char **argv);
 
 /* Prints "volmig SUBCOMMAND: MESSAGE" to stderr. */
 void cli_error(const char *sub, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* progress.c: "1.5 GiB"; a progress bar on stderr (a terminal), and the
+ * newline that ends it before other output. */
+const char *cli_human_bytes(double bytes, char *buf, size_t len);
+void cli_bar(double done, double total, double rate, double eta);
+void cli_bar_end(void);
+
 /* Parses "123", "4k", "10M", "2G", "1T" (powers of 1024). -1 if invalid. */
 long long cli_parse_size(const char *s);
 

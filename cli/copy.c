@@ -48,31 +48,10 @@ static void usage(FILE *f)
 }
 
 struct display {
-    bool json, tty, bar_shown;
+    bool json, tty;
     bool started;             /* the copy got as far as writing */
     double last_line;
 };
-
-static const char *human(double bytes, char *buf, size_t len)
-{
-    const char *units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
-    int u = 0;
-
-    while (bytes >= 1024 && u < 4) {
-        bytes /= 1024;
-        u++;
-    }
-    snprintf(buf, len, u ? "%.1f %s" : "%.0f %s", bytes, units[u]);
-    return buf;
-}
-
-static void end_bar(struct display *d)
-{
-    if (d->bar_shown) {
-        fputc('\n', stderr);
-        d->bar_shown = false;
-    }
-}
 
 static json_t *status_json(const char *event, const struct copy_status *s)
 {
@@ -102,20 +81,15 @@ static void show_progress(struct display *d, const struct copy_status *s)
     if (s->eta >= 0)
         snprintf(etas, sizeof etas, "%.0fs", s->eta);
     if (d->tty) {
-        int filled = (int)(pct / 5);
-
-        fprintf(stderr, "\r[%.*s%*s] %5.1f%% %s / %s  %s/s  ETA %s   ", filled,
-                "####################", 20 - filled, "", pct, human((double)s->done, a, sizeof a),
-                human((double)s->size, b, sizeof b), human(s->rate, r, sizeof r), etas);
-        d->bar_shown = true;
+        cli_bar((double)s->done, (double)s->size, s->rate, s->eta);
         return;
     }
     if (s->t - d->last_line < 2.0 && d->last_line > 0)
         return;
     d->last_line = s->t;
     printf("%7.1fs copying %5.1f%%  %s of %s, %s/s, ETA %s\n", s->t, pct,
-           human((double)s->done, a, sizeof a), human((double)s->size, b, sizeof b),
-           human(s->rate, r, sizeof r), etas);
+           cli_human_bytes((double)s->done, a, sizeof a), cli_human_bytes((double)s->size, b, sizeof b),
+           cli_human_bytes(s->rate, r, sizeof r), etas);
     fflush(stdout);
 }
 
@@ -136,9 +110,9 @@ static void show(void *opaque, enum copy_event ev, const struct copy_status *s)
         print_json(o);
     } else if (ev == COPY_EV_STARTED) {
         printf("%7.1fs copying %s (%s) onto a %s target (%s), %d requests of %s\n", s->t,
-               human((double)s->size, a, sizeof a), s->source_desc,
-               human((double)s->target_size, b, sizeof b), s->target_desc, s->requests,
-               human(s->request_size, c, sizeof c));
+               cli_human_bytes((double)s->size, a, sizeof a), s->source_desc,
+               cli_human_bytes((double)s->target_size, b, sizeof b), s->target_desc, s->requests,
+               cli_human_bytes(s->request_size, c, sizeof c));
         fflush(stdout);
     } else if (d->json) {
         print_json(status_json("progress", s));
@@ -152,7 +126,7 @@ static void show_end(struct display *d, enum copy_result r, const struct copy_st
     const char *ev = r == COPY_DONE ? "completed" : r == COPY_CANCELLED ? "cancelled" : "failed";
     char a[32], b[32], c[32], z[32], k[32], rt[32];
 
-    end_bar(d);
+    cli_bar_end();
     if (d->json) {
         json_t *o = status_json(ev, s);
 
@@ -163,15 +137,15 @@ static void show_end(struct display *d, enum copy_result r, const struct copy_st
     }
     if (!d->started)   /* failed while opening: the error line says it all */
         return;
-    human((double)s->done, a, sizeof a);
-    human((double)s->size, b, sizeof b);
-    human((double)s->contiguous, c, sizeof c);
+    cli_human_bytes((double)s->done, a, sizeof a);
+    cli_human_bytes((double)s->size, b, sizeof b);
+    cli_human_bytes((double)s->contiguous, c, sizeof c);
     if (r == COPY_DONE) {
         printf("%7.1fs done: %s in %.2f s (%s/s): %s data, %s written as zeroes, "
                "%s already zero\n", s->t, b, s->t,
-               human(s->t > 0 ? (double)s->size / s->t : 0, rt, sizeof rt),
-               human((double)s->data, k, sizeof k), human((double)s->zeroed, z, sizeof z),
-               human((double)s->skipped, c, sizeof c));
+               cli_human_bytes(s->t > 0 ? (double)s->size / s->t : 0, rt, sizeof rt),
+               cli_human_bytes((double)s->data, k, sizeof k), cli_human_bytes((double)s->zeroed, z, sizeof z),
+               cli_human_bytes((double)s->skipped, c, sizeof c));
     } else {
         printf("%7.1fs %s after %s of %s: the target holds the source up to offset %llu (%s); "
                "the source is untouched\n", s->t, ev, a, b, (unsigned long long)s->contiguous, c);

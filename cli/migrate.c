@@ -72,29 +72,7 @@ struct display {
     bool json;
     bool tty;
     double last_line;
-    bool bar_shown;
 };
-
-static const char *human(double bytes, char *buf, size_t len)
-{
-    const char *units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
-    int u = 0;
-
-    while (bytes >= 1024 && u < 4) {
-        bytes /= 1024;
-        u++;
-    }
-    snprintf(buf, len, u ? "%.1f %s" : "%.0f %s", bytes, units[u]);
-    return buf;
-}
-
-static void end_bar(struct display *d)
-{
-    if (d->bar_shown) {
-        fputc('\n', stderr);
-        d->bar_shown = false;
-    }
-}
 
 static void show_progress(struct display *d, json_t *ev)
 {
@@ -109,20 +87,15 @@ static void show_progress(struct display *d, json_t *ev)
     if (eta >= 0)
         snprintf(etas, sizeof etas, "%.0fs", eta);
     if (d->tty) {
-        int filled = (int)(pct / 5);
-
-        fprintf(stderr, "\r[%.*s%*s] %5.1f%% %s / %s  %s/s  ETA %s   ", filled,
-                "####################", 20 - filled, "", pct, human(done, a, sizeof a),
-                human(total, b, sizeof b), human(rate, r, sizeof r), etas);
-        d->bar_shown = true;
+        cli_bar(done, total, rate, eta);
         return;
     }
     if (t - d->last_line < 2.0 && d->last_line > 0)
         return;
     d->last_line = t;
     printf("%7.1fs copying %5.1f%%  %s of %s, %s left, %s/s, ETA %s\n", t, pct,
-           human(done, a, sizeof a), human(total, b, sizeof b), human(total - done, l, sizeof l),
-           human(rate, r, sizeof r), etas);
+           cli_human_bytes(done, a, sizeof a), cli_human_bytes(total, b, sizeof b), cli_human_bytes(total - done, l, sizeof l),
+           cli_human_bytes(rate, r, sizeof r), etas);
     {
         size_t i;
         json_t *v;
@@ -130,8 +103,8 @@ static void show_progress(struct display *d, json_t *ev)
         json_array_foreach(json_object_get(ev, "volumes"), i, v)
             printf("          %s: %s of %s (%s)\n",
                    json_string_value(json_object_get(v, "drive")),
-                   human((double)json_integer_value(json_object_get(v, "done")), a, sizeof a),
-                   human((double)json_integer_value(json_object_get(v, "total")), b, sizeof b),
+                   cli_human_bytes((double)json_integer_value(json_object_get(v, "done")), a, sizeof a),
+                   cli_human_bytes((double)json_integer_value(json_object_get(v, "total")), b, sizeof b),
                    json_string_value(json_object_get(v, "status")));
     }
 }
@@ -155,7 +128,7 @@ static void show(void *opaque, json_t *ev)
     if (!strcmp(name, "progress")) {
         show_progress(d, ev);
     } else {
-        end_bar(d);
+        cli_bar_end();
         if (!strcmp(name, "started")) {
             size_t i;
             json_t *v;
@@ -168,7 +141,7 @@ static void show(void *opaque, json_t *ev)
                 printf("          %s (node %s, %s) -> %s\n",
                        json_string_value(json_object_get(v, "drive")),
                        json_string_value(json_object_get(v, "node")),
-                       human((double)json_integer_value(json_object_get(v, "size")), a, sizeof a),
+                       cli_human_bytes((double)json_integer_value(json_object_get(v, "size")), a, sizeof a),
                        json_string_value(json_object_get(v, "target")));
         } else if (!strcmp(name, "ready")) {
             printf("%7.1fs every mirror is ready (source and targets in sync)\n", t);
@@ -357,7 +330,7 @@ int cmd_migrate(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     r = mig_run(&cfg);
-    end_bar(&d);
+    cli_bar_end();
     if (r == MIG_FAILED) {
         cli_error("migrate", "%s", err_msg());
         return EXIT_FAILED;
