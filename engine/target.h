@@ -1,0 +1,63 @@
+/* Target volumes for io_uring I/O: a regular file, a block device, or the
+ * null target (reads zeroes, discards writes) for benchmarks.
+ *
+ * Opening probes what the volume can do (O_DIRECT and its alignment,
+ * SEEK_DATA, hole punching, zeroing) and later I/O latches off what the
+ * kernel turns out not to support, so each fallback is paid once.
+ */
+#ifndef VOLMIG_TARGET_H
+#define VOLMIG_TARGET_H
+
+#include <liburing.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+enum target_kind { TARGET_FILE, TARGET_BLOCK, TARGET_NULL };
+
+struct target {
+    enum target_kind kind;
+    int fd;
+    char path[4096];
+    uint64_t size;        /* bytes the volume holds */
+    uint32_t block_size;  /* alignment O_DIRECT needs; 1 when buffered */
+    bool direct;
+    bool readonly;
+    char why_buffered[128]; /* when direct was wanted but not used */
+    /* Capability latches, cleared on the first EOPNOTSUPP. */
+    bool can_punch;       /* FALLOC_FL_PUNCH_HOLE reads back as zeroes */
+    bool can_zero_range;  /* FALLOC_FL_ZERO_RANGE */
+    bool can_seek_data;   /* SEEK_DATA/SEEK_HOLE find holes */
+    int fixed_index;      /* registered buffer index, -1 if none */
+};
+
+struct target_extent {
+    uint64_t offset;
+    uint64_t length;
+    bool hole;            /* reads as zeroes and is not allocated */
+};
+
+/* Opens PATH ("null:" for the null target).  export_size (0: unknown yet)
+ * lets it drop O_DIRECT when the export would end mid-block.  -1 with
+ * err_msg() set. */
+int target_open(struct target *t, const char *path, bool readonly, bool direct,
+                uint64_t export_size);
+void target_close(struct target *t);
+
+/* Describes [off, off+len) in at most max extents that cover it exactly;
+ * past max, the rest is reported as one data extent.  Never fails: what it
+ * cannot tell is data. */
+int target_extents(struct target *t, uint64_t off, uint64_t len,
+                   struct target_extent *e, int max);
+
+void target_prep_read(const struct target *t, struct io_uring_sqe *sqe, void *buf,
+                      uint32_t len, uint64_t off);
+void target_prep_write(const struct target *t, struct io_uring_sqe *sqe, const void *buf,
+                       uint32_t len, uint64_t off, bool fua);
+/* mode: FALLOC_FL_PUNCH_HOLE or FALLOC_FL_ZERO_RANGE (KEEP_SIZE is added). */
+void target_prep_fallocate(const struct target *t, struct io_uring_sqe *sqe, int mode,
+                           uint64_t off, uint64_t len);
+void target_prep_flush(const struct target *t, struct io_uring_sqe *sqe);
+/* Synchronous fdatasync, for shutdown.  -1 with err_msg() set. */
+int target_flush_sync(struct target *t);
+
+#endif
