@@ -74,9 +74,12 @@ start_target() {
     case $kind in
     volmig)
         if [ ! -x "$VOLMIG" ]; then srv_note="no $VOLMIG"; return 1; fi
-        # volmig decides O_DIRECT itself (wherever the target allows it).
+        # volmig uses O_DIRECT wherever the target allows it (tmpfs does on
+        # Linux >= 6.6): the server-bound case asks for the page cache.
+        local nodirect=
+        [ "$direct" = true ] || nodirect=--no-direct
         "$VOLMIG" serve --target "$tgt" --listen "127.0.0.1:$port" --export disk \
-            >"$log" 2>&1 &
+            $nodirect >"$log" 2>&1 &
         srv_pid=$!; track_pid $srv_pid
         if ! wait_for 10 grep -q "listening on" "$log" \
            || ! kill -0 $srv_pid 2>/dev/null; then
