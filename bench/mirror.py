@@ -18,8 +18,10 @@ stime of the whole process (every thread, io_uring workers included) from
 Prints one JSON object: ready_s, done_s (READY to job gone: the cancel and
 the final flush), server_cpu_s, source_cpu_s, and odirect: whether the
 server holds PATH open with O_DIRECT at READY ("yes", "no", "-" when it
-does not hold it open or no PATH was given).  Exits 1 with a message if
-the job fails or times out.
+does not hold it open or no PATH was given); server_thread_pct and
+source_thread_pct: the busiest thread's CPU time as a share of the time to
+READY (100 = one thread saturated a CPU: that process is the bound).
+Exits 1 with a message if the job fails or times out.
 """
 import json, os, sys, time
 
@@ -37,6 +39,28 @@ def cpu_seconds(pid):
         # Field 2 (comm) may hold spaces; everything after its ')' is fixed.
         rest = f.read().rsplit(")", 1)[1].split()
     return (int(rest[11]) + int(rest[12])) / TICK
+
+
+def thread_seconds(pid):
+    """CPU seconds of each thread of PID, by thread id."""
+    out = {}
+    if pid <= 0:
+        return out
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                rest = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended in between
+        out[tid] = (int(rest[11]) + int(rest[12])) / TICK
+    return out
+
+
+def busiest(before, after, seconds):
+    """The largest share of SECONDS one thread spent on a CPU, in percent:
+    near 100 means that thread is what bounds the copy."""
+    used = [t - before.get(tid, 0.0) for tid, t in after.items()]
+    return round(100 * max(used, default=0.0) / seconds, 1) if seconds > 0 else 0.0
 
 
 def odirect(pid, path):
@@ -104,6 +128,7 @@ def main(argv):
     command(q, "blockdev-add", {
         "driver": "nbd", "node-name": "tgt", "export": "disk",
         "server": {"type": "inet", "host": "127.0.0.1", "port": port}})
+    thr0 = (thread_seconds(server_pid), thread_seconds(source_pid))
     cpu0 = (cpu_seconds(server_pid), cpu_seconds(source_pid))
     t0 = time.monotonic()
     command(q, "blockdev-mirror", {"job-id": "m0", "device": "disk0",
@@ -111,6 +136,7 @@ def main(argv):
     wait_job_event(q, "BLOCK_JOB_READY", t0 + timeout)
     t1 = time.monotonic()
     cpu1 = (cpu_seconds(server_pid), cpu_seconds(source_pid))
+    thr1 = (thread_seconds(server_pid), thread_seconds(source_pid))
     direct = odirect(server_pid, target)
     command(q, "block-job-cancel", {"device": "m0"})
     e = wait_job_event(q, "BLOCK_JOB_COMPLETED", t1 + timeout)
@@ -121,7 +147,9 @@ def main(argv):
     print(json.dumps({
         "ready_s": round(t1 - t0, 4), "done_s": round(t2 - t1, 4),
         "server_cpu_s": round(cpu1[0] - cpu0[0], 3),
-        "source_cpu_s": round(cpu1[1] - cpu0[1], 3), "odirect": direct}))
+        "source_cpu_s": round(cpu1[1] - cpu0[1], 3), "odirect": direct,
+        "server_thread_pct": busiest(thr0[0], thr1[0], t1 - t0),
+        "source_thread_pct": busiest(thr0[1], thr1[1], t1 - t0)}))
     return 0
 
 

@@ -9,9 +9,6 @@
         256 KiB extents, one per equal slot at a 64 KiB-aligned place inside
         it (fixed seed, so every run mirrors the same layout); the rest are
         holes.
-    mkimage.py dontneed PATH...
-        Drops each file's pages from the page cache (posix_fadvise), so one
-        run's cached data does not help or hinder the next.
 """
 import os, random, subprocess, sys
 
@@ -49,23 +46,11 @@ def sparse(path, virtual, data):
             os.pwrite(f.fileno(), rnd.randbytes(CHUNK), off)
 
 
-def dontneed(paths):
-    for p in paths:
-        fd = os.open(p, os.O_RDONLY)
-        try:
-            os.fdatasync(fd)
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
-
-
 def main(a):
     if len(a) == 4 and a[1] == "dense":
         dense(a[2], int(a[3]))
     elif len(a) == 5 and a[1] == "sparse":
         sparse(a[2], int(a[3]), int(a[4]))
-    elif len(a) >= 3 and a[1] == "dontneed":
-        dontneed(a[2:])
     else:
         print(__doc__, file=sys.stderr)
         return 2

@@ -43,6 +43,8 @@ class Row:
         self.rss = max(int(r["rss_kib"]) for r in runs) / 1024
         self.alloc = med("alloc_kib") / 1024
         self.odirect = runs[0]["odirect"]
+        self.thr = med("server_thread_pct")
+        self.src_thr = med("source_thread_pct")
         self.spread = (min(float(r["ready_s"]) for r in runs),
                        max(float(r["ready_s"]) for r in runs))
 
@@ -81,20 +83,20 @@ def dense_table(title, rows):
     vs = v.s if v and v.ok else None
     vc = v.cpu if v and v.ok else None
     lines = [title, "",
-             "| target | s to READY | MB/s | server CPU s/GiB | source QEMU CPU s/GiB "
-             "| peak RSS MiB | O_DIRECT | s ÷ volmig s | CPU ÷ volmig CPU | cancel s | min–max s |",
-             "|---|--:|--:|--:|--:|--:|:-:|--:|--:|--:|--:|"]
+             "| target | s to READY | MB/s | server CPU s/GiB | server top thread | "
+             "source QEMU CPU s/GiB | source top thread | peak RSS MiB | O_DIRECT "
+             "| s ÷ volmig s | CPU ÷ volmig CPU | min–max s |",
+             "|---|--:|--:|--:|--:|--:|--:|--:|:-:|--:|--:|--:|"]
     for server, r in rows.items():
         name = NAMES[server]
         if not r.ok:
-            lines.append("| %s | %s | | | | | | | | | %s |" % (name, r.status, r.note))
+            lines.append("| %s | %s | | | | | | | | | | %s |" % (name, r.status, r.note))
             continue
-        limit = server == "copy-limit"
-        lines.append("| %s | %.2f | %.0f | %s | %s | %s | %s | %s | %s | %s | %.2f–%.2f |" % (
-            name, r.s, r.mbs, "—" if limit else num(r.cpu), "—" if limit else num(r.src_cpu),
-            "—" if limit else num(r.rss, "%.0f"), r.odirect, ratio(r.s, vs),
-            "—" if limit else ratio(r.cpu, vc), "—" if limit else num(r.done),
-            r.spread[0], r.spread[1]))
+        dash = lambda v: "—" if server == "copy-limit" else v
+        lines.append("| %s | %.2f | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %.2f–%.2f |" % (
+            name, r.s, r.mbs, dash(num(r.cpu)), dash("%.0f%%" % r.thr),
+            dash(num(r.src_cpu)), dash("%.0f%%" % r.src_thr), dash(num(r.rss, "%.0f")),
+            r.odirect, ratio(r.s, vs), dash(ratio(r.cpu, vc)), r.spread[0], r.spread[1]))
     return lines
 
 
@@ -202,6 +204,17 @@ unset multiplot
     subprocess.run(["gnuplot", gp], check=True)
 
 
+def notes(runs):
+    loads = [float(r["load1"]) for r in runs]
+    out = "Load average (1 min) at the end of each run: %.2f–%.2f on %s." % (
+        min(loads), max(loads), "this machine")
+    retried = [r for r in runs if r["note"].startswith("retried")]
+    if retried:
+        out += " Retried once after a failed mirror: %s." % "; ".join(
+            "%s %s #%s (%s)" % (r["case"], r["server"], r["rep"], r["note"]) for r in retried)
+    return out
+
+
 def main(out):
     runs, rows, meta = load(out)
     gib = int(meta["size"]) / GIB
@@ -212,8 +225,10 @@ def main(out):
           "Each time is the median of %s runs from blockdev-mirror to BLOCK_JOB_READY; every "
           "target was compared with its source afterwards. CPU is utime+stime of the whole "
           "process (all threads) over the same interval. Ratios above 1: the row takes longer "
-          "or more CPU than volmig serve. \"cancel s\" is READY to job gone (block-job-cancel "
-          "and the final flush)." % meta["repeat"], ""]
+          "or more CPU than volmig serve. \"top thread\": the busiest thread's CPU time as a "
+          "share of the time to READY; near 100%% that thread is the bound. The time from "
+          "READY to the job's end (block-job-cancel and the final flush) is in serve.csv "
+          "(done_s)." % meta["repeat"], "", notes(runs), ""]
     if "disk" in rows:
         md += dense_table("### On the disk: %s, O_DIRECT (device-bound)" % size, rows["disk"]) + [""]
     if "shm" in rows:

@@ -48,6 +48,11 @@ rm -rf "$OUT/logs"
 mkdir -p "$OUT/logs"
 DISK_DIR=$(mktemp -d "${BENCH_DISK_DIR:-/var/tmp}/volmig-bench.XXXXXX")
 SHM_DIR=$(mktemp -d /dev/shm/volmig-bench.XXXXXX)
+# Logs and sockets in a directory of our own, not common.sh's /tmp one:
+# other sessions on a shared machine have been seen sweeping /tmp/volmig-*.
+rmdir "$T"
+T=$DISK_DIR/run
+mkdir "$T"
 # The logs outlive $T: they are kept next to the results.
 bench_cleanup() {
     cp "$T"/*.log "$T"/*.err "$OUT/logs/" 2>/dev/null || true
@@ -68,87 +73,123 @@ need_space "$DISK_DIR" $((2 * SIZE + 3 * SPARSE_DATA + 256 * MIB))
 probe_aio "$DISK_DIR"
 
 CSV=$OUT/serve.csv
-echo "case,server,rep,bytes,data_bytes,ready_s,done_s,server_cpu_s,source_cpu_s,rss_kib,alloc_kib,odirect,status,note" >"$CSV"
+COLS="case server rep bytes data_bytes ready_s done_s server_cpu_s source_cpu_s
+      server_thread_pct source_thread_pct rss_kib alloc_kib odirect load1 status note"
+echo $COLS | tr ' ' , >"$CSV"
 runs=0 failures=0
+declare -A R   # the run being measured, one CSV line
 
-record() { # CASE SERVER REP BYTES DATA READY DONE SCPU QCPU RSS ALLOC ODIRECT STATUS NOTE
-    local note=${14//,/;}
-    echo "$1,$2,$3,$4,$5,$6,$7,$8,$9,${10},${11},${12},${13},${note//$'\n'/ }" >>"$CSV"
-    if [ "$2" = copy-limit ]; then
-        printf '  %-6s %-12s #%s %8.2f s %7.0f MB/s\n' "$1" "$2" "$3" "$6" \
-            "$(awk "BEGIN {print $5 / $6 / 1e6}")"
-    elif [ "${13}" = ok ]; then
-        printf '  %-6s %-12s #%s %8.2f s %7.0f MB/s  server %6.2f CPU s  source %6.2f CPU s  RSS %5d MiB  O_DIRECT %s\n' \
-            "$1" "$2" "$3" "$6" "$(awk "BEGIN {print $5 / $6 / 1e6}")" "$8" "$9" \
-            $((${10} / 1024)) "${12}"
-    else
-        printf '  %-6s %-12s #%s %s: %s\n' "$1" "$2" "$3" "${13}" "$note"
-    fi
+new_result() { # CASE SERVER REP BYTES DATA_BYTES
+    R=([case]=$1 [server]=$2 [rep]=$3 [bytes]=$4 [data_bytes]=$5 [ready_s]=0
+       [done_s]=0 [server_cpu_s]=0 [source_cpu_s]=0 [server_thread_pct]=0
+       [source_thread_pct]=0 [rss_kib]=0 [alloc_kib]=0 [odirect]=- [load1]=0
+       [status]=ok [note]=)
 }
 
-# mirror_run CASE KIND REP SRC DIR DIRECT DATA: one mirror of SRC into a
-# fresh sparse target in DIR served by KIND, then the server's exit and the
-# comparison of target and source.
-mirror_run() {
-    local case=$1 kind=$2 rep=$3 src=$4 dir=$5 direct=$6 data=$7
-    local n=$((++runs)) tgt=$5/tgt.img size port src_pid res rc=0
-    local status=ok note= rss=0 alloc=0 ready=0 done_s=0 scpu=0 qcpu=0 odirect=-
-    size=$(stat -c %s "$src")
+record() {
+    local c line= note=${R[note]//,/;}
+    R[note]=${note//$'\n'/ }
+    R[load1]=$(cut -d' ' -f1 /proc/loadavg)
+    for c in $COLS; do line+=${line:+,}${R[$c]}; done
+    echo "$line" >>"$CSV"
+    [ "${R[status]}" != failed ] || failures=$((failures + 1))
+    if [ "${R[status]}" != ok ]; then
+        printf '  %-6s %-12s #%s %s: %s\n' "${R[case]}" "${R[server]}" "${R[rep]}" \
+            "${R[status]}" "${R[note]}"
+        return
+    fi
+    printf '  %-6s %-12s #%s %7.2f s %5.0f MB/s' "${R[case]}" "${R[server]}" "${R[rep]}" \
+        "${R[ready_s]}" "$(awk "BEGIN {print ${R[data_bytes]} / ${R[ready_s]} / 1e6}")"
+    [ "${R[server]}" = copy-limit ] || printf \
+        '  CPU s: server %5.2f (top thread %3.0f%%) source %5.2f (top %3.0f%%)  RSS %3d MiB  O_DIRECT %s' \
+        "${R[server_cpu_s]}" "${R[server_thread_pct]}" "${R[source_cpu_s]}" \
+        "${R[source_thread_pct]}" $((R[rss_kib] / 1024)) "${R[odirect]}"
+    printf '  load %s%s\n' "${R[load1]}" "${R[note]:+  ($(echo "${R[note]}"))}"
+}
+
+# mirror_attempt KIND SRC DIR DIRECT: one mirror of SRC into a fresh sparse
+# target in DIR served by KIND, the server's exit, the comparison of target
+# and source.  Fills R.
+mirror_attempt() {
+    local kind=$1 src=$2 dir=$3 direct=$4
+    local n=$((++runs)) tgt=$3/tgt.img port src_pid res k v rc=0
     rm -f "$tgt"
-    truncate -s "$size" "$tgt"
+    truncate -s "${R[bytes]}" "$tgt"
     port=$(free_port)
     if ! start_target "$kind" "$tgt" "$port" "$direct" "dst$n"; then
-        record "$case" "$kind" "$rep" "$size" "$data" 0 0 0 0 0 0 - n/a "$srv_note"
+        R[status]=n/a R[note]=$srv_note
         rm -f "$tgt"
-        return 0
+        return
     fi
     start_qemu "src$n" "$(file_node src0 "$src" "$direct")" \
         '{"driver":"raw","node-name":"disk0","file":"src0"}'
     src_pid=$(eval echo "\$src${n}_pid")
     if res=$(python3 "$BENCH_DIR/mirror.py" "$T/src$n.qmp" "$port" "$srv_pid" \
                 "$src_pid" --target "$tgt" 2>"$T/mirror$n.err"); then
-        read -r ready done_s scpu qcpu odirect < <(python3 -c '
+        while IFS='=' read -r k v; do R[$k]=$v; done < <(python3 -c '
 import json, sys
-r = json.loads(sys.argv[1])
-print(r["ready_s"], r["done_s"], r["server_cpu_s"], r["source_cpu_s"], r["odirect"])' "$res")
+for k, v in json.loads(sys.argv[1]).items(): print("%s=%s" % (k, v))' "$res")
     else
-        status=failed note="mirror: $(tail -n 1 "$T/mirror$n.err")"
+        R[status]=failed R[note]="mirror: $(tail -n 1 "$T/mirror$n.err")"
+        kill -0 "$srv_pid" 2>/dev/null || R[note]+="; $kind had exited: $(tail -n 1 "$T/dst$n.log")"
     fi
-    rss=$(peak_rss_kib "$srv_pid")
+    R[rss_kib]=$(peak_rss_kib "$srv_pid")
     stop_pid "$src_pid" || true
     stop_pid "$srv_pid" || rc=$?
     # SIGTERM is a clean stop for every server here: exit 0, or QEMU's and
     # qemu-nbd's death by the signal after their own clean-up.
-    if [ $rc != 0 ] && [ $rc != 143 ] && [ $status = ok ]; then
-        note="$kind exited with status $rc on SIGTERM"
-        [ "$kind" = volmig ] && status=failed
+    if [ $rc != 0 ] && [ $rc != 143 ] && [ "${R[status]}" = ok ]; then
+        R[note]="$kind exited with status $rc on SIGTERM"
+        [ "$kind" != volmig ] || R[status]=failed
     fi
-    if [ $status = ok ]; then
-        if [ "$case" = sparse ]; then
-            # qemu-img compare skips holes on both sides; cmp would read 16 GiB.
-            qemu-img compare -q -f raw -F raw "$src" "$tgt" || status=failed
+    if [ "${R[status]}" = ok ]; then
+        # qemu-img compare skips the holes on both sides: cmp would read 16 GiB.
+        if [ "${R[case]}" = sparse ]; then
+            qemu-img compare -q -f raw -F raw "$src" "$tgt" || R[status]=failed
         else
-            cmp -s "$src" "$tgt" || status=failed
+            cmp -s "$src" "$tgt" || R[status]=failed
         fi
-        [ $status = ok ] || note="TARGET DIFFERS FROM SOURCE"
-        alloc=$(du -k "$tgt" | cut -f1)
+        [ "${R[status]}" = ok ] || R[note]="TARGET DIFFERS FROM SOURCE"
+        R[alloc_kib]=$(du -k "$tgt" | cut -f1)
     fi
-    [ $status != failed ] || failures=$((failures + 1))
-    record "$case" "$kind" "$rep" "$size" "$data" "$ready" "$done_s" "$scpu" "$qcpu" \
-        "$rss" "$alloc" "$odirect" "$status" "$note"
-    python3 "$BENCH_DIR/mkimage.py" dontneed "$src"
     rm -f "$tgt"
 }
 
-copy_run() { # CASE REP SRC DIR DIRECT(1|0)
+# mirror_run CASE KIND REP SRC DIR DIRECT DATA_BYTES: a mirror that fails
+# (not a target that differs) is tried once more, since the machine may be
+# shared with other tests; the first failure stays in the note.
+mirror_run() {
+    local first
+    new_result "$1" "$2" "$3" "$(stat -c %s "$4")" "$7"
+    mirror_attempt "$2" "$4" "$5" "$6"
+    if [ "${R[status]}" = failed ] && [[ "${R[note]}" == mirror:* ]]; then
+        first=${R[note]}
+        new_result "$1" "$2" "$3" "$(stat -c %s "$4")" "$7"
+        mirror_attempt "$2" "$4" "$5" "$6"
+        R[note]="retried after: $first${R[note]:+; ${R[note]}}"
+    fi
+    record
+}
+
+copy_run() { # CASE REP SRC DIR DIRECT(1|0) [warmup]
     local tgt=$4/tgt.img size secs
     size=$(stat -c %s "$3")
     rm -f "$tgt"
     truncate -s "$size" "$tgt"
     secs=$(copy_limit "$3" "$tgt" "$size" "$5")
-    record "$1" copy-limit "$2" "$size" "$size" "$secs" 0 0 0 0 0 "$([ "$5" = 1 ] && echo yes || echo no)" ok ""
-    python3 "$BENCH_DIR/mkimage.py" dontneed "$3"
     rm -f "$tgt"
+    [ -z "${6:-}" ] || return 0
+    new_result "$1" copy-limit "$2" "$size" "$size"
+    R[ready_s]=$secs R[odirect]=$([ "$5" = 1 ] && echo yes || echo no)
+    record
+}
+
+# rotate N WORD...: the words, starting with the (N mod count)th, so that no
+# server always runs first (on a cold machine) or right after another one.
+rotate() {
+    local n=$1; shift
+    local w=("$@") i
+    for ((i = 0; i < ${#w[@]}; i++)); do echo "${w[(i + n) % ${#w[@]}]}"; done
 }
 
 dense_cases() {
@@ -164,10 +205,13 @@ dense_cases() {
             python3 "$BENCH_DIR/mkimage.py" dense "$src" "$SIZE"
         fi
         sync
+        # A first, unrecorded copy touches as much memory as a run does: on
+        # a VM the first touch of fresh guest memory is much slower.
+        copy_run $case 0 "$src" "$dir" "$([ $direct = true ] && echo 1 || echo 0)" warmup
         # Servers take turns within each repeat, so a slow spell of the
         # machine spreads over all of them instead of hitting one.
         for rep in $(seq "$REPEAT"); do
-            for kind in $SERVERS; do
+            for kind in $(rotate $((rep - 1)) $SERVERS); do
                 mirror_run $case "$kind" "$rep" "$src" "$dir" $direct "$SIZE"
             done
             copy_run $case "$rep" "$src" "$dir" "$([ $direct = true ] && echo 1 || echo 0)"
@@ -184,7 +228,7 @@ sparse_cases() {
     python3 "$BENCH_DIR/mkimage.py" dense "$dense" "$SPARSE_DATA"
     sync
     for rep in $(seq "$REPEAT"); do
-        for kind in $SPARSE_SERVERS; do
+        for kind in $(rotate $((rep - 1)) $SPARSE_SERVERS); do
             mirror_run sparse "$kind" "$rep" "$sparse" "$DISK_DIR" true "$SPARSE_DATA"
             mirror_run dense "$kind" "$rep" "$dense" "$DISK_DIR" true "$SPARSE_DATA"
         done
