@@ -45,6 +45,9 @@ class Row:
         self.odirect = runs[0]["odirect"]
         self.thr = med("server_thread_pct")
         self.src_thr = med("source_thread_pct")
+        self.busy = med("machine_busy_pct")
+        mid = sorted(runs, key=lambda r: float(r["ready_s"]))[len(runs) // 2]
+        self.profiles = (mid["server_profile"], mid["source_profile"])
         self.spread = (min(float(r["ready_s"]) for r in runs),
                        max(float(r["ready_s"]) for r in runs))
 
@@ -84,19 +87,30 @@ def dense_table(title, rows):
     vc = v.cpu if v and v.ok else None
     lines = [title, "",
              "| target | s to READY | MB/s | server CPU s/GiB | server top thread | "
-             "source QEMU CPU s/GiB | source top thread | peak RSS MiB | O_DIRECT "
-             "| s ÷ volmig s | CPU ÷ volmig CPU | min–max s |",
-             "|---|--:|--:|--:|--:|--:|--:|--:|:-:|--:|--:|--:|"]
+             "source QEMU CPU s/GiB | source top thread | machine CPU busy | peak RSS MiB "
+             "| O_DIRECT | s ÷ volmig s | CPU ÷ volmig CPU | min–max s |",
+             "|---|--:|--:|--:|--:|--:|--:|--:|--:|:-:|--:|--:|--:|"]
     for server, r in rows.items():
         name = NAMES[server]
         if not r.ok:
-            lines.append("| %s | %s | | | | | | | | | | %s |" % (name, r.status, r.note))
+            lines.append("| %s | %s | | | | | | | | | | | %s |" % (name, r.status, r.note))
             continue
         dash = lambda v: "—" if server == "copy-limit" else v
-        lines.append("| %s | %.2f | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %.2f–%.2f |" % (
+        lines.append("| %s | %.2f | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.2f–%.2f |" % (
             name, r.s, r.mbs, dash(num(r.cpu)), dash("%.0f%%" % r.thr),
-            dash(num(r.src_cpu)), dash("%.0f%%" % r.src_thr), dash(num(r.rss, "%.0f")),
+            dash(num(r.src_cpu)), dash("%.0f%%" % r.src_thr), dash("%.0f%%" % r.busy),
+            dash(num(r.rss, "%.0f")),
             r.odirect, ratio(r.s, vs), dash(ratio(r.cpu, vc)), r.spread[0], r.spread[1]))
+    return lines
+
+
+def profile_table(title, rows):
+    lines = [title, "", "| target | server: CPU by thread, share of the time to READY "
+             "| source QEMU: the same |", "|---|---|---|"]
+    for server, r in rows.items():
+        if r.ok and server != "copy-limit":
+            lines.append("| %s | %s | %s |" % (NAMES[server], r.profiles[0] or "—",
+                                               r.profiles[1] or "—"))
     return lines
 
 
@@ -226,7 +240,8 @@ def main(out):
           "target was compared with its source afterwards. CPU is utime+stime of the whole "
           "process (all threads) over the same interval. Ratios above 1: the row takes longer "
           "or more CPU than volmig serve. \"top thread\": the busiest thread's CPU time as a "
-          "share of the time to READY; near 100%% that thread is the bound. The time from "
+          "share of the time to READY; near 100%% that thread is the bound. \"machine CPU busy\": "
+          "all CPUs of the machine, whoever used them, over the same interval. The time from "
           "READY to the job's end (block-job-cancel and the final flush) is in serve.csv "
           "(done_s)." % meta["repeat"], "", notes(runs), ""]
     if "disk" in rows:
@@ -235,6 +250,10 @@ def main(out):
         md += dense_table("### In /dev/shm: %s, no O_DIRECT (server-bound)" % size, rows["shm"]) + [""]
     if "sparse" in rows:
         md += sparse_table(meta, rows) + [""]
+    for case, where in (("disk", "on the disk"), ("shm", "in /dev/shm")):
+        if case in rows:
+            md += profile_table("### Where the CPU goes %s (the median run)" % where,
+                                rows[case]) + [""]
     md += ["### Issue 2's targets", ""] + targets(runs, rows) + [""]
     text = "\n".join(md)
     with open(os.path.join(out, "serve.md"), "w") as f:

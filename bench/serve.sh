@@ -74,7 +74,8 @@ probe_aio "$DISK_DIR"
 
 CSV=$OUT/serve.csv
 COLS="case server rep bytes data_bytes ready_s done_s server_cpu_s source_cpu_s
-      server_thread_pct source_thread_pct rss_kib alloc_kib odirect load1 status note"
+      server_thread_pct source_thread_pct rss_kib alloc_kib odirect load1 status note
+      server_profile source_profile machine_busy_pct"
 echo $COLS | tr ' ' , >"$CSV"
 runs=0 failures=0
 declare -A R   # the run being measured, one CSV line
@@ -83,12 +84,15 @@ new_result() { # CASE SERVER REP BYTES DATA_BYTES
     R=([case]=$1 [server]=$2 [rep]=$3 [bytes]=$4 [data_bytes]=$5 [ready_s]=0
        [done_s]=0 [server_cpu_s]=0 [source_cpu_s]=0 [server_thread_pct]=0
        [source_thread_pct]=0 [rss_kib]=0 [alloc_kib]=0 [odirect]=- [load1]=0
-       [status]=ok [note]=)
+       [status]=ok [note]= [server_profile]= [source_profile]= [machine_busy_pct]=0)
 }
 
 record() {
-    local c line= note=${R[note]//,/;}
-    R[note]=${note//$'\n'/ }
+    local c line= v
+    for c in note server_profile source_profile; do
+        v=${R[$c]//,/;}
+        R[$c]=${v//$'\n'/ }
+    done
     R[load1]=$(cut -d' ' -f1 /proc/loadavg)
     for c in $COLS; do line+=${line:+,}${R[$c]}; done
     echo "$line" >>"$CSV"
@@ -104,6 +108,7 @@ record() {
         '  CPU s: server %5.2f (top thread %3.0f%%) source %5.2f (top %3.0f%%)  RSS %3d MiB  O_DIRECT %s' \
         "${R[server_cpu_s]}" "${R[server_thread_pct]}" "${R[source_cpu_s]}" \
         "${R[source_thread_pct]}" $((R[rss_kib] / 1024)) "${R[odirect]}"
+    [ "${R[server]}" = copy-limit ] || printf '  machine busy %s%%' "${R[machine_busy_pct]}"
     printf '  load %s%s\n' "${R[load1]}" "${R[note]:+  ($(echo "${R[note]}"))}"
 }
 
