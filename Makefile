@@ -5,11 +5,12 @@ BUILD   ?= build
 CC      ?= gcc
 PKGS    := liburing jansson libnbd libvirt libvirt-qemu libedit yaml-0.1 gnutls
 SAN     ?=
-CFLAGS  ?= -O2 -g
-CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -I. $(SAN) \
+OPT     ?= -O2 -g
+CFLAGS  ?=
+override CFLAGS += $(OPT) -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -I. $(SAN) \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
-LDFLAGS += $(SAN)
+override LDLIBS += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
+override LDFLAGS += $(SAN)
 
 LIB_SRCS  := $(wildcard nbd/*.c engine/*.c qmp/*.c k8s/*.c)
 CLI_SRCS  := $(wildcard cli/*.c)
@@ -59,13 +60,14 @@ check-unit: all $(UNIT_BINS)
 	@BUILD=$(BUILD) ./tests/run.sh --unit-only
 
 check-asan:
-	$(MAKE) BUILD=build-asan SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" CFLAGS="-O1 -g" check
+	$(MAKE) BUILD=build-asan SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" OPT="-O1 -g" check
 
 check-valgrind: all $(UNIT_BINS)
-	@BUILD=$(BUILD) VALGRIND=1 ./tests/run.sh
+	@BUILD=$(BUILD) VALGRIND=1 ./tests/run.sh --unit-only
 
 demo: all
 	@./tests/lib/demo.sh
+	@./tests/lib/demo-k8s.sh
 
 bench: all
 	@./bench/run.sh

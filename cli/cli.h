@@ -13,6 +13,11 @@ enum {
 /* Each subcommand: argv[0] is the subcommand's name. */
 int cmd_serve(int argc, char **argv);
 int cmd_qmp(int argc, char **argv);
+int cmd_migrate(int argc, char **argv);
+int cmd_reconcile(int argc, char **argv);
+int cmd_apply(int argc, char **argv);
+int cmd_controller(int argc, char **argv);
+int cmd_get(int argc, char **argv);
 
 /* Prints "volmig SUBCOMMAND: MESSAGE" to stderr. */
 void cli_error(const char *sub, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -13,7 +13,12 @@ static const struct subcommand {
     const char *summary;
 } subcommands[] = {
     { "serve", cmd_serve, "export a destination volume over NBD (io_uring)" },
+    { "migrate", cmd_migrate, "move a running VM's disks to new volumes (blockdev-mirror)" },
     { "qmp", cmd_qmp, "talk to QEMU's QMP monitor: a console and a script runner" },
+    { "reconcile", cmd_reconcile, "dry-run the volume-migration controller over a file of objects" },
+    { "controller", cmd_controller, "watch a store of manifests and run volume migrations" },
+    { "get", cmd_get, "print objects from the controller's store, like kubectl get" },
+    { "apply", cmd_apply, "put objects into the controller's store, like kubectl apply" },
 };
 
 static void usage(FILE *f)

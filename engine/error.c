@@ -34,8 +34,15 @@ void err_prefix(const char *fmt, ...)
     va_start(ap, fmt);
     n = vsnprintf(err_buf, sizeof err_buf, fmt, ap);
     va_end(ap);
-    if (n >= 0 && (size_t)n < sizeof err_buf)
-        snprintf(err_buf + n, sizeof err_buf - n, ": %s", old);
+    /* Copied by hand: the old message may not fit, and a truncating
+     * snprintf() is an error at -O1 under -Werror=format-truncation. */
+    if (n >= 0 && (size_t)n + 3 <= sizeof err_buf) {
+        size_t len = strnlen(old, sizeof err_buf - n - 3);
+
+        memcpy(err_buf + n, ": ", 2);
+        memcpy(err_buf + n + 2, old, len);
+        err_buf[n + 2 + len] = '\0';
+    }
 }
 
 const char *err_msg(void)

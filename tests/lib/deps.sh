@@ -2,11 +2,11 @@
 # Installs the Debian packages volmig needs to build, test, demo and bench.
 # Quiet when everything is present; apt-get runs only for what is missing.
 set -eu
-pkgs=(gcc make pkg-config clang liburing-dev libjansson-dev libnbd-dev libnbd-bin
+pkgs=(gcc make pkg-config clang libclang-rt-14-dev liburing-dev libjansson-dev libnbd-dev libnbd-bin
       nbdkit qemu-system-x86 qemu-utils fio libcmocka-dev libvirt-dev
       libvirt-daemon-system libvirt-clients libedit-dev libyaml-dev
       libgnutls28-dev gnutls-bin iproute2 util-linux gnuplot-nox tmux valgrind
-      procps psmisc)
+      procps psmisc jq)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \

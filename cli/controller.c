@@ -1,0 +1,106 @@
+/* volmig controller: argument parsing; the loop is k8s/controller.c. */
+#include "cli/cli.h"
+#include "engine/error.h"
+#include "k8s/controller.h"
+
+#include <getopt.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t stop_flag;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_flag = 1;
+}
+
+static void ctl_log(const char *fmt, ...)
+{
+    char when[32];
+    time_t now = time(NULL);
+    va_list ap;
+
+    strftime(when, sizeof when, "%H:%M:%S", localtime(&now));
+    printf("%s ", when);
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    putchar('\n');
+    fflush(stdout);
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "usage: volmig controller --store DIR [--once] [--timeout SECONDS]\n"
+        "\n"
+        "Watches a directory of manifests (written by 'volmig apply'), runs the\n"
+        "volume-migration reconcile step on every change, writes status back, and runs\n"
+        "each migration object through 'volmig migrate'.\n"
+        "\n"
+        "  --store DIR        the store directory\n"
+        "  --once             stop once nothing is left to do (no change, no migration)\n"
+        "  --timeout SECONDS  with --once: fail if the store is not at rest by then\n"
+        "\n"
+        "A VMI names its QEMU with the annotation volmig.io/qmp (unix:PATH or\n"
+        "libvirt:DOMAIN); a claim's storage is its PersistentVolume's hostPath or local\n"
+        "path.  SIGINT/SIGTERM: running migrations are cancelled, then it exits.\n");
+}
+
+int cmd_controller(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "store", required_argument, NULL, 's' },
+        { "once", no_argument, NULL, '1' },
+        { "timeout", required_argument, NULL, 't' },
+        { "help", no_argument, NULL, 'h' },
+        { 0 },
+    };
+    static char exe[PATH_MAX];
+    struct k8s_controller_config cfg = { .ops = &k8s_engine_volmig, .stop = &stop_flag,
+                                         .log = ctl_log };
+    struct sigaction sa = { .sa_handler = on_signal };
+    ssize_t n;
+    int c;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "s:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 's': cfg.store = optarg; break;
+        case '1': cfg.once = true; break;
+        case 't':
+            cfg.timeout_s = atoi(optarg);
+            if (cfg.timeout_s <= 0) {
+                cli_error("controller", "--timeout '%s': a positive number of seconds", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case 'h': usage(stdout); return EXIT_DONE;
+        default: usage(stderr); return EXIT_USAGE;
+        }
+    }
+    if (!cfg.store || optind < argc) {
+        cli_error("controller", optind < argc ? "unexpected argument" : "--store is required");
+        return EXIT_USAGE;
+    }
+    n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) {
+        cli_error("controller", "cannot find the volmig executable");
+        return EXIT_FAILED;
+    }
+    exe[n] = '\0';
+    cfg.engine = exe;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    if (k8s_controller_run(&cfg) < 0) {
+        cli_error("controller", "%s", err_msg());
+        return EXIT_FAILED;
+    }
+    return stop_flag ? EXIT_CANCELLED : EXIT_DONE;
+}

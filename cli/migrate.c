@@ -1,0 +1,342 @@
+/* volmig migrate: argument parsing and the progress display.  The work is
+ * engine/migrate.c's. */
+#include "cli/cli.h"
+#include "engine/error.h"
+#include "engine/migrate.h"
+
+#include <getopt.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_VOLUMES 64
+
+static volatile sig_atomic_t cancel_flag;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    cancel_flag = 1;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "usage: volmig migrate --qmp unix:PATH|libvirt:DOMAIN[?uri=URI]\n"
+        "                      --volume DRIVE=TARGET [--volume DRIVE=TARGET ...]\n"
+        "                      [--switchover pivot|none|migrate:URI]\n"
+        "                      [--copy-mode background|write-blocking] [--retries N]\n"
+        "                      [--backoff SECONDS] [--output text|json]\n"
+        "\n"
+        "Moves the disks of a running QEMU to new volumes while the guest runs.\n"
+        "\n"
+        "  --qmp ADDR          QEMU's monitor: unix:PATH, or libvirt:DOMAIN for a QEMU\n"
+        "                      that libvirt owns\n"
+        "  --volume D=TARGET   DRIVE: a block node name, drive id or device id.  TARGET:\n"
+        "                      nbd://HOST:PORT/EXPORT, nbd+unix:///EXPORT?socket=PATH or\n"
+        "                      file:PATH; at least as large as the drive.  Repeat for more\n"
+        "                      volumes: all of them are one migration\n"
+        "  --switchover MODE   pivot: the VM moves onto the targets (same host);\n"
+        "                      migrate:URI: memory migration to a QEMU started with\n"
+        "                      -incoming URI, volumes finished inside its pause;\n"
+        "                      none (default): the targets become consistent copies and\n"
+        "                      the VM stays on its volumes\n"
+        "  --copy-mode MODE    background (default) or write-blocking: guest writes also\n"
+        "                      go to the target before they complete, so the copy always\n"
+        "                      converges, at the price of write latency\n"
+        "  --retries N         attempts after a failed one (default 3)\n"
+        "  --backoff SECONDS   delay before the first retry, doubling (default 20)\n"
+        "  --buf-size BYTES    mirror buffer (default 64M)\n"
+        "  --granularity BYTES mirror dirty-tracking granularity (default: QEMU's)\n"
+        "  --speed BYTES       bandwidth limit per volume, bytes per second (default: none)\n"
+        "  --output text|json  progress as text (a bar on a terminal) or JSON lines\n"
+        "\n"
+        "SIGINT/SIGTERM cancel: jobs and nodes are removed and the VM keeps running on\n"
+        "its volumes.  Exit status: 0 done, 1 failed, 2 bad usage, 3 cancelled.\n");
+}
+
+struct display {
+    bool json;
+    bool tty;
+    double last_line;
+    bool bar_shown;
+};
+
+static const char *human(double bytes, char *buf, size_t len)
+{
+    const char *units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+    int u = 0;
+
+    while (bytes >= 1024 && u < 4) {
+        bytes /= 1024;
+        u++;
+    }
+    snprintf(buf, len, u ? "%.1f %s" : "%.0f %s", bytes, units[u]);
+    return buf;
+}
+
+static void end_bar(struct display *d)
+{
+    if (d->bar_shown) {
+        fputc('\n', stderr);
+        d->bar_shown = false;
+    }
+}
+
+static void show_progress(struct display *d, json_t *ev)
+{
+    double t = json_real_value(json_object_get(ev, "t"));
+    double done = (double)json_integer_value(json_object_get(ev, "done"));
+    double total = (double)json_integer_value(json_object_get(ev, "total"));
+    double rate = json_real_value(json_object_get(ev, "rate"));
+    double eta = json_real_value(json_object_get(ev, "eta"));
+    double pct = total > 0 ? 100.0 * done / total : 0;
+    char a[32], b[32], r[32], l[32], etas[32] = "?";
+
+    if (eta >= 0)
+        snprintf(etas, sizeof etas, "%.0fs", eta);
+    if (d->tty) {
+        int filled = (int)(pct / 5);
+
+        fprintf(stderr, "\r[%.*s%*s] %5.1f%% %s / %s  %s/s  ETA %s   ", filled,
+                "####################", 20 - filled, "", pct, human(done, a, sizeof a),
+                human(total, b, sizeof b), human(rate, r, sizeof r), etas);
+        d->bar_shown = true;
+        return;
+    }
+    if (t - d->last_line < 2.0 && d->last_line > 0)
+        return;
+    d->last_line = t;
+    printf("%7.1fs copying %5.1f%%  %s of %s, %s left, %s/s, ETA %s\n", t, pct,
+           human(done, a, sizeof a), human(total, b, sizeof b), human(total - done, l, sizeof l),
+           human(rate, r, sizeof r), etas);
+    {
+        size_t i;
+        json_t *v;
+
+        json_array_foreach(json_object_get(ev, "volumes"), i, v)
+            printf("          %s: %s of %s (%s)\n",
+                   json_string_value(json_object_get(v, "drive")),
+                   human((double)json_integer_value(json_object_get(v, "done")), a, sizeof a),
+                   human((double)json_integer_value(json_object_get(v, "total")), b, sizeof b),
+                   json_string_value(json_object_get(v, "status")));
+    }
+}
+
+static void show(void *opaque, json_t *ev)
+{
+    struct display *d = opaque;
+    const char *name = json_string_value(json_object_get(ev, "event"));
+    double t = json_real_value(json_object_get(ev, "t"));
+
+    if (d->json) {
+        char *s = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER);
+
+        if (s)
+            printf("%s\n", s);
+        free(s);
+        fflush(stdout);
+        json_decref(ev);
+        return;
+    }
+    if (!strcmp(name, "progress")) {
+        show_progress(d, ev);
+    } else {
+        end_bar(d);
+        if (!strcmp(name, "started")) {
+            size_t i;
+            json_t *v;
+            char a[32];
+
+            printf("%7.1fs attempt %lld: mirroring (%s)\n", t,
+                   json_integer_value(json_object_get(ev, "attempt")),
+                   json_string_value(json_object_get(ev, "copy_mode")));
+            json_array_foreach(json_object_get(ev, "volumes"), i, v)
+                printf("          %s (node %s, %s) -> %s\n",
+                       json_string_value(json_object_get(v, "drive")),
+                       json_string_value(json_object_get(v, "node")),
+                       human((double)json_integer_value(json_object_get(v, "size")), a, sizeof a),
+                       json_string_value(json_object_get(v, "target")));
+        } else if (!strcmp(name, "ready")) {
+            printf("%7.1fs every mirror is ready (source and targets in sync)\n", t);
+        } else if (!strcmp(name, "switchover")) {
+            printf("%7.1fs switchover: %s\n", t, json_string_value(json_object_get(ev, "mode")));
+        } else if (!strcmp(name, "migrated")) {
+            printf("%7.1fs memory migration completed; volumes were finished in %.3f s of pause\n",
+                   t, json_real_value(json_object_get(ev, "blocks_flushed_in")));
+        } else if (!strcmp(name, "completed")) {
+            printf("%7.1fs done\n", t);
+        } else if (!strcmp(name, "failed")) {
+            printf("%7.1fs attempt %lld failed: %s\n", t,
+                   json_integer_value(json_object_get(ev, "attempt")),
+                   json_string_value(json_object_get(ev, "error")));
+        } else if (!strcmp(name, "retrying")) {
+            printf("%7.1fs retrying in %.0f s (attempt %lld)\n", t,
+                   json_real_value(json_object_get(ev, "delay")),
+                   json_integer_value(json_object_get(ev, "attempt")));
+        } else if (!strcmp(name, "cancelled")) {
+            printf("%7.1fs cancelled: the VM runs on its original volumes\n", t);
+        } else if (!strcmp(name, "warning")) {
+            printf("%7.1fs warning: %s\n", t, json_string_value(json_object_get(ev, "message")));
+        }
+    }
+    fflush(stdout);
+    json_decref(ev);
+}
+
+static int parse_volume(char *arg, struct mig_volume *v)
+{
+    char *eq = strchr(arg, '=');
+
+    if (!eq || eq == arg || !eq[1]) {
+        cli_error("migrate", "--volume '%s' is not DRIVE=TARGET", arg);
+        return -1;
+    }
+    *eq = '\0';
+    v->drive = arg;
+    v->target = eq + 1;
+    if (target_uri_parse(v->target, &v->uri) < 0) {
+        cli_error("migrate", "--volume %s: %s", arg, err_msg());
+        return -1;
+    }
+    return 0;
+}
+
+int cmd_migrate(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "qmp", required_argument, NULL, 'q' },
+        { "volume", required_argument, NULL, 'V' },
+        { "switchover", required_argument, NULL, 's' },
+        { "copy-mode", required_argument, NULL, 'c' },
+        { "retries", required_argument, NULL, 'r' },
+        { "backoff", required_argument, NULL, 'b' },
+        { "buf-size", required_argument, NULL, 'B' },
+        { "granularity", required_argument, NULL, 'g' },
+        { "speed", required_argument, NULL, 'S' },
+        { "output", required_argument, NULL, 'o' },
+        { "progress-interval", required_argument, NULL, 'p' },
+        { "help", no_argument, NULL, 'h' },
+        { 0 },
+    };
+    static struct mig_volume vols[MAX_VOLUMES];
+    struct display d = { 0 };
+    struct mig_config cfg = {
+        .vols = vols, .retries = 3, .backoff_s = 20, .buf_size = 64 << 20,
+        .progress_ms = 500, .converge_warn_s = 30, .cancel = &cancel_flag,
+        .emit = show, .opaque = &d,
+    };
+    struct sigaction sa = { .sa_handler = on_signal };
+    long long n;
+    char *end;
+    int c;
+    enum mig_result r;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "q:V:s:o:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'q': cfg.qmp = optarg; break;
+        case 'V':
+            if (cfg.nvols == MAX_VOLUMES) {
+                cli_error("migrate", "at most %d volumes in one migration", MAX_VOLUMES);
+                return EXIT_USAGE;
+            }
+            if (parse_volume(optarg, &vols[cfg.nvols]) < 0)
+                return EXIT_USAGE;
+            cfg.nvols++;
+            break;
+        case 's':
+            if (!strcmp(optarg, "pivot")) {
+                cfg.switchover = MIG_SW_PIVOT;
+            } else if (!strcmp(optarg, "none")) {
+                cfg.switchover = MIG_SW_NONE;
+            } else if (!strncmp(optarg, "migrate:", 8) && optarg[8]) {
+                cfg.switchover = MIG_SW_MIGRATE;
+                cfg.migrate_uri = optarg + 8;
+            } else {
+                cli_error("migrate", "--switchover '%s': use pivot, none or migrate:URI", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case 'c':
+            if (!strcmp(optarg, "write-blocking")) {
+                cfg.write_blocking = true;
+            } else if (strcmp(optarg, "background")) {
+                cli_error("migrate", "--copy-mode '%s': use background or write-blocking", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case 'r':
+            n = strtoll(optarg, &end, 10);
+            if (*end || n < 0 || n > 1000) {
+                cli_error("migrate", "--retries '%s': a number from 0 to 1000", optarg);
+                return EXIT_USAGE;
+            }
+            cfg.retries = (int)n;
+            break;
+        case 'b':
+            cfg.backoff_s = strtod(optarg, &end);
+            if (*end || !(cfg.backoff_s >= 0) || cfg.backoff_s > 86400) {
+                cli_error("migrate", "--backoff '%s': seconds, from 0 to 86400", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case 'B':
+        case 'g':
+        case 'S':
+            n = cli_parse_size(optarg);
+            if (n <= 0) {
+                cli_error("migrate", "'%s' is not a size in bytes", optarg);
+                return EXIT_USAGE;
+            }
+            if (c == 'S')
+                cfg.speed = (uint64_t)n;
+            else if (c == 'B')
+                cfg.buf_size = (uint64_t)n;
+            else
+                cfg.granularity = (uint64_t)n;
+            break;
+        case 'p':
+            n = strtoll(optarg, &end, 10);
+            if (*end || n < 50 || n > 60000) {
+                cli_error("migrate", "--progress-interval: milliseconds from 50 to 60000");
+                return EXIT_USAGE;
+            }
+            cfg.progress_ms = (int)n;
+            break;
+        case 'o':
+            if (!strcmp(optarg, "json")) {
+                d.json = true;
+            } else if (strcmp(optarg, "text")) {
+                cli_error("migrate", "--output '%s': use text or json", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case 'h': usage(stdout); return EXIT_DONE;
+        default: usage(stderr); return EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        cli_error("migrate", "unexpected argument '%s'", argv[optind]);
+        return EXIT_USAGE;
+    }
+    if (!cfg.qmp || !cfg.nvols) {
+        cli_error("migrate", "--qmp and at least one --volume are required");
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    d.tty = !d.json && isatty(STDERR_FILENO) && isatty(STDOUT_FILENO);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    r = mig_run(&cfg);
+    end_bar(&d);
+    if (r == MIG_FAILED) {
+        cli_error("migrate", "%s", err_msg());
+        return EXIT_FAILED;
+    }
+    return r == MIG_CANCELLED ? EXIT_CANCELLED : EXIT_DONE;
+}

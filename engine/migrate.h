@@ -1,0 +1,78 @@
+/* The migration orchestrator: moves the volumes of a running QEMU with
+ * blockdev-mirror, driven over QMP, and switches the VM over.
+ *
+ *   copy:       one mirror per volume into its target (an NBD export, for
+ *               instance volmig serve on the destination host, or a file)
+ *   converge:   every mirror READY
+ *   switchover: pivot   - job-complete: the VM now runs on the targets
+ *               migrate - memory migration paused before switchover; the
+ *                         mirrors finish consistent (non-forced cancel), the
+ *                         targets are flushed and detached, then the
+ *                         migration continues
+ *               none    - the mirrors finish consistent; the VM stays put
+ *
+ * A failed attempt is cleaned up (jobs cancelled, nodes removed) and
+ * retried after a backoff that doubles.  Cancellation at any point leaves
+ * the VM running on its own volumes with nothing of ours left in QEMU.
+ * The source volumes are only ever read.
+ */
+#ifndef VOLMIG_MIGRATE_H
+#define VOLMIG_MIGRATE_H
+
+#include <jansson.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "engine/uri.h"
+
+enum mig_switchover { MIG_SW_NONE, MIG_SW_PIVOT, MIG_SW_MIGRATE };
+
+enum mig_result {
+    MIG_DONE = 0,
+    MIG_FAILED = 1,
+    MIG_CANCELLED = 3,
+};
+
+struct mig_volume {
+    const char *drive;        /* node name, drive id or qdev id, as given */
+    const char *target;       /* target URI, as given */
+    struct target_uri uri;
+    /* filled in by the orchestrator */
+    char node[128];           /* the source node being mirrored */
+    uint64_t size;            /* source size */
+    uint64_t target_size;
+    char job[64];             /* our job id */
+    char proto_node[64];      /* our target protocol node */
+    char top_node[64];        /* our target node the mirror writes into */
+    bool added_proto, added_top, started;
+    uint64_t done, total;     /* last progress seen */
+    char status[24];          /* last job status seen */
+};
+
+struct mig_config {
+    const char *qmp;                 /* unix:PATH or libvirt:DOMAIN */
+    struct mig_volume *vols;
+    int nvols;
+    enum mig_switchover switchover;
+    const char *migrate_uri;         /* for MIG_SW_MIGRATE */
+    bool write_blocking;             /* copy-mode write-blocking */
+    int retries;                     /* attempts after the first */
+    double backoff_s;                /* first retry delay; doubles */
+    uint64_t granularity;            /* 0: QEMU's default */
+    uint64_t buf_size;               /* 0: QEMU's default */
+    uint64_t speed;                  /* bytes per second per mirror, 0: no limit */
+    int progress_ms;                 /* progress event interval */
+    int converge_warn_s;             /* warn when not converging this long */
+    volatile sig_atomic_t *cancel;   /* set by a signal handler */
+    /* Receives every event (a JSON object, stolen): started, progress,
+     * ready, switchover, completed, failed, retrying, cancelled, warning. */
+    void (*emit)(void *opaque, json_t *event);
+    void *opaque;
+};
+
+/* Runs one migration to its end.  MIG_FAILED leaves a message in
+ * err_msg(). */
+enum mig_result mig_run(struct mig_config *cfg);
+
+#endif

@@ -1,0 +1,23 @@
+/* Migration targets as users write them:
+ *   nbd://HOST[:PORT]/EXPORT          (NBD URI specification; port 10809)
+ *   nbd+unix:///EXPORT?socket=PATH
+ *   file:PATH                         (a local file or block device)
+ */
+#ifndef VOLMIG_URI_H
+#define VOLMIG_URI_H
+
+enum target_uri_kind { URI_NBD_TCP, URI_NBD_UNIX, URI_FILE };
+
+struct target_uri {
+    enum target_uri_kind kind;
+    char host[256];
+    char port[16];
+    char export_name[4097];
+    char socket[108];
+    char path[4096];
+};
+
+/* Parses text.  -1 with err_msg() set on anything it does not accept. */
+int target_uri_parse(const char *text, struct target_uri *u);
+
+#endif

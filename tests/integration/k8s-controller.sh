@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# volmig controller end to end with a real QEMU.
+#  1. The VM's manifest is edited to point disk0 at a new claim with
+#     updateVolumesStrategy: Migration; the controller creates the migration
+#     object, runs it through volmig migrate (pivot: same host) and the
+#     object ends Succeeded, the VMI on the new claim, the data copied.
+#  2. Another update; QEMU is killed mid-copy: the migration fails, the VM
+#     gets ManualRecoveryRequired and no VMI is started while it holds;
+#     restoring the original volume clears it.
+. "$(dirname "$0")/../lib/common.sh"
+. "$TOP/tests/lib/k8s-world.sh"
+require qemu-system-x86_64 jq
+
+S=$T/store
+get() { "$VOLMIG" get --store "$S" "$@"; }
+
+log "a VM whose disk0 is src-pvc on a running QEMU"
+random_file "$T/src.img" 32
+truncate -s 32M "$T/dst.img"
+start_qemu vm "{\"driver\":\"raw\",\"node-name\":\"disk0\",\"file\":{\"driver\":\"file\",\"filename\":\"$T/src.img\"}}"
+k8s_world "$T" "$T/src.img" "$T/dst.img" 32 "unix:$T/vm.qmp"
+"$VOLMIG" apply -f "$T/base.yaml" --store "$S" >/dev/null || fail "apply base"
+"$VOLMIG" controller --store "$S" --once --timeout 60 >"$T/ctl0.log" || { cat "$T/ctl0.log"; fail "controller at rest"; }
+assert_eq "$(get VirtualMachineInstanceMigration | jq '.items | length')" 0 "migrations before any change"
+
+log "the user applies the VM with dst-pvc and updateVolumesStrategy: Migration"
+"$VOLMIG" apply -f "$T/update.yaml" --store "$S" >/dev/null || fail "apply update"
+"$VOLMIG" controller --store "$S" --once --timeout 120 >"$T/ctl1.log" || { cat "$T/ctl1.log"; fail "controller"; }
+cat "$T/ctl1.log"
+m=$(get VirtualMachineInstanceMigration | jq '.items[0]')
+assert_eq "$(jq -r .status.phase <<<"$m")" Succeeded "migration phase"
+assert_eq "$(jq -r '.metadata.labels["kubevirt.io/volume-update-in-progress"]' <<<"$m")" vm1 "label"
+assert_eq "$(jq -r '.metadata.labels["kubevirt.io/volume-update-migration"]' <<<"$m")" vm1 "label"
+assert_eq "$(jq -c '[.status.phaseTransitionTimestamps[].phase]' <<<"$m")" \
+    '["Pending","Scheduling","Running","Succeeded"]' "phases"
+assert_eq "$(get VirtualMachineInstance vm1 | jq -r '.items[0].spec.volumes[0].persistentVolumeClaim.claimName')" \
+    dst-pvc "VMI volume after the migration"
+cmp "$T/src.img" "$T/dst.img" || fail "dst.img differs from src.img"
+assert_eq "$(qmp "$T/vm.qmp2" query-jobs)" "[]" "jobs left in QEMU"
+get Event | jq -r '.items[].reason' | grep -q VolumeMigrationSucceeded || fail "no VolumeMigrationSucceeded event"
+
+log "second update, to dst2-pvc; QEMU killed mid-copy"
+truncate -s 32M "$T/dst2.img"
+sed "s|dst-pv|dst2-pv|g; s|dst-pvc|dst2-pvc|g; s|$T/dst.img|$T/dst2.img|" "$T/base.yaml" \
+    | awk 'BEGIN{RS="---\n"; ORS="---\n"} /PersistentVolume/ && /dst2/' >"$T/dst2.yaml"
+"$VOLMIG" apply -f "$T/dst2.yaml" --store "$S" >/dev/null || fail "apply dst2 claim"
+sed "s|claimName: dst-pvc|claimName: dst2-pvc|" "$T/update.yaml" >"$T/update2.yaml"
+"$VOLMIG" apply -f "$T/update2.yaml" --store "$S" >/dev/null || fail "apply update2"
+# KubeVirt's bandwidth limit for migrations slows this copy to 2 MiB/s.
+cat >"$T/kv.yaml" <<YAML
+apiVersion: kubevirt.io/v1
+kind: KubeVirt
+metadata: {name: kubevirt, namespace: kubevirt}
+spec:
+  configuration:
+    vmRolloutStrategy: LiveUpdate
+    migrations: {bandwidthPerMigration: 2Mi}
+  workloadUpdateStrategy:
+    workloadUpdateMethods: [LiveMigrate]
+YAML
+"$VOLMIG" apply -f "$T/kv.yaml" --store "$S" >/dev/null || fail "apply KubeVirt CR"
+"$VOLMIG" controller --store "$S" >"$T/ctl2.log" 2>&1 &
+ctl=$!
+track_pid $ctl
+wait_for 60 sh -c "'$VOLMIG' get --store '$S' VirtualMachineInstanceMigration | jq -e '.items[] | select(.status.phase==\"Running\")'" \
+    || { cat "$T/ctl2.log"; fail "the second migration never ran"; }
+kill -9 "$vm_pid"
+wait_for 60 sh -c "'$VOLMIG' get --store '$S' VirtualMachine vm1 | jq -e '.items[0].status.conditions[]? | select(.type==\"ManualRecoveryRequired\" and .status==\"True\")'" \
+    || { cat "$T/ctl2.log"; get VirtualMachine vm1; fail "no ManualRecoveryRequired"; }
+log "ManualRecoveryRequired is set"
+# The VMI is final; delete it as a user would: no new VMI may start.
+rm -f "$S"/VirtualMachineInstance_default_vm1.yaml
+sleep 2
+assert_eq "$(get VirtualMachineInstance | jq '.items | length')" 0 "a VMI was started despite ManualRecoveryRequired"
+get Event | jq -r '.items[].message' | grep -q "VM recovery required" || fail "no 'VM recovery required' event"
+
+log "restoring the original volume (the copy never completed) clears it"
+sed "s|claimName: dst2-pvc|claimName: dst-pvc|" "$T/update2.yaml" >"$T/restore.yaml"
+"$VOLMIG" apply -f "$T/restore.yaml" --store "$S" >/dev/null || fail "apply restore"
+wait_for 30 sh -c "! '$VOLMIG' get --store '$S' VirtualMachine vm1 | jq -e '.items[0].status.conditions[]? | select(.type==\"ManualRecoveryRequired\")'" \
+    || { get VirtualMachine vm1; fail "ManualRecoveryRequired not cleared"; }
+kill "$ctl"; wait "$ctl" 2>/dev/null || true
+echo ok
