@@ -76,10 +76,12 @@ start_target() {
         if [ ! -x "$VOLMIG" ]; then srv_note="no $VOLMIG"; return 1; fi
         # volmig uses O_DIRECT wherever the target allows it (tmpfs does on
         # Linux >= 6.6): the server-bound case asks for the page cache.
+        # BENCH_VOLMIG_ARGS adds options (e.g. to compare tuning knobs);
+        # BENCH_SHM_DIRECT=1 leaves volmig its O_DIRECT on tmpfs.
         local nodirect=
-        [ "$direct" = true ] || nodirect=--no-direct
+        [ "$direct" = true ] || [ -n "${BENCH_SHM_DIRECT:-}" ] || nodirect=--no-direct
         "$VOLMIG" serve --target "$tgt" --listen "127.0.0.1:$port" --export disk \
-            $nodirect >"$log" 2>&1 &
+            $nodirect ${BENCH_VOLMIG_ARGS:-} >"$log" 2>&1 &
         srv_pid=$!; track_pid $srv_pid
         if ! wait_for 10 grep -q "listening on" "$log" \
            || ! kill -0 $srv_pid 2>/dev/null; then

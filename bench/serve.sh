@@ -18,6 +18,9 @@
 #   BENCH_SPARSE_SIZE=16G  BENCH_SPARSE_DATA=512M
 #   BENCH_SPARSE_SERVERS (default: BENCH_SERVERS)
 #   BENCH_DISK_DIR=/var/tmp (must be on the disk)  BENCH_OUT=bench/out
+#   BENCH_VOLMIG_ARGS="..." (more volmig serve options)
+#   BENCH_SHM_DIRECT=1 (volmig keeps O_DIRECT in /dev/shm; tmpfs allows it
+#   on Linux >= 6.6)
 #
 # Writes BENCH_OUT/serve.csv (every run), serve.md (medians, printed too),
 # serve.png, logs/.  Exits 1 if a peer failed or any target differed from
