@@ -2,6 +2,8 @@
 # make bench: the benchmarks under bench/, one after the other.
 #   serve    issue 2: QEMU's mirror into volmig serve and the peers
 #   migrate  issue 4: volmig migrate against the libvirt path
+#   copy     issue 6: volmig copy against nbdcopy and qemu-img convert
+#   tls      issue 7: the throughput cost of TLS in volmig serve
 # BENCH_ONLY="serve" runs a subset.  Every other knob is an environment
 # variable listed at the top of each script, e.g.
 #   make bench BENCH_ONLY=serve BENCH_SIZE=256M BENCH_REPEAT=1
@@ -10,7 +12,7 @@
 set -uo pipefail
 cd "$(dirname "$0")"
 rc=0
-for b in ${BENCH_ONLY:-serve migrate}; do
+for b in ${BENCH_ONLY:-serve migrate copy tls}; do
     [ -x "./$b.sh" ] || [ -f "./$b.sh" ] || { echo "bench: no bench/$b.sh" >&2; rc=2; continue; }
     echo "## bench/$b.sh"
     bash "./$b.sh" || { r=$?; echo "bench: bench/$b.sh failed (exit $r)" >&2; rc=$r; }
