@@ -52,7 +52,9 @@ static void usage(FILE *f)
         "  --backoff SECONDS   delay before the first retry, doubling (default 20)\n"
         "  --buf-size BYTES    mirror buffer (default 64M)\n"
         "  --granularity BYTES mirror dirty-tracking granularity (default: QEMU's)\n"
-        "  --speed BYTES       bandwidth limit per volume, bytes per second (default: none)\n"
+        "  --speed BYTES       bandwidth limit per volume, bytes per second (default: none);\n"
+        "                      the buffer then defaults to one second of it.  Zeroes of\n"
+        "                      sparse regions do not count against the limit\n"
         "  --output text|json  progress as text (a bar on a terminal) or JSON lines\n"
         "  --tls-creds DIR     QEMU connects to NBD targets over TLS with X.509: DIR holds\n"
         "                      ca-cert.pem (the CA of the server's certificate) and, when\n"
@@ -217,6 +219,7 @@ int cmd_migrate(int argc, char **argv)
     };
     struct sigaction sa = { .sa_handler = on_signal };
     long long n;
+    bool buf_size_given = false;
     char *end;
     int c;
     enum mig_result r;
@@ -278,10 +281,12 @@ int cmd_migrate(int argc, char **argv)
                 cli_error("migrate", "'%s' is not a size in bytes", optarg);
                 return EXIT_USAGE;
             }
-            if (c == 'S')
+            if (c == 'S') {
                 cfg.speed = (uint64_t)n;
-            else if (c == 'B')
+            } else if (c == 'B') {
                 cfg.buf_size = (uint64_t)n;
+                buf_size_given = true;
+            }
             else
                 cfg.granularity = (uint64_t)n;
             break;
@@ -325,6 +330,11 @@ int cmd_migrate(int argc, char **argv)
         cli_error("migrate", "--tls-hostname goes with --tls-creds (certificates carry names)");
         return EXIT_USAGE;
     }
+    /* QEMU's mirror issues up to a whole buffer before its rate limit
+     * applies, so a large buffer would overrun a small --speed: size the
+     * buffer to about one second of the allowed rate. */
+    if (cfg.speed && !buf_size_given)
+        cfg.buf_size = cfg.speed < (1 << 20) ? 1 << 20 : cfg.speed > (64 << 20) ? 64 << 20 : cfg.speed;
     d.tty = !d.json && isatty(STDERR_FILENO) && isatty(STDOUT_FILENO);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);

@@ -19,6 +19,7 @@
 #define CONNECT_TIMEOUT_MS 10000
 #define SETTLE_TIMEOUT_MS  60000   /* jobs to conclude after a cancel */
 #define NAME_PREFIX        "volmig-"
+#define STALL_WARN_MS      10000
 #define PIVOT_PREFIX       "migrated-"   /* target nodes that become the VM's */
 
 /* How an attempt ended.  RETRY: the attempt was cleaned up and another may
@@ -39,6 +40,9 @@ struct mig {
     int64_t prev_at;
     double rate;              /* bytes per second, smoothed */
     bool no_space;            /* a target ran out of space: retrying cannot help */
+    uint64_t stall_done;      /* progress when it last moved */
+    int64_t stall_at;
+    bool stall_warned;
     /* TLS to NBD targets: QEMU's tls-creds object, and for PSK where the
      * key file is and whose key is ours */
     char tls_id[64];
@@ -549,6 +553,19 @@ static void emit_progress(struct mig *m)
                       "done", (json_int_t)done, "total", (json_int_t)total, "remaining",
                       (json_int_t)remaining, "rate", m->rate, "eta", eta));
 
+    /* Nothing moved at all for a while: the destination or the network is
+     * probably down (a TCP connection can stall for many minutes before it
+     * fails).  Say so once per stall. */
+    if (done != m->stall_done || !m->stall_at) {
+        m->stall_done = done;
+        m->stall_at = now;
+        m->stall_warned = false;
+    } else if (!m->stall_warned && remaining && now - m->stall_at > STALL_WARN_MS) {
+        m->stall_warned = true;
+        emit(m, json_pack("{s:s, s:s}", "event", "warning", "message",
+                          "no data moved for 10 s: is the destination reachable?"));
+    }
+
     /* The mirror converges when what is left shrinks.  If the guest
      * dirties faster than the copy drains, it never does: say so once. */
     if (!m->best_at || remaining < m->best_remaining) {
@@ -890,6 +907,7 @@ static enum attempt attempt_once(struct mig *m, int attempt)
 
     m->best_at = 0;
     m->warned = false;
+    m->stall_at = 0;
     m->prev_at = 0;
     m->rate = 0;
     for (int i = 0; i < cfg->nvols && a == ATT_OK; i++) {
