@@ -180,7 +180,9 @@ static void show(void *opaque, json_t *ev)
                        human((double)json_integer_value(json_object_get(v, "size")), a, sizeof a),
                        json_string_value(json_object_get(v, "target")));
         } else if (!strcmp(name, "ready")) {
-            printf("%7.1fs ready (source and targets in sync but for the last pass)\n", t);
+            printf(json_object_get(ev, "mode")
+                   ? "%7.1fs ready: one last pass, with the guest paused, to go\n"
+                   : "%7.1fs every mirror is ready (source and targets in sync)\n", t);
         } else if (!strcmp(name, "switchover")) {
             printf("%7.1fs switchover: %s\n", t, json_string_value(json_object_get(ev, "mode")));
         } else if (!strcmp(name, "migrated")) {

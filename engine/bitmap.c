@@ -759,7 +759,7 @@ static enum att attempt_once(struct bm *b, int attempt)
         a = A_CANCELLED;
     if (a != A_OK)
         return a;
-    emit(b, json_pack("{s:s}", "event", "ready"));
+    emit(b, json_pack("{s:s, s:s}", "event", "ready", "mode", "bitmap"));
     return b->cfg->switchover == MIG_SW_MIGRATE ? switch_migrate(b) : switch_none(b);
 }
 
