@@ -397,12 +397,13 @@ static void copy_progress(void *opaque, enum copy_event ev, const struct copy_st
 {
     struct progress_ctx *p = opaque;
     struct bm *b = p->b;
-    json_t *vols = json_array();
+    json_t *vols;
     uint64_t done = 0, total = 0;
     char status[32];
 
     if (ev != COPY_EV_PROGRESS)
         return;
+    vols = json_array();
     b->vol_done[p->vol] = st->done;
     snprintf(status, sizeof status, "pass %d", b->pass);
     for (int i = 0; i < b->cfg->nvols; i++) {
