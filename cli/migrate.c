@@ -31,6 +31,7 @@ static void usage(FILE *f)
         "                      [--copy-mode background|write-blocking] [--retries N]\n"
         "                      [--backoff SECONDS] [--output text|json]\n"
         "                      [--tls-creds DIR | --tls-psk FILE] [--tls-hostname NAME]\n"
+        "                      [--mode mirror|bitmap] [--converge-below BYTES]\n"
         "\n"
         "Moves the disks of a running QEMU to new volumes while the guest runs.\n"
         "\n"
@@ -56,6 +57,13 @@ static void usage(FILE *f)
         "                      the buffer then defaults to one second of it.  Zeroes of\n"
         "                      sparse regions do not count against the limit\n"
         "  --output text|json  progress as text (a bar on a terminal) or JSON lines\n"
+        "  --mode MODE         mirror (default): QEMU's mirror job pushes the data;\n"
+        "                      bitmap: volmig reads QEMU's NBD export of the drive and\n"
+        "                      copies in passes that converge on dirty bitmaps, with the\n"
+        "                      guest paused for the last one (switchover none or migrate:)\n"
+        "  --converge-below B  bitmap: pause for the last pass once at most B bytes are\n"
+        "                      dirty (default: what 100 ms of copying moves; 0: only when\n"
+        "                      nothing is, or the dirty set stops shrinking)\n"
         "  --tls-creds DIR     QEMU connects to NBD targets over TLS with X.509: DIR holds\n"
         "                      ca-cert.pem (the CA of the server's certificate) and, when\n"
         "                      the server checks clients, client-cert.pem and\n"
@@ -136,8 +144,9 @@ static void show(void *opaque, json_t *ev)
             json_t *v;
             char a[32];
 
-            printf("%7.1fs attempt %lld: mirroring (%s)\n", t,
+            printf("%7.1fs attempt %lld: %s (%s)\n", t,
                    json_integer_value(json_object_get(ev, "attempt")),
+                   json_object_get(ev, "mode") ? "copying in dirty-bitmap passes" : "mirroring",
                    json_string_value(json_object_get(ev, "copy_mode")));
             json_array_foreach(json_object_get(ev, "volumes"), i, v)
                 printf("          %s (node %s, %s) -> %s\n",
@@ -146,12 +155,34 @@ static void show(void *opaque, json_t *ev)
                        cli_human_bytes((double)json_integer_value(json_object_get(v, "size")), a, sizeof a),
                        json_string_value(json_object_get(v, "target")));
         } else if (!strcmp(name, "ready")) {
-            printf("%7.1fs every mirror is ready (source and targets in sync)\n", t);
+            printf(json_object_get(ev, "mode")
+                   ? "%7.1fs ready: one last pass, with the guest paused, to go\n"
+                   : "%7.1fs every mirror is ready (source and targets in sync)\n", t);
         } else if (!strcmp(name, "switchover")) {
             printf("%7.1fs switchover: %s\n", t, json_string_value(json_object_get(ev, "mode")));
         } else if (!strcmp(name, "migrated")) {
             printf("%7.1fs memory migration completed; volumes were finished in %.3f s of pause\n",
                    t, json_real_value(json_object_get(ev, "blocks_flushed_in")));
+        } else if (!strcmp(name, "pass")) {
+            char a[32], b[32];
+
+            printf("%7.1fs pass %lld%s: %s dirty, %s written as data, %.3f s\n", t,
+                   json_integer_value(json_object_get(ev, "pass")),
+                   json_is_true(json_object_get(ev, "paused")) ? " (guest paused)" : "",
+                   human((double)json_integer_value(json_object_get(ev, "dirty")), a, sizeof a),
+                   human((double)json_integer_value(json_object_get(ev, "data")), b, sizeof b),
+                   json_real_value(json_object_get(ev, "seconds")));
+        } else if (!strcmp(name, "converged")) {
+            char a[32];
+
+            printf("%7.1fs converged (%s): %s dirty after %lld passes\n", t,
+                   json_string_value(json_object_get(ev, "reason")),
+                   human((double)json_integer_value(json_object_get(ev, "dirty")), a, sizeof a),
+                   json_integer_value(json_object_get(ev, "passes")));
+        } else if (!strcmp(name, "paused")) {
+            printf("%7.1fs the guest was paused for %.3f s (final passes: %lld)\n", t,
+                   json_real_value(json_object_get(ev, "seconds")),
+                   json_integer_value(json_object_get(ev, "final_passes")));
         } else if (!strcmp(name, "completed")) {
             printf("%7.1fs done\n", t);
         } else if (!strcmp(name, "failed")) {
@@ -207,6 +238,8 @@ int cmd_migrate(int argc, char **argv)
         { "tls-creds", required_argument, NULL, 'X' },
         { "tls-psk", required_argument, NULL, 'P' },
         { "tls-hostname", required_argument, NULL, 'H' },
+        { "mode", required_argument, NULL, 'M' },
+        { "converge-below", required_argument, NULL, 'C' },
         { "help", no_argument, NULL, 'h' },
         { 0 },
     };
@@ -214,7 +247,7 @@ int cmd_migrate(int argc, char **argv)
     struct display d = { 0 };
     struct mig_config cfg = {
         .vols = vols, .retries = 3, .backoff_s = 20, .buf_size = 64 << 20,
-        .progress_ms = 500, .converge_warn_s = 30, .cancel = &cancel_flag,
+        .progress_ms = 500, .converge_warn_s = 30, .cancel = &cancel_flag, .converge_below = -1,
         .emit = show, .opaque = &d,
     };
     struct sigaction sa = { .sa_handler = on_signal };
@@ -305,6 +338,22 @@ int cmd_migrate(int argc, char **argv)
                 cli_error("migrate", "--output '%s': use text or json", optarg);
                 return EXIT_USAGE;
             }
+            break;
+        case 'M':
+            if (!strcmp(optarg, "bitmap")) {
+                cfg.mode = MIG_MODE_BITMAP;
+            } else if (strcmp(optarg, "mirror")) {
+                cli_error("migrate", "--mode '%s': use mirror or bitmap", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case 'C':
+            n = strcmp(optarg, "0") ? cli_parse_size(optarg) : 0;
+            if (n < 0) {
+                cli_error("migrate", "--converge-below '%s' is not a size in bytes", optarg);
+                return EXIT_USAGE;
+            }
+            cfg.converge_below = n;
             break;
         case 'X': cfg.tls_creds = optarg; break;
         case 'P': cfg.tls_psk = optarg; break;

@@ -43,6 +43,8 @@ struct run {
     struct creq *free;
     int nreq, inflight;
     uint64_t pos;                 /* next offset to plan */
+    size_t ri;                    /* config ranges: the one holding pos */
+    uint64_t total;               /* bytes to settle: size, or the ranges' sum */
     uint64_t lost;                /* lowest offset of a failed piece */
     uint64_t align, zero_max;
     struct extent_map smap, dmap;
@@ -240,6 +242,27 @@ static int map_at(struct endpoint *ep, struct extent_map *m, uint64_t pos, uint6
     return 0;
 }
 
+/* With config ranges: moves pos into the next range still to do and
+ * returns where that range ends; pos goes to the end of the volume when
+ * none is left.  Without: the end of the volume. */
+static uint64_t range_end(struct run *R)
+{
+    const struct copy_config *cfg = R->cp.cfg;
+
+    if (!cfg->ranges)
+        return R->st.size;
+    while (R->ri < cfg->nranges &&
+           cfg->ranges[R->ri].off + cfg->ranges[R->ri].len <= R->pos)
+        R->ri++;
+    if (R->ri == cfg->nranges) {
+        R->pos = R->st.size;
+        return R->st.size;
+    }
+    if (R->pos < cfg->ranges[R->ri].off)
+        R->pos = cfg->ranges[R->ri].off;
+    return cfg->ranges[R->ri].off + cfg->ranges[R->ri].len;
+}
+
 /* Issues pieces while slots are free.  Skips cost nothing and are
  * settled here. */
 static void plan(struct run *R)
@@ -247,16 +270,24 @@ static void plan(struct run *R)
     struct copy *cp = &R->cp;
 
     while (!R->stopping && R->pos < R->st.size && R->free) {
-        uint64_t se, de;
+        uint64_t se, de, rend = range_end(R);
         bool sz, dz;
         struct copy_piece p;
         struct creq *r;
 
+        if (R->pos >= R->st.size)
+            break;
         if (map_at(&cp->src, &R->smap, R->pos, R->st.size, &se, &sz) < 0 ||
             map_at(&cp->dst, &R->dmap, R->pos, R->st.size, &de, &dz) < 0) {
             fail_now(R);
             return;
         }
+        /* A piece never crosses the end of its range: what lies after it
+         * is not ours to copy (it may be mid-write by the guest). */
+        if (se > rend)
+            se = rend;
+        if (de > rend)
+            de = rend;
         p = copy_plan(R->pos, R->st.size, R->align, cp->req_size, R->zero_max, se, sz, de, dz);
         R->pos += p.len;
         if (p.act == COPY_SKIP) {
@@ -317,7 +348,7 @@ static void update_status(struct run *R, double t)
 
         R->st.rate = R->last_emit == R->t0 ? rate : 0.5 * R->st.rate + 0.5 * rate;
     }
-    R->st.eta = R->st.rate > 0 ? (double)(R->st.size - R->st.done) / R->st.rate : -1;
+    R->st.eta = R->st.rate > 0 ? (double)(R->total - R->st.done) / R->st.rate : -1;
     R->last_emit = t;
     R->last_done = R->st.done;
 }
@@ -515,6 +546,22 @@ static int setup(struct run *R, const struct copy_config *cfg)
     R->zero_max = cp->dst.max_zero / R->align * R->align;
     if (setup_buffers(R) < 0)
         return -1;
+    R->total = R->st.size;
+    if (cfg->ranges) {
+        R->total = 0;
+        for (size_t i = 0; i < cfg->nranges; i++) {
+            const struct copy_range *g = &cfg->ranges[i];
+
+            if (g->off + g->len > R->st.size || g->len == 0 ||
+                (i && g->off < cfg->ranges[i - 1].off + cfg->ranges[i - 1].len)) {
+                err_set(EINVAL, "range %zu (%llu+%llu) is empty, unsorted or past the end", i,
+                        (unsigned long long)g->off, (unsigned long long)g->len);
+                return -1;
+            }
+            R->total += g->len;
+        }
+    }
+    R->st.todo = R->total;
     snprintf(R->st.source_desc, sizeof R->st.source_desc, "%s", cp->src.desc);
     snprintf(R->st.target_desc, sizeof R->st.target_desc, "%s", cp->dst.desc);
     R->st.request_size = cp->req_size;
@@ -568,8 +615,8 @@ enum copy_result copy_run(const struct copy_config *cfg, struct copy_status *st)
     update_status(R, now());
     if (st)
         *st = R->st;
-    res = R->failed ? COPY_FAILED : R->pos < R->st.size || R->st.done < R->st.size ? COPY_CANCELLED
-                                                                                    : COPY_DONE;
+    res = R->failed ? COPY_FAILED : R->pos < R->st.size || R->st.done < R->total ? COPY_CANCELLED
+                                                                                  : COPY_DONE;
     if (R->failed)
         err_set(R->failerr, "%s", R->failmsg);
     teardown(R);

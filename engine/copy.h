@@ -29,6 +29,7 @@ struct copy_status {
     double t;                 /* seconds since the start */
     uint64_t size;            /* bytes to copy: the source size */
     uint64_t target_size;
+    uint64_t todo;            /* bytes to settle: size, or the ranges' sum */
     uint64_t done;            /* bytes settled on the target */
     uint64_t contiguous;      /* everything below this offset is settled */
     uint64_t data;            /* written as data */
@@ -43,6 +44,11 @@ struct copy_status {
     int requests;
 };
 
+/* A region of the volume, for copies of only part of it. */
+struct copy_range {
+    uint64_t off, len;
+};
+
 struct copy_config {
     const char *source;       /* path, file:PATH or NBD URI */
     const char *target;       /* same; a path that does not exist is created
@@ -52,6 +58,11 @@ struct copy_config {
     uint32_t request_size;    /* bytes per read/write (default 256 KiB) */
     bool no_direct;           /* do not use O_DIRECT on local volumes */
     int progress_ms;          /* COPY_EV_PROGRESS interval (default 500) */
+    /* Only these regions, sorted and apart, on multiples of 512 bytes (or
+     * ending at the source's end); NULL: the whole source.  Borrowed for
+     * the run.  done then counts towards their sum, not the size. */
+    const struct copy_range *ranges;
+    size_t nranges;
     volatile sig_atomic_t *cancel;  /* set by a signal handler */
     void (*emit)(void *opaque, enum copy_event ev, const struct copy_status *st);
     void *opaque;

@@ -1,4 +1,5 @@
 #include "engine/migrate.h"
+#include "engine/bitmap.h"
 #include "engine/error.h"
 #include "qmp/qmp.h"
 
@@ -774,6 +775,7 @@ static void remove_leftovers(struct mig *m)
         json_decref(nodes);
     }
     json_decref(jobs);
+    found += bitmap_remove_leftovers(m->q);
     if (found)
         emit(m, json_pack("{s:s, s:s, s:i}", "event", "warning", "message",
                           "removed jobs, nodes and objects left in QEMU by a migration that died",
@@ -991,6 +993,10 @@ enum mig_result mig_run(struct mig_config *cfg)
                         cfg->vols[i].drive, cfg->vols[i].node);
                 goto out;
             }
+    }
+    if (cfg->mode == MIG_MODE_BITMAP) {
+        res = bitmap_run(cfg, m.q, m.t0);
+        goto out;
     }
     for (int i = 0; i < cfg->nvols && tls_wanted(&m) && !m.tls_added; i++)
         if (cfg->vols[i].uri.kind != URI_FILE && tls_add(&m) < 0)

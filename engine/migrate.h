@@ -28,6 +28,10 @@
 
 enum mig_switchover { MIG_SW_NONE, MIG_SW_PIVOT, MIG_SW_MIGRATE };
 
+/* mirror: QEMU's blockdev-mirror pushes (this file); bitmap: volmig's own
+ * copier pulls and converges on dirty bitmaps (engine/bitmap.h). */
+enum mig_mode { MIG_MODE_MIRROR, MIG_MODE_BITMAP };
+
 enum mig_result {
     MIG_DONE = 0,
     MIG_FAILED = 1,
@@ -56,6 +60,10 @@ struct mig_config {
     int nvols;
     enum mig_switchover switchover;
     const char *migrate_uri;         /* for MIG_SW_MIGRATE */
+    enum mig_mode mode;
+    int64_t converge_below;          /* bitmap: pause when this little is
+                                      * dirty; -1: what 100 ms of copying
+                                      * moves (1 MiB to 64 MiB) */
     bool write_blocking;             /* copy-mode write-blocking */
     int retries;                     /* attempts after the first */
     double backoff_s;                /* first retry delay; doubles */

@@ -1,0 +1,839 @@
+/* volmig migrate --mode bitmap: the passes, the pause, and what volmig
+ * adds to QEMU (an NBD server, exports, dirty bitmaps) and removes again.
+ * The design is in engine/bitmap.h; the data moves through copy_run().
+ *
+ * Names: bitmap volmig-PID-bI-G and export volmig-PID-xI-G for volume I,
+ * generation G.  Generation G's bitmap records while pass G copies; pass
+ * G+1 reads it.  The cleanup does not track what it added: it asks QEMU
+ * for everything named volmig-PID- and removes that, so it holds after any
+ * failure in between.
+ */
+#include "engine/bitmap.h"
+#include "engine/error.h"
+#include "qmp/qmp.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define QMP_TIMEOUT_MS    30000
+#define EXPORT_GONE_MS    30000     /* a deleted export to disappear */
+#define FINAL_MAX_PASSES  16        /* paused passes before giving up */
+#define NAME_PREFIX       "volmig-"
+
+enum att { A_OK, A_RETRY, A_FINAL, A_GONE, A_CANCELLED };
+
+struct bm {
+    struct mig_config *cfg;
+    struct qmp *q;
+    int64_t t0;
+    char dir[64], sock[128];
+    bool server_started;     /* ours to stop */
+    bool stopped;            /* we paused the guest: ours to resume */
+    bool migration_started;
+    int gen;                 /* the generation recording now */
+    int pass;                /* passes run so far */
+    double rate;             /* bytes/s of pass 0 */
+    uint64_t pass_dirty, pass_data;   /* of the pass being run */
+    uint64_t *vol_done;      /* per volume, this pass */
+    uint64_t *vol_todo;
+    bool paused_pass;
+};
+
+/* ---- pure parts ---- */
+
+enum bitmap_step bitmap_decide(int pass, uint64_t dirty, uint64_t prev, uint64_t threshold)
+{
+    if (dirty <= threshold)
+        return BM_SMALL;
+    if (pass >= 1 && dirty >= prev)
+        return BM_NOT_SHRINKING;
+    if (pass >= BITMAP_MAX_PASSES)
+        return BM_MAX_PASSES;
+    return BM_PASS;
+}
+
+uint64_t bitmap_threshold(int64_t configured, double rate)
+{
+    double t = rate * 0.1;
+
+    if (configured >= 0)
+        return (uint64_t)configured;
+    if (t < (1 << 20))
+        return 1 << 20;
+    if (t > (64 << 20))
+        return 64 << 20;
+    return (uint64_t)t;
+}
+
+const char *bitmap_step_name(enum bitmap_step s)
+{
+    switch (s) {
+    case BM_SMALL:         return "below-threshold";
+    case BM_NOT_SHRINKING: return "not-shrinking";
+    case BM_MAX_PASSES:    return "max-passes";
+    default:               return "pass";
+    }
+}
+
+/* ---- plumbing ---- */
+
+static int64_t dl(int64_t ms)
+{
+    return qmp_deadline_in(ms);
+}
+
+static void emit(struct bm *b, json_t *ev)
+{
+    double t = (double)(qmp_now_ms() - b->t0) / 1000.0;
+
+    json_object_set_new(ev, "t", json_real((double)(int64_t)(t * 1000) / 1000.0));
+    if (b->cfg->emit)
+        b->cfg->emit(b->cfg->opaque, ev);
+    else
+        json_decref(ev);
+}
+
+static bool cancelled(const struct bm *b)
+{
+    return b->cfg->cancel && *b->cfg->cancel;
+}
+
+static enum att qmp_att(const struct bm *b, enum att if_open)
+{
+    return qmp_is_open(b->q) ? if_open : A_GONE;
+}
+
+static void bitmap_name(const struct bm *b, int vol, int gen, char *buf, size_t len)
+{
+    (void)b;
+    snprintf(buf, len, NAME_PREFIX "%d-b%d-%d", (int)getpid(), vol, gen);
+}
+
+static void export_name(const struct bm *b, int vol, int gen, char *buf, size_t len)
+{
+    (void)b;
+    snprintf(buf, len, NAME_PREFIX "%d-x%d-%d", (int)getpid(), vol, gen);
+}
+
+/* Sleeps up to ms, waking on any event (events only wake us). */
+static void nap(struct bm *b, int ms)
+{
+    json_t *ev = NULL;
+
+    if (qmp_wait_event(b->q, NULL, NULL, NULL, &ev, dl(ms)) == 0)
+        json_decref(ev);
+    while ((ev = qmp_next_event(b->q)))
+        json_decref(ev);
+}
+
+/* The pid in a volmig-PID- name, 0 if it is not one. */
+static int name_pid(const char *name)
+{
+    int pid;
+
+    if (!name || sscanf(name, NAME_PREFIX "%d-", &pid) != 1 || pid <= 0)
+        return 0;
+    return pid;
+}
+
+static bool pid_dead(int pid)
+{
+    return pid && pid != getpid() && kill(pid, 0) < 0 && errno == ESRCH;
+}
+
+/* ---- removing what we (or a dead run) added ---- */
+
+static bool export_exists(struct qmp *q, const char *id)
+{
+    json_t *ex = NULL, *e;
+    size_t i;
+    bool found = false;
+
+    if (qmp_call(q, "query-block-exports", NULL, &ex, dl(QMP_TIMEOUT_MS)) < 0)
+        return false;
+    json_array_foreach(ex, i, e) {
+        const char *s = json_string_value(json_object_get(e, "id"));
+
+        found |= s && !strcmp(s, id);
+    }
+    json_decref(ex);
+    return found;
+}
+
+/* Deletes an export and waits until it is gone: until then its bitmap is
+ * busy and cannot be removed. */
+static int export_del(struct qmp *q, const char *id)
+{
+    int64_t deadline = dl(EXPORT_GONE_MS);
+
+    if (qmp_callf(q, NULL, dl(QMP_TIMEOUT_MS), "block-export-del", "{s:s, s:s}", "id", id,
+                  "mode", "hard") < 0 &&
+        export_exists(q, id))
+        return -1;
+    while (export_exists(q, id)) {
+        json_t *ev = NULL;
+
+        if (qmp_now_ms() > deadline) {
+            err_set(ETIMEDOUT, "export %s did not go away", id);
+            return -1;
+        }
+        if (qmp_wait_event(q, "BLOCK_EXPORT_DELETED", NULL, NULL, &ev, dl(50)) == 0)
+            json_decref(ev);
+        if (!qmp_is_open(q))
+            return -1;
+    }
+    return 0;
+}
+
+/* Removes every export and bitmap whose name's pid passes want(); then
+ * stops the NBD server if stop_server, or if stop_if_empty and nothing is
+ * exported any more.  Returns how many things were removed. */
+static int sweep(struct qmp *q, bool (*want)(int pid), bool stop_server, bool stop_if_empty)
+{
+    json_t *ex = NULL, *nodes = NULL, *e, *bm;
+    size_t i, j;
+    int n = 0, left = 0;
+    char saved[1024];
+
+    snprintf(saved, sizeof saved, "%s", err_msg());
+    if (!qmp_is_open(q))
+        return 0;
+    if (qmp_call(q, "query-block-exports", NULL, &ex, dl(QMP_TIMEOUT_MS)) == 0) {
+        json_array_foreach(ex, i, e) {
+            const char *id = json_string_value(json_object_get(e, "id"));
+
+            if (id && want(name_pid(id)) && export_del(q, id) == 0)
+                n++;
+            else
+                left++;
+        }
+    }
+    if (qmp_callf(q, &nodes, dl(QMP_TIMEOUT_MS), "query-named-block-nodes", "{s:b}", "flat",
+                  1) == 0) {
+        json_array_foreach(nodes, i, e) {
+            const char *node = json_string_value(json_object_get(e, "node-name"));
+
+            json_array_foreach(json_object_get(e, "dirty-bitmaps"), j, bm) {
+                const char *name = json_string_value(json_object_get(bm, "name"));
+
+                if (node && name && want(name_pid(name)) &&
+                    qmp_callf(q, NULL, dl(QMP_TIMEOUT_MS), "block-dirty-bitmap-remove",
+                              "{s:s, s:s}", "node", node, "name", name) == 0)
+                    n++;
+            }
+        }
+    }
+    if (stop_server || (stop_if_empty && n && !left)) {
+        if (qmp_call(q, "nbd-server-stop", NULL, NULL, dl(QMP_TIMEOUT_MS)) == 0 && !stop_server)
+            n++;
+    }
+    json_decref(ex);
+    json_decref(nodes);
+    err_set(0, "%s", saved);
+    return n;
+}
+
+static bool is_mine(int pid)
+{
+    return pid == getpid();
+}
+
+static bool is_dead(int pid)
+{
+    return pid_dead(pid);
+}
+
+int bitmap_remove_leftovers(struct qmp *q)
+{
+    return sweep(q, is_dead, false, true);
+}
+
+/* Undoes what this run added; resumes the guest if we paused it. */
+static void cleanup(struct bm *b)
+{
+    char saved[1024];
+
+    snprintf(saved, sizeof saved, "%s", err_msg());
+    if (!qmp_is_open(b->q))
+        return;
+    if (b->migration_started) {
+        qmp_call(b->q, "migrate_cancel", NULL, NULL, dl(QMP_TIMEOUT_MS));
+        b->migration_started = false;
+    }
+    sweep(b->q, is_mine, b->server_started, false);
+    b->server_started = false;
+    if (b->stopped) {
+        qmp_call(b->q, "cont", NULL, NULL, dl(QMP_TIMEOUT_MS));
+        b->stopped = false;
+    }
+    if (b->dir[0]) {
+        unlink(b->sock);
+        rmdir(b->dir);
+    }
+    err_set(0, "%s", saved);
+}
+
+/* ---- the NBD server, exports, bitmaps ---- */
+
+static enum att server_start(struct bm *b)
+{
+    json_t *addr;
+
+    snprintf(b->dir, sizeof b->dir, "/tmp/volmig-%d.XXXXXX", (int)getpid());
+    if (!mkdtemp(b->dir)) {
+        err_set(errno, "mkdtemp %s", b->dir);
+        b->dir[0] = '\0';
+        return A_FINAL;
+    }
+    snprintf(b->sock, sizeof b->sock, "%s/nbd.sock", b->dir);
+    /* QEMU 7.2 takes the legacy SocketAddress form here. */
+    addr = json_pack("{s:s, s:{s:s}}", "type", "unix", "data", "path", b->sock);
+    if (qmp_callf(b->q, NULL, dl(QMP_TIMEOUT_MS), "nbd-server-start", "{s:o}", "addr",
+                  addr) < 0) {
+        if (!qmp_is_open(b->q))
+            return A_GONE;
+        err_prefix("--mode bitmap needs its own NBD server in QEMU, and QEMU 7.2 runs one "
+                   "at most (stop the running one with nbd-server-stop, or use --mode mirror)");
+        return A_FINAL;
+    }
+    b->server_started = true;
+    return A_OK;
+}
+
+/* One transaction for every volume: a fresh bitmap gen+1 starts recording
+ * and (gen >= 0) bitmap gen stops, at the same instant, so a write lands
+ * in exactly one of them. */
+static enum att switch_bitmaps(struct bm *b)
+{
+    json_t *actions = json_array();
+    char name[96];
+
+    for (int i = 0; i < b->cfg->nvols; i++) {
+        const char *node = b->cfg->vols[i].node;
+
+        bitmap_name(b, i, b->gen + 1, name, sizeof name);
+        json_array_append_new(actions,
+                              json_pack("{s:s, s:{s:s, s:s, s:b}}", "type",
+                                        "block-dirty-bitmap-add", "data", "node", node, "name",
+                                        name, "persistent", 0));
+        if (b->gen < 0)
+            continue;
+        bitmap_name(b, i, b->gen, name, sizeof name);
+        json_array_append_new(actions, json_pack("{s:s, s:{s:s, s:s}}", "type",
+                                                 "block-dirty-bitmap-disable", "data", "node",
+                                                 node, "name", name));
+    }
+    if (qmp_callf(b->q, NULL, dl(QMP_TIMEOUT_MS), "transaction", "{s:o}", "actions",
+                  actions) < 0) {
+        err_prefix("switching dirty bitmaps");
+        return qmp_att(b, A_RETRY);
+    }
+    b->gen++;
+    return A_OK;
+}
+
+/* Bytes marked in the bitmaps of generation gen, over all volumes. */
+static int dirty_count(struct bm *b, int gen, uint64_t *count)
+{
+    json_t *nodes = NULL, *e, *bm;
+    size_t i, j;
+    char name[96];
+
+    *count = 0;
+    if (qmp_callf(b->q, &nodes, dl(QMP_TIMEOUT_MS), "query-named-block-nodes", "{s:b}", "flat",
+                  1) < 0)
+        return -1;
+    for (int v = 0; v < b->cfg->nvols; v++) {
+        bitmap_name(b, v, gen, name, sizeof name);
+        json_array_foreach(nodes, i, e) {
+            const char *node = json_string_value(json_object_get(e, "node-name"));
+
+            if (!node || strcmp(node, b->cfg->vols[v].node))
+                continue;
+            json_array_foreach(json_object_get(e, "dirty-bitmaps"), j, bm) {
+                const char *n = json_string_value(json_object_get(bm, "name"));
+
+                if (n && !strcmp(n, name))
+                    *count += (uint64_t)json_integer_value(json_object_get(bm, "count"));
+            }
+        }
+    }
+    json_decref(nodes);
+    return 0;
+}
+
+static enum att export_add(struct bm *b, int vol, int gen, bool with_bitmap, char *id, size_t len)
+{
+    json_t *args;
+    char bname[96];
+
+    export_name(b, vol, gen, id, len);
+    args = json_pack("{s:s, s:s, s:s, s:s, s:b}", "type", "nbd", "id", id, "node-name",
+                     b->cfg->vols[vol].node, "name", id, "writable", 0);
+    if (with_bitmap) {
+        bitmap_name(b, vol, gen, bname, sizeof bname);
+        json_object_set_new(args, "bitmaps", json_pack("[s]", bname));
+    }
+    if (qmp_call(b->q, "block-export-add", args, NULL, dl(QMP_TIMEOUT_MS)) < 0) {
+        err_prefix("exporting %s", b->cfg->vols[vol].node);
+        return qmp_att(b, A_RETRY);
+    }
+    return A_OK;
+}
+
+/* ---- passes ---- */
+
+struct progress_ctx {
+    struct bm *b;
+    int vol;
+};
+
+static void copy_progress(void *opaque, enum copy_event ev, const struct copy_status *st)
+{
+    struct progress_ctx *p = opaque;
+    struct bm *b = p->b;
+    json_t *vols;
+    uint64_t done = 0, total = 0;
+    char status[32];
+
+    if (ev != COPY_EV_PROGRESS)
+        return;
+    vols = json_array();
+    b->vol_done[p->vol] = st->done;
+    snprintf(status, sizeof status, "pass %d", b->pass);
+    for (int i = 0; i < b->cfg->nvols; i++) {
+        json_array_append_new(vols, json_pack("{s:s, s:I, s:I, s:I, s:s}", "drive",
+                                              b->cfg->vols[i].drive, "done",
+                                              (json_int_t)b->vol_done[i], "total",
+                                              (json_int_t)b->vol_todo[i], "remaining",
+                                              (json_int_t)(b->vol_todo[i] - b->vol_done[i]),
+                                              "status", status));
+        done += b->vol_done[i];
+        total += b->vol_todo[i];
+    }
+    emit(b, json_pack("{s:s, s:i, s:I, s:o, s:I, s:I, s:I, s:f, s:f}", "event", "progress",
+                      "pass", b->pass, "dirty", (json_int_t)b->pass_dirty, "volumes", vols,
+                      "done", (json_int_t)done, "total", (json_int_t)total, "remaining",
+                      (json_int_t)(total - done), "rate", st->rate, "eta", st->eta));
+}
+
+/* Copies volume vol through export id: all of it (ranges NULL) or the
+ * ranges. */
+static enum att copy_volume(struct bm *b, int vol, const char *id, const struct copy_range *ranges,
+                            size_t n, struct copy_status *st)
+{
+    char src[512];
+    struct progress_ctx pc = { b, vol };
+    struct copy_config cc = {
+        .source = src, .target = b->cfg->vols[vol].target, .connections = 4, .requests = 64,
+        .progress_ms = b->cfg->progress_ms, .cancel = b->cfg->cancel, .ranges = ranges,
+        .nranges = n, .emit = copy_progress, .opaque = &pc,
+    };
+    enum copy_result r;
+
+    snprintf(src, sizeof src, "nbd+unix:///%s?socket=%s", id, b->sock);
+    memset(st, 0, sizeof *st);
+    r = copy_run(&cc, st);
+    if (r == COPY_CANCELLED)
+        return A_CANCELLED;
+    if (r == COPY_FAILED) {
+        err_prefix("pass %d of drive '%s'", b->pass, b->cfg->vols[vol].drive);
+        return A_RETRY;
+    }
+    return A_OK;
+}
+
+/* Pass 0: everything, while bitmap generation 0 records. */
+static enum att pass_full(struct bm *b)
+{
+    enum att a = switch_bitmaps(b);
+    char id[96];
+    struct copy_status st;
+    uint64_t settled = 0;
+    int64_t t = qmp_now_ms();
+
+    if (a != A_OK)
+        return a;
+    b->pass_dirty = 0;
+    for (int i = 0; i < b->cfg->nvols; i++) {
+        b->vol_todo[i] = b->cfg->vols[i].size;
+        b->vol_done[i] = 0;
+        b->pass_dirty += b->cfg->vols[i].size;
+    }
+    for (int i = 0; i < b->cfg->nvols; i++) {
+        a = export_add(b, i, b->gen, false, id, sizeof id);
+        if (a != A_OK)
+            return a;
+        a = copy_volume(b, i, id, NULL, 0, &st);
+        if (export_del(b->q, id) < 0 && a == A_OK)
+            a = qmp_att(b, A_RETRY);
+        if (a != A_OK)
+            return a;
+        settled += st.done;
+        b->pass_data += st.data;
+    }
+    t = qmp_now_ms() - t;
+    b->rate = t > 0 ? (double)settled * 1000.0 / (double)t : 0;
+    emit(b, json_pack("{s:s, s:i, s:I, s:I, s:f, s:b}", "event", "pass", "pass", b->pass,
+                      "dirty", (json_int_t)settled, "data", (json_int_t)b->pass_data, "seconds",
+                      (double)t / 1000.0, "paused", 0));
+    b->pass++;
+    return A_OK;
+}
+
+/* Pass k: freeze the bitmap of the last pass, copy what it marks. */
+static enum att pass_dirty(struct bm *b)
+{
+    enum att a = switch_bitmaps(b);
+    int old = b->gen - 1;
+    char id[96], bname[96];
+    int64_t t = qmp_now_ms();
+
+    if (a != A_OK)
+        return a;
+    b->pass_dirty = b->pass_data = 0;
+    for (int i = 0; i < b->cfg->nvols; i++) {
+        struct copy_range *r = NULL;
+        size_t n = 0;
+        uint64_t bytes = 0;
+        struct copy_status st;
+
+        a = export_add(b, i, old, true, id, sizeof id);
+        if (a != A_OK)
+            return a;
+        bitmap_name(b, i, old, bname, sizeof bname);
+        if (bitmap_dirty_ranges(b->sock, id, bname, b->cfg->vols[i].size, &r, &n, &bytes) < 0) {
+            export_del(b->q, id);
+            return qmp_att(b, A_RETRY);
+        }
+        b->vol_todo[i] = bytes;
+        b->vol_done[i] = 0;
+        b->pass_dirty += bytes;
+        a = n ? copy_volume(b, i, id, r, n, &st) : A_OK;
+        if (n)
+            b->pass_data += st.data;
+        free(r);
+        if (export_del(b->q, id) < 0 && a == A_OK)
+            a = qmp_att(b, A_RETRY);
+        if (a != A_OK)
+            return a;
+        if (qmp_callf(b->q, NULL, dl(QMP_TIMEOUT_MS), "block-dirty-bitmap-remove", "{s:s, s:s}",
+                      "node", b->cfg->vols[i].node, "name", bname) < 0)
+            return qmp_att(b, A_RETRY);
+    }
+    t = qmp_now_ms() - t;
+    emit(b, json_pack("{s:s, s:i, s:I, s:I, s:f, s:b}", "event", "pass", "pass", b->pass,
+                      "dirty", (json_int_t)b->pass_dirty, "data", (json_int_t)b->pass_data,
+                      "seconds", (double)t / 1000.0, "paused", b->paused_pass));
+    b->pass++;
+    return A_OK;
+}
+
+/* Live passes until the dirty set is small or stops shrinking. */
+static enum att converge(struct bm *b)
+{
+    uint64_t threshold = bitmap_threshold(b->cfg->converge_below, b->rate);
+    uint64_t prev = UINT64_MAX, dirty;
+
+    for (;;) {
+        enum bitmap_step s;
+        enum att a;
+
+        if (cancelled(b))
+            return A_CANCELLED;
+        if (dirty_count(b, b->gen, &dirty) < 0)
+            return qmp_att(b, A_RETRY);
+        s = bitmap_decide(b->pass - 1, dirty, prev, threshold);
+        if (s != BM_PASS) {
+            emit(b, json_pack("{s:s, s:s, s:I, s:I, s:i}", "event", "converged", "reason",
+                              bitmap_step_name(s), "dirty", (json_int_t)dirty, "threshold",
+                              (json_int_t)threshold, "passes", b->pass));
+            if (s == BM_NOT_SHRINKING || s == BM_MAX_PASSES)
+                emit(b, json_pack("{s:s, s:s}", "event", "warning", "message",
+                                  s == BM_NOT_SHRINKING
+                                  ? "the dirty set stopped shrinking: the guest writes as fast "
+                                    "as the copy goes; pausing it for the last pass anyway"
+                                  : "too many passes; pausing the guest for the last one"));
+            return A_OK;
+        }
+        a = pass_dirty(b);
+        if (a != A_OK)
+            return a;
+        prev = b->pass_dirty;
+    }
+}
+
+/* With the guest paused: passes until one finds nothing new dirtied.  A
+ * paused guest writes nothing, so that is normally one pass; more mean
+ * something outside the guest still writes. */
+static enum att final_passes(struct bm *b, int *n)
+{
+    uint64_t dirty = 0;
+
+    b->paused_pass = true;
+    for (*n = 0; *n < FINAL_MAX_PASSES; (*n)++) {
+        enum att a = pass_dirty(b);
+
+        if (a != A_OK)
+            return a;
+        if (dirty_count(b, b->gen, &dirty) < 0)
+            return qmp_att(b, A_RETRY);
+        if (dirty == 0) {
+            (*n)++;
+            return A_OK;
+        }
+    }
+    err_set(0, "the drives were still written while the guest was paused (%llu bytes after %d "
+               "passes): something outside the guest writes to them",
+            (unsigned long long)dirty, FINAL_MAX_PASSES);
+    return A_FINAL;
+}
+
+static const char *status_of(struct bm *b, const char *cmd, json_t **holder)
+{
+    if (qmp_call(b->q, cmd, NULL, holder, dl(QMP_TIMEOUT_MS)) < 0)
+        return NULL;
+    return json_string_value(json_object_get(*holder, "status"));
+}
+
+static void emit_paused(struct bm *b, int64_t from, int passes, json_t *extra)
+{
+    json_t *ev = json_pack("{s:s, s:f, s:i}", "event", "paused", "seconds",
+                           (double)(qmp_now_ms() - from) / 1000.0, "final_passes", passes);
+
+    if (extra)
+        json_object_update(ev, extra);
+    json_decref(extra);
+    emit(b, ev);
+}
+
+static enum att switch_none(struct bm *b)
+{
+    json_t *h = NULL;
+    const char *st = status_of(b, "query-status", &h);
+    bool running = st && !strcmp(st, "running");
+    int64_t from;
+    int n = 0;
+    enum att a;
+
+    json_decref(h);
+    if (!st)
+        return qmp_att(b, A_RETRY);
+    emit(b, json_pack("{s:s, s:s}", "event", "switchover", "mode", "none"));
+    from = qmp_now_ms();
+    if (running) {
+        if (qmp_call(b->q, "stop", NULL, NULL, dl(QMP_TIMEOUT_MS)) < 0)
+            return qmp_att(b, A_RETRY);
+        b->stopped = true;
+    }
+    a = final_passes(b, &n);
+    if (a != A_OK)
+        return a;
+    /* Nothing of ours is needed any more: remove it while paused, so the
+     * guest resumes without our bitmaps slowing its writes. */
+    sweep(b->q, is_mine, b->server_started, false);
+    b->server_started = false;
+    if (b->stopped) {
+        if (qmp_call(b->q, "cont", NULL, NULL, dl(QMP_TIMEOUT_MS)) < 0)
+            return qmp_att(b, A_RETRY);
+        b->stopped = false;
+    }
+    emit_paused(b, from, n, running ? NULL : json_pack("{s:s}", "note",
+                                                       "the VM was not running: no pause"));
+    return A_OK;
+}
+
+/* Waits for the memory migration to reach want. */
+static enum att wait_migration(struct bm *b, const char *want, json_t **last)
+{
+    for (;;) {
+        json_t *h = NULL;
+        const char *st;
+
+        if (cancelled(b))
+            return A_CANCELLED;
+        st = status_of(b, "query-migrate", &h);
+        if (!st) {
+            json_decref(h);
+            return qmp_att(b, A_RETRY);
+        }
+        if (!strcmp(st, want)) {
+            if (last)
+                *last = h;
+            else
+                json_decref(h);
+            return A_OK;
+        }
+        if (!strcmp(st, "failed") || !strcmp(st, "cancelled")) {
+            const char *why = json_string_value(json_object_get(h, "error-desc"));
+
+            err_set(0, "memory migration %s%s%s", st, why ? ": " : "", why ? why : "");
+            json_decref(h);
+            return A_RETRY;
+        }
+        json_decref(h);
+        nap(b, 20);
+        if (!qmp_is_open(b->q))
+            return A_GONE;
+    }
+}
+
+static enum att switch_migrate(struct bm *b)
+{
+    json_t *caps = json_pack("[{s:s, s:b}, {s:s, s:b}]", "capability", "pause-before-switchover",
+                             "state", 1, "capability", "events", "state", 1);
+    json_t *last = NULL, *extra;
+    enum att a;
+    int64_t from;
+    int n = 0;
+
+    emit(b, json_pack("{s:s, s:s}", "event", "switchover", "mode", "migrate"));
+    if (qmp_callf(b->q, NULL, dl(QMP_TIMEOUT_MS), "migrate-set-capabilities", "{s:o}",
+                  "capabilities", caps) < 0)
+        return qmp_att(b, A_FINAL);
+    if (qmp_callf(b->q, NULL, dl(QMP_TIMEOUT_MS), "migrate", "{s:s}", "uri",
+                  b->cfg->migrate_uri) < 0)
+        return qmp_att(b, A_RETRY);
+    b->migration_started = true;
+    a = wait_migration(b, "pre-switchover", NULL);
+    if (a != A_OK)
+        return a;
+    /* The guest is paused from here until the migration completes. */
+    from = qmp_now_ms();
+    a = final_passes(b, &n);
+    if (a != A_OK)
+        return a;
+    sweep(b->q, is_mine, b->server_started, false);
+    b->server_started = false;
+    if (cancelled(b))
+        return A_CANCELLED;
+    if (qmp_callf(b->q, NULL, dl(QMP_TIMEOUT_MS), "migrate-continue", "{s:s}", "state",
+                  "pre-switchover") < 0)
+        return qmp_att(b, A_RETRY);
+    extra = json_pack("{s:f}", "blocks_finished_in", (double)(qmp_now_ms() - from) / 1000.0);
+    a = wait_migration(b, "completed", &last);
+    if (a != A_OK) {
+        json_decref(extra);
+        return a;
+    }
+    b->migration_started = false;
+    /* QEMU's own figure for the whole stop-and-copy phase, memory included. */
+    if (json_object_get(last, "downtime"))
+        json_object_set(extra, "qemu_downtime_ms", json_object_get(last, "downtime"));
+    json_decref(last);
+    emit_paused(b, from, n, extra);
+    return A_OK;
+}
+
+static enum att attempt_once(struct bm *b, int attempt)
+{
+    json_t *vols = json_array();
+    enum att a;
+
+    b->gen = -1;
+    b->pass = 0;
+    b->paused_pass = false;
+    b->pass_data = 0;
+    for (int i = 0; i < b->cfg->nvols; i++) {
+        struct mig_volume *v = &b->cfg->vols[i];
+
+        json_array_append_new(vols, json_pack("{s:s, s:s, s:s, s:I}", "drive", v->drive, "node",
+                                              v->node, "target", v->target, "size",
+                                              (json_int_t)v->size));
+    }
+    a = server_start(b);
+    if (a != A_OK) {
+        json_decref(vols);
+        return a;
+    }
+    emit(b, json_pack("{s:s, s:i, s:o, s:s, s:s}", "event", "started", "attempt", attempt + 1,
+                      "volumes", vols, "copy_mode", "bitmap", "mode", "bitmap"));
+    a = pass_full(b);
+    if (a == A_OK)
+        a = converge(b);
+    if (a == A_OK && cancelled(b))
+        a = A_CANCELLED;
+    if (a != A_OK)
+        return a;
+    emit(b, json_pack("{s:s, s:s}", "event", "ready", "mode", "bitmap"));
+    return b->cfg->switchover == MIG_SW_MIGRATE ? switch_migrate(b) : switch_none(b);
+}
+
+static bool backoff_sleep(struct bm *b, double seconds)
+{
+    int64_t until = qmp_now_ms() + (int64_t)(seconds * 1000);
+
+    while (qmp_now_ms() < until) {
+        if (cancelled(b))
+            return false;
+        nap(b, 100);
+    }
+    return !cancelled(b);
+}
+
+enum mig_result bitmap_run(struct mig_config *cfg, struct qmp *q, int64_t t0)
+{
+    struct bm b = { .cfg = cfg, .q = q, .t0 = t0 };
+    enum mig_result res = MIG_FAILED;
+    double delay = cfg->backoff_s;
+
+    if (cfg->switchover == MIG_SW_PIVOT) {
+        err_set(0, "--mode bitmap does not pivot (QEMU would have to reopen the drive on the "
+                   "target): use --switchover none or migrate:URI, or --mode mirror");
+        return MIG_FAILED;
+    }
+    if (cfg->tls_creds || cfg->tls_psk) {
+        err_set(0, "--mode bitmap does not speak TLS to targets yet: use --mode mirror");
+        return MIG_FAILED;
+    }
+    b.vol_done = calloc((size_t)cfg->nvols, sizeof *b.vol_done);
+    b.vol_todo = calloc((size_t)cfg->nvols, sizeof *b.vol_todo);
+    if (!b.vol_done || !b.vol_todo) {
+        err_set(ENOMEM, "volume state");
+        goto out;
+    }
+    for (int attempt = 0;; attempt++) {
+        enum att a = attempt_once(&b, attempt);
+
+        if (a == A_OK) {
+            cleanup(&b);
+            emit(&b, json_pack("{s:s, s:f, s:i}", "event", "completed", "seconds",
+                               (double)(qmp_now_ms() - t0) / 1000.0, "passes", b.pass));
+            res = MIG_DONE;
+            break;
+        }
+        if (a == A_GONE) {
+            err_set(0, "QEMU's monitor went away during the migration: the VM's state is "
+                       "unknown; manual recovery is needed");
+            emit(&b, json_pack("{s:s, s:s}", "event", "lost", "error", err_msg()));
+            break;
+        }
+        cleanup(&b);
+        if (a == A_CANCELLED || cancelled(&b)) {
+            emit(&b, json_pack("{s:s}", "event", "cancelled"));
+            res = MIG_CANCELLED;
+            break;
+        }
+        emit(&b, json_pack("{s:s, s:s, s:i}", "event", "failed", "error", err_msg(), "attempt",
+                           attempt + 1));
+        if (a == A_FINAL || attempt >= cfg->retries)
+            break;
+        emit(&b, json_pack("{s:s, s:i, s:f, s:s}", "event", "retrying", "attempt", attempt + 2,
+                           "delay", delay, "error", err_msg()));
+        if (!backoff_sleep(&b, delay)) {
+            emit(&b, json_pack("{s:s}", "event", "cancelled"));
+            res = MIG_CANCELLED;
+            break;
+        }
+        delay *= 2;
+    }
+out:
+    free(b.vol_done);
+    free(b.vol_todo);
+    return res;
+}

@@ -1,0 +1,70 @@
+/* Live migration by dirty-bitmap convergence: volmig migrate --mode bitmap.
+ *
+ * QEMU exports the drive read-only on a private unix socket, and a dirty
+ * bitmap records every guest write from before the first byte is read:
+ *
+ *   pass 0   copy everything (sparse-aware, engine/copy.c) while bitmap 0
+ *            records
+ *   pass k   one QMP transaction starts bitmap k and freezes bitmap k-1;
+ *            an export carrying bitmap k-1 tells (NBD BLOCK_STATUS,
+ *            qemu:dirty-bitmap:NAME) which regions the guest wrote during
+ *            pass k-1; only those are copied; bitmap k-1 is removed.  A
+ *            pass starts when every write of the one before is acknowledged
+ *            and flushed, so an older copy of a block never lands after a
+ *            newer one.
+ *   final    when the dirty set is small enough, or stops shrinking, the
+ *            guest is paused (none: QMP stop/cont; migrate:URI: the memory
+ *            migration's pre-switchover pause) and passes run until a pass
+ *            finds nothing new dirtied: the targets then equal the sources.
+ *
+ * Everything volmig adds to QEMU is named volmig-PID-... (bitmaps, exports)
+ * and removed on success, failure and cancel; the NBD server is stopped if
+ * volmig started it.  A QEMU that already runs an NBD server is refused:
+ * QEMU 7.2 cannot say where that server listens.
+ */
+#ifndef VOLMIG_BITMAP_H
+#define VOLMIG_BITMAP_H
+
+#include "engine/copy.h"
+#include "engine/migrate.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct qmp;
+
+/* Runs the migration cfg describes on the volumes mig_run() resolved, over
+ * its monitor q; t0 (qmp_now_ms()) is when the run started. */
+enum mig_result bitmap_run(struct mig_config *cfg, struct qmp *q, int64_t t0);
+
+/* Removes the bitmaps and exports of a volmig that died (its pid is gone),
+ * and the NBD server if nothing else is exported on it.  Returns how many
+ * things were removed. */
+int bitmap_remove_leftovers(struct qmp *q);
+
+/* ---- pure parts ---- */
+
+enum bitmap_step {
+    BM_PASS,            /* run another live pass */
+    BM_SMALL,           /* dirty set at or below the threshold: pause */
+    BM_NOT_SHRINKING,   /* the last pass did not shrink it: pause anyway */
+    BM_MAX_PASSES,      /* too many passes: pause anyway */
+};
+
+#define BITMAP_MAX_PASSES 30
+
+/* After pass `pass` (0 is the full copy) copied prev bytes, dirty bytes
+ * are dirty now: what next. */
+enum bitmap_step bitmap_decide(int pass, uint64_t dirty, uint64_t prev, uint64_t threshold);
+/* The threshold: configured if >= 0, else what a pass moves in 100 ms at
+ * rate bytes/s, between 1 MiB and 64 MiB. */
+uint64_t bitmap_threshold(int64_t configured, double rate);
+const char *bitmap_step_name(enum bitmap_step s);
+
+/* Reads which regions of export (on unix socket sock) the dirty bitmap
+ * named bitmap marks, over [0, size): sorted, merged ranges in *ranges
+ * (caller frees), their count in *n and sum in *bytes.  -1 with err_msg(). */
+int bitmap_dirty_ranges(const char *sock, const char *export, const char *bitmap, uint64_t size,
+                        struct copy_range **ranges, size_t *n, uint64_t *bytes);
+
+#endif
