@@ -23,7 +23,7 @@ UNIT_BINS := $(UNIT_SRCS:%.c=$(BUILD)/%)
 TOOL_BINS := $(TOOL_SRCS:%.c=$(BUILD)/%)
 
 .PHONY: all deps check check-unit check-integration check-asan check-valgrind \
-        demo bench fuzz clean
+        check-faults check-load demo bench fuzz clean
 
 all: deps $(BUILD)/volmig $(TOOL_BINS)
 
@@ -64,6 +64,14 @@ check-unit: all $(UNIT_BINS)
 
 check-asan:
 	$(MAKE) BUILD=build-asan SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" OPT="-O1 -g" check
+
+# The long randomized fault campaign (100 migrations; SEED=N to replay one)
+# and the full load tests (8 volumes, 4 at once, a 100 GiB sparse volume).
+check-faults: all
+	@BUILD=$(BUILD) ./tests/campaign/campaign.sh 100 $(SEED)
+
+check-load: all
+	@BUILD=$(BUILD) ./tests/campaign/load.sh
 
 check-valgrind: all $(UNIT_BINS)
 	@BUILD=$(BUILD) VALGRIND=1 ./tests/run.sh --unit-only

@@ -399,10 +399,16 @@ static enum attempt add_target(struct mig *m, struct mig_volume *v)
         return ATT_FINAL;
     }
     if (v->uri.kind == URI_FILE) {
-        args = json_pack("{s:s, s:s, s:s, s:{s:b}, s:s}", "driver",
-                         blockdev ? "host_device" : "file", "node-name", v->proto_node,
-                         "filename", v->uri.path, "cache", "direct", 1, "aio", "native");
-        if (qmp_call(m->q, "blockdev-add", args, NULL, dl(QMP_TIMEOUT_MS)) < 0) {
+        /* QEMU refuses write permission on an O_DIRECT node whose size is
+         * not a multiple of its request alignment (up to 4 KiB): such a
+         * target goes through the page cache. */
+        bool direct = v->target_size % 4096 == 0;
+
+        args = direct ? json_pack("{s:s, s:s, s:s, s:{s:b}, s:s}", "driver",
+                                  blockdev ? "host_device" : "file", "node-name", v->proto_node,
+                                  "filename", v->uri.path, "cache", "direct", 1, "aio", "native")
+                      : NULL;
+        if (!direct || qmp_call(m->q, "blockdev-add", args, NULL, dl(QMP_TIMEOUT_MS)) < 0) {
             /* Some file systems (tmpfs) refuse O_DIRECT: fall back to the
              * page cache, which QEMU flushes at the end. */
             args = json_pack("{s:s, s:s, s:s}", "driver", blockdev ? "host_device" : "file",
