@@ -169,15 +169,15 @@ static void show(void *opaque, json_t *ev)
             printf("%7.1fs pass %lld%s: %s dirty, %s written as data, %.3f s\n", t,
                    json_integer_value(json_object_get(ev, "pass")),
                    json_is_true(json_object_get(ev, "paused")) ? " (guest paused)" : "",
-                   human((double)json_integer_value(json_object_get(ev, "dirty")), a, sizeof a),
-                   human((double)json_integer_value(json_object_get(ev, "data")), b, sizeof b),
+                   cli_human_bytes((double)json_integer_value(json_object_get(ev, "dirty")), a, sizeof a),
+                   cli_human_bytes((double)json_integer_value(json_object_get(ev, "data")), b, sizeof b),
                    json_real_value(json_object_get(ev, "seconds")));
         } else if (!strcmp(name, "converged")) {
             char a[32];
 
             printf("%7.1fs converged (%s): %s dirty after %lld passes\n", t,
                    json_string_value(json_object_get(ev, "reason")),
-                   human((double)json_integer_value(json_object_get(ev, "dirty")), a, sizeof a),
+                   cli_human_bytes((double)json_integer_value(json_object_get(ev, "dirty")), a, sizeof a),
                    json_integer_value(json_object_get(ev, "passes")));
         } else if (!strcmp(name, "paused")) {
             printf("%7.1fs the guest was paused for %.3f s (final passes: %lld)\n", t,
