@@ -13,6 +13,14 @@ require qemu-system-x86_64 jq
 
 S=$T/store
 get() { "$VOLMIG" get --store "$S" "$@"; }
+# new_claim NAME: a 32 MiB file $T/NAME.img behind PV NAME-pv and claim
+# NAME-pvc, applied to the store (made from the dst-pvc manifests).
+new_claim() {
+    truncate -s 32M "$T/$1.img"
+    sed "s|dst-pv|$1-pv|g; s|dst-pvc|$1-pvc|g; s|$T/dst.img|$T/$1.img|" "$T/base.yaml" \
+        | awk -v n="$1" 'BEGIN{RS="---\n"; ORS="---\n"} /PersistentVolume/ && $0 ~ n' >"$T/$1.yaml"
+    "$VOLMIG" apply -f "$T/$1.yaml" --store "$S" >/dev/null || fail "apply claim $1-pvc"
+}
 
 log "a VM whose disk0 is src-pvc on a running QEMU"
 random_file "$T/src.img" 32
@@ -53,10 +61,7 @@ spec:
     workloadUpdateMethods: [LiveMigrate]
 YAML
 "$VOLMIG" apply -f "$T/kv.yaml" --store "$S" >/dev/null || fail "apply KubeVirt CR"
-truncate -s 32M "$T/dstc.img"
-sed "s|dst-pv|dstc-pv|g; s|dst-pvc|dstc-pvc|g; s|$T/dst.img|$T/dstc.img|" "$T/base.yaml" \
-    | awk 'BEGIN{RS="---\n"; ORS="---\n"} /PersistentVolume/ && /dstc/' >"$T/dstc.yaml"
-"$VOLMIG" apply -f "$T/dstc.yaml" --store "$S" >/dev/null || fail "apply dstc claim"
+new_claim dstc
 # The VM now runs on dst-pvc; the update moves it to dstc-pvc.
 sed "s|claimName: dst-pvc|claimName: dstc-pvc|" "$T/update.yaml" >"$T/updatec.yaml"
 "$VOLMIG" controller --store "$S" >"$T/ctlc.log" 2>&1 &
@@ -78,25 +83,10 @@ grep -q "cancelling" "$T/ctlc.log" || { cat "$T/ctlc.log"; fail "the controller 
 kill "$ctl"; wait "$ctl" 2>/dev/null || true
 
 log "second update, to dst2-pvc; QEMU killed mid-copy"
-truncate -s 32M "$T/dst2.img"
-sed "s|dst-pv|dst2-pv|g; s|dst-pvc|dst2-pvc|g; s|$T/dst.img|$T/dst2.img|" "$T/base.yaml" \
-    | awk 'BEGIN{RS="---\n"; ORS="---\n"} /PersistentVolume/ && /dst2/' >"$T/dst2.yaml"
-"$VOLMIG" apply -f "$T/dst2.yaml" --store "$S" >/dev/null || fail "apply dst2 claim"
+new_claim dst2
 sed "s|claimName: dst-pvc|claimName: dst2-pvc|" "$T/update.yaml" >"$T/update2.yaml"
 "$VOLMIG" apply -f "$T/update2.yaml" --store "$S" >/dev/null || fail "apply update2"
-# KubeVirt's bandwidth limit for migrations slows this copy to 2 MiB/s.
-cat >"$T/kv.yaml" <<YAML
-apiVersion: kubevirt.io/v1
-kind: KubeVirt
-metadata: {name: kubevirt, namespace: kubevirt}
-spec:
-  configuration:
-    vmRolloutStrategy: LiveUpdate
-    migrations: {bandwidthPerMigration: 2Mi}
-  workloadUpdateStrategy:
-    workloadUpdateMethods: [LiveMigrate]
-YAML
-"$VOLMIG" apply -f "$T/kv.yaml" --store "$S" >/dev/null || fail "apply KubeVirt CR"
+# The bandwidth limit applied above still slows this copy to 2 MiB/s.
 "$VOLMIG" controller --store "$S" >"$T/ctl2.log" 2>&1 &
 ctl=$!
 track_pid $ctl
