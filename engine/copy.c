@@ -19,6 +19,7 @@
  * it is submitted, so no completion can find a reused slot.
  */
 #include "engine/copy_internal.h"
+#include "engine/clock.h"
 #include "engine/bufpool.h"
 #include "engine/error.h"
 
@@ -55,14 +56,6 @@ struct run {
     double t0, last_emit, last_done_t, last_progress_t;
     uint64_t last_done;
 };
-
-static double now(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static struct run *run_of(struct copy *cp)
 {
@@ -404,7 +397,7 @@ static int loop(struct run *R)
     const struct copy_config *cfg = R->cp.cfg;
     double drain_until = 0;
 
-    R->last_progress_t = now();
+    R->last_progress_t = clock_seconds();
     for (;;) {
         double t;
 
@@ -412,14 +405,14 @@ static int loop(struct run *R)
             R->stopping = true;
         plan(R);
         if (reap(R) > 0)
-            R->last_progress_t = now();
+            R->last_progress_t = clock_seconds();
         if (R->inflight == 0 && (R->stopping || R->pos >= R->st.size))
             return 0;
         if (wait_events(R) < 0)
             fail_now(R);
         if (reap(R) > 0)
-            R->last_progress_t = now();
-        t = now();
+            R->last_progress_t = clock_seconds();
+        t = clock_seconds();
         maybe_emit(R, t);
         if (R->stopping && drain_until == 0)
             drain_until = t + DRAIN_SECONDS;
@@ -598,7 +591,7 @@ enum copy_result copy_run(const struct copy_config *cfg, struct copy_status *st)
     R->cp.cfg = cfg;
     R->cp.efd = -1;
     R->lost = UINT64_MAX;
-    R->t0 = R->last_emit = now();
+    R->t0 = R->last_emit = clock_seconds();
     if (setup(R, cfg) < 0) {
         if (st)
             *st = R->st;
@@ -612,7 +605,7 @@ enum copy_result copy_run(const struct copy_config *cfg, struct copy_status *st)
      * the report of how far it got must hold after a crash too. */
     if (!R->failed && R->cp.dst.ops->flush(&R->cp.dst) < 0)
         fail_now(R);
-    update_status(R, now());
+    update_status(R, clock_seconds());
     if (st)
         *st = R->st;
     res = R->failed ? COPY_FAILED : R->pos < R->st.size || R->st.done < R->total ? COPY_CANCELLED

@@ -7,6 +7,7 @@
  * multi-conn, which promises that what one connection writes and flushes
  * is what every other one reads. */
 #include "engine/copy_internal.h"
+#include "engine/clock.h"
 #include "engine/error.h"
 
 #include <errno.h>
@@ -19,14 +20,6 @@
 #define CONNECT_SECONDS   30
 #define COMMAND_SECONDS   60
 
-static double now(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static int nbd_fail(struct endpoint *ep, const char *what)
 {
     err_set(0, "%s: %s: %s", ep->spec, what, nbd_get_error());
@@ -38,10 +31,10 @@ static int nbd_fail(struct endpoint *ep, const char *what)
 static int wait_done(struct endpoint *ep, struct nbd_handle *h, const bool *done,
                      int seconds, const char *what)
 {
-    double end = now() + seconds;
+    double end = clock_seconds() + seconds;
 
     while (!*done) {
-        int left = (int)((end - now()) * 1000);
+        int left = (int)((end - clock_seconds()) * 1000);
 
         if (left <= 0) {
             err_set(ETIMEDOUT, "%s: %s", ep->spec, what);
@@ -56,7 +49,7 @@ static int wait_done(struct endpoint *ep, struct nbd_handle *h, const bool *done
 static struct nbd_handle *connect_one(struct endpoint *ep)
 {
     struct nbd_handle *h = nbd_create();
-    double end = now() + CONNECT_SECONDS;
+    double end = clock_seconds() + CONNECT_SECONDS;
     int r;
 
     if (!h) {
@@ -73,7 +66,7 @@ static struct nbd_handle *connect_one(struct endpoint *ep)
     if (r < 0)
         goto fail;
     while (!nbd_aio_is_ready(h)) {
-        int left = (int)((end - now()) * 1000);
+        int left = (int)((end - clock_seconds()) * 1000);
 
         if (left <= 0) {
             err_set(ETIMEDOUT, "%s: connect", ep->spec);

@@ -14,6 +14,7 @@
  * credentials outlive every thread: nbd_tls_free() waits for them.
  */
 #include "nbd/internal.h"
+#include "engine/clock.h"
 #include "engine/error.h"
 
 #include <errno.h>
@@ -63,14 +64,6 @@ struct proxy {
     bool send_blocked;       /* gnutls_record_send said EAGAIN */
     bool recv_wants_out;     /* gnutls_record_recv said EAGAIN while writing */
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void tlog(struct nbd_tls *t, const char *fmt, ...)
 {
@@ -313,7 +306,7 @@ static int handshake(struct proxy *p)
             log_handshake_failure(p, r);
             return -1;
         }
-        left = p->deadline_ms - now_ms();
+        left = p->deadline_ms - clock_ms();
         if (left <= 0) {
             tlog(p->t, "client %s: no TLS handshake in time; disconnecting", p->peer);
             return -1;
@@ -432,9 +425,9 @@ static void pump(struct proxy *p)
  * close_notify does not hold the thread. */
 static void bye(struct proxy *p)
 {
-    int64_t until = now_ms() + BYE_MS;
+    int64_t until = clock_ms() + BYE_MS;
 
-    while (gnutls_bye(p->sess, GNUTLS_SHUT_WR) == GNUTLS_E_AGAIN && now_ms() < until) {
+    while (gnutls_bye(p->sess, GNUTLS_SHUT_WR) == GNUTLS_E_AGAIN && clock_ms() < until) {
         struct pollfd pfd = { .fd = p->net, .events = POLLOUT };
 
         poll(&pfd, 1, BYE_MS);
@@ -503,7 +496,7 @@ int nbd_tls_proxy_start(struct nbd_tls *t, int net, const char *peer, int timeou
     p->net = net;
     p->app = sv[1];
     snprintf(p->peer, sizeof p->peer, "%s", peer);
-    p->deadline_ms = now_ms() + (int64_t)timeout_s * 1000;
+    p->deadline_ms = clock_ms() + (int64_t)timeout_s * 1000;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_mutex_lock(&t->mu);

@@ -1,6 +1,7 @@
 /* The QMP handle: ids, replies, the event queue, deadlines.  Transports
  * only move bytes or messages; everything QMP means lives here. */
 #include "qmp/internal.h"
+#include "engine/clock.h"
 #include "engine/error.h"
 
 #include <errno.h>
@@ -13,10 +14,7 @@
 
 int64_t qmp_now_ms(void)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return clock_ms();
 }
 
 int64_t qmp_deadline_in(int64_t timeout_ms)
