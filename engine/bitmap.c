@@ -23,7 +23,7 @@
 #define QMP_TIMEOUT_MS    30000
 #define EXPORT_GONE_MS    30000     /* a deleted export to disappear */
 #define FINAL_MAX_PASSES  16        /* paused passes before giving up */
-#define NAME_PREFIX       "volmig-"
+#define NAME_PREFIX       MIG_NAME_PREFIX
 
 enum att { A_OK, A_RETRY, A_FINAL, A_GONE, A_CANCELLED };
 
@@ -131,21 +131,6 @@ static void nap(struct bm *b, int ms)
         json_decref(ev);
 }
 
-/* The pid in a volmig-PID- name, 0 if it is not one. */
-static int name_pid(const char *name)
-{
-    int pid;
-
-    if (!name || sscanf(name, NAME_PREFIX "%d-", &pid) != 1 || pid <= 0)
-        return 0;
-    return pid;
-}
-
-static bool pid_dead(int pid)
-{
-    return pid && pid != getpid() && kill(pid, 0) < 0 && errno == ESRCH;
-}
-
 /* ---- removing what we (or a dead run) added ---- */
 
 static bool export_exists(struct qmp *q, const char *id)
@@ -207,7 +192,7 @@ static int sweep(struct qmp *q, bool (*want)(int pid), bool stop_server, bool st
         json_array_foreach(ex, i, e) {
             const char *id = json_string_value(json_object_get(e, "id"));
 
-            if (id && want(name_pid(id)) && export_del(q, id) == 0)
+            if (id && want(mig_name_pid(id)) && export_del(q, id) == 0)
                 n++;
             else
                 left++;
@@ -221,7 +206,7 @@ static int sweep(struct qmp *q, bool (*want)(int pid), bool stop_server, bool st
             json_array_foreach(json_object_get(e, "dirty-bitmaps"), j, bm) {
                 const char *name = json_string_value(json_object_get(bm, "name"));
 
-                if (node && name && want(name_pid(name)) &&
+                if (node && name && want(mig_name_pid(name)) &&
                     qmp_callf(q, NULL, dl(QMP_TIMEOUT_MS), "block-dirty-bitmap-remove",
                               "{s:s, s:s}", "node", node, "name", name) == 0)
                     n++;
@@ -245,7 +230,7 @@ static bool is_mine(int pid)
 
 static bool is_dead(int pid)
 {
-    return pid_dead(pid);
+    return mig_pid_dead(pid);
 }
 
 int bitmap_remove_leftovers(struct qmp *q)

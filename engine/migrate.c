@@ -19,7 +19,7 @@
 #define QMP_TIMEOUT_MS     30000
 #define CONNECT_TIMEOUT_MS 10000
 #define SETTLE_TIMEOUT_MS  60000   /* jobs to conclude after a cancel */
-#define NAME_PREFIX        "volmig-"
+#define NAME_PREFIX        MIG_NAME_PREFIX
 #define STALL_WARN_MS      10000
 #define PIVOT_PREFIX       "migrated-"   /* target nodes that become the VM's */
 
@@ -656,13 +656,13 @@ static int settle_jobs(struct mig *m, bool want_success)
     return failed ? -1 : 0;
 }
 
-static void del_node(struct mig *m, const char *node)
+static int del_node(struct mig *m, const char *node)
 {
-    qmp_callf(m->q, NULL, dl(QMP_TIMEOUT_MS), "blockdev-del", "{s:s}", "node-name", node);
+    return qmp_callf(m->q, NULL, dl(QMP_TIMEOUT_MS), "blockdev-del", "{s:s}", "node-name", node);
 }
 
-/* Removes our target nodes.  Deleting a node flushes it first, so this is
- * also what makes the destination durable. */
+/* Removes our target nodes, the one on top first.  Deleting a node
+ * flushes it first, so this is also what makes the destination durable. */
 static int detach_targets(struct mig *m)
 {
     int rc = 0;
@@ -670,18 +670,11 @@ static int detach_targets(struct mig *m)
     for (int i = 0; i < m->cfg->nvols; i++) {
         struct mig_volume *v = &m->cfg->vols[i];
 
-        if (v->added_top) {
-            if (qmp_callf(m->q, NULL, dl(QMP_TIMEOUT_MS), "blockdev-del", "{s:s}", "node-name",
-                          v->top_node) < 0)
-                rc = -1;
-            v->added_top = false;
-        }
-        if (v->added_proto) {
-            if (qmp_callf(m->q, NULL, dl(QMP_TIMEOUT_MS), "blockdev-del", "{s:s}", "node-name",
-                          v->proto_node) < 0)
-                rc = -1;
-            v->added_proto = false;
-        }
+        if (v->added_top && del_node(m, v->top_node) < 0)
+            rc = -1;
+        if (v->added_proto && del_node(m, v->proto_node) < 0)
+            rc = -1;
+        v->added_top = v->added_proto = false;
     }
     return rc;
 }
@@ -710,6 +703,20 @@ static void cleanup(struct mig *m)
     err_set(0, "%s", saved);
 }
 
+int mig_name_pid(const char *name)
+{
+    int pid;
+
+    if (!name || sscanf(name, NAME_PREFIX "%d-", &pid) != 1 || pid <= 0)
+        return 0;
+    return pid;
+}
+
+bool mig_pid_dead(int pid)
+{
+    return pid && pid != getpid() && kill(pid, 0) < 0 && errno == ESRCH;
+}
+
 /* Removes what a migration of ours that died left in QEMU: its jobs and
  * nodes carry our prefix and the pid of a process that is gone. */
 static void remove_leftovers(struct mig *m)
@@ -721,10 +728,8 @@ static void remove_leftovers(struct mig *m)
     if (qmp_call(m->q, "query-jobs", NULL, &jobs, dl(QMP_TIMEOUT_MS)) == 0) {
         json_array_foreach(jobs, i, e) {
             const char *id = json_string_value(json_object_get(e, "id"));
-            int pid;
 
-            if (!id || sscanf(id, NAME_PREFIX "%d-", &pid) != 1 || pid == getpid() ||
-                (kill(pid, 0) == 0 || errno != ESRCH))
+            if (!mig_pid_dead(mig_name_pid(id)))
                 continue;
             found++;
             qmp_callf(m->q, NULL, dl(QMP_TIMEOUT_MS), "block-job-cancel", "{s:s, s:b}", "device",
@@ -754,10 +759,8 @@ static void remove_leftovers(struct mig *m)
             break;
         json_array_foreach(nodes, i, e) {
             const char *name = json_string_value(json_object_get(e, "node-name"));
-            int pid;
 
-            if (!name || sscanf(name, NAME_PREFIX "%d-", &pid) != 1 || pid == getpid() ||
-                (kill(pid, 0) == 0 || errno != ESRCH))
+            if (!mig_pid_dead(mig_name_pid(name)))
                 continue;
             if (pass == 0)
                 found++;
@@ -770,10 +773,8 @@ static void remove_leftovers(struct mig *m)
     if (qmp_callf(m->q, &nodes, dl(QMP_TIMEOUT_MS), "qom-list", "{s:s}", "path", "/objects") == 0) {
         json_array_foreach(nodes, i, e) {
             const char *name = json_string_value(json_object_get(e, "name"));
-            int pid;
 
-            if (!name || sscanf(name, NAME_PREFIX "%d-tls", &pid) != 1 || pid == getpid() ||
-                (kill(pid, 0) == 0 || errno != ESRCH))
+            if (!mig_pid_dead(mig_name_pid(name)))
                 continue;
             if (qmp_callf(m->q, NULL, dl(QMP_TIMEOUT_MS), "object-del", "{s:s}", "id", name) == 0)
                 found++;

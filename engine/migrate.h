@@ -88,6 +88,15 @@ struct mig_config {
     void *opaque;
 };
 
+/* Everything volmig adds to QEMU (jobs, nodes, exports, bitmaps, objects)
+ * is named MIG_NAME_PREFIX "PID-...", so a later run can tell what a dead
+ * run left behind. */
+#define MIG_NAME_PREFIX "volmig-"
+/* The PID in such a name; 0 if NAME is not one of ours. */
+int mig_name_pid(const char *name);
+/* True when PID is another process, and one that no longer exists. */
+bool mig_pid_dead(int pid);
+
 /* Runs one migration to its end.  MIG_FAILED leaves a message in
  * err_msg(). */
 enum mig_result mig_run(struct mig_config *cfg);
