@@ -1,5 +1,6 @@
 #include "engine/migrate.h"
 #include "engine/bitmap.h"
+#include "engine/client_tls.h"
 #include "engine/error.h"
 #include "qmp/qmp.h"
 
@@ -48,7 +49,7 @@ struct mig {
      * key file is and whose key is ours */
     char tls_id[64];
     bool tls_added;
-    char creds_dir[4096], psk_dir[4096], psk_file[4200], psk_user[256];
+    struct client_tls tls;
 };
 
 static double secs(const struct mig *m)
@@ -186,59 +187,6 @@ static bool tls_wanted(const struct mig *m)
     return m->cfg->tls_creds || m->cfg->tls_psk;
 }
 
-/* QEMU's tls-creds-psk reads DIR/keys.psk, and libnbd wants the user name
- * to pick a key: the first line's is ours. */
-static int tls_psk_locate(struct mig *m)
-{
-    const char *arg = m->cfg->tls_psk, *slash;
-    char abs[PATH_MAX];
-    struct stat st;
-    FILE *f;
-    char line[1024];
-
-    if (stat(arg, &st) < 0) {
-        err_set(errno, "--tls-psk %s", arg);
-        return -1;
-    }
-    if (S_ISDIR(st.st_mode)) {
-        snprintf(m->psk_dir, sizeof m->psk_dir, "%s", arg);
-    } else {
-        slash = strrchr(arg, '/');
-        if (strcmp(slash ? slash + 1 : arg, "keys.psk")) {
-            err_set(0, "--tls-psk %s: QEMU's tls-creds-psk reads a file named keys.psk; "
-                       "name the file so, or give its directory", arg);
-            return -1;
-        }
-        if (!slash)
-            snprintf(m->psk_dir, sizeof m->psk_dir, ".");
-        else if (slash == arg)
-            snprintf(m->psk_dir, sizeof m->psk_dir, "/");
-        else
-            snprintf(m->psk_dir, sizeof m->psk_dir, "%.*s", (int)(slash - arg), arg);
-    }
-    /* QEMU resolves a relative path from its own working directory. */
-    if (!realpath(m->psk_dir, abs)) {
-        err_set(errno, "--tls-psk %s", m->psk_dir);
-        return -1;
-    }
-    memcpy(m->psk_dir, abs, sizeof m->psk_dir);
-    snprintf(m->psk_file, sizeof m->psk_file, "%s/keys.psk", m->psk_dir);
-    f = fopen(m->psk_file, "re");
-    if (!f) {
-        err_set(errno, "--tls-psk %s", m->psk_file);
-        return -1;
-    }
-    m->psk_user[0] = '\0';
-    if (fgets(line, sizeof line, f) && strchr(line, ':'))
-        snprintf(m->psk_user, sizeof m->psk_user, "%.*s", (int)(strchr(line, ':') - line), line);
-    fclose(f);
-    if (!m->psk_user[0]) {
-        err_set(0, "--tls-psk %s: the first line is not USERNAME:HEXKEY", m->psk_file);
-        return -1;
-    }
-    return 0;
-}
-
 /* Creates the tls-creds object the NBD nodes name.  It lives as long as
  * this migration (or, after a pivot onto NBD targets, as long as the VM
  * uses them). */
@@ -246,21 +194,17 @@ static int tls_add(struct mig *m)
 {
     json_t *args;
 
-    if (m->cfg->tls_psk && tls_psk_locate(m) < 0)
+    if (client_tls_init(&m->tls, m->cfg->tls_creds, m->cfg->tls_psk, m->cfg->tls_hostname) < 0)
         return -1;
-    if (m->cfg->tls_creds && !realpath(m->cfg->tls_creds, m->creds_dir)) {
-        err_set(errno, "--tls-creds %s", m->cfg->tls_creds);
-        return -1;
-    }
     snprintf(m->tls_id, sizeof m->tls_id, NAME_PREFIX "%d-tls", (int)getpid());
     if (m->cfg->tls_creds)
         args = json_pack("{s:s, s:s, s:s, s:s, s:b}", "qom-type", "tls-creds-x509", "id",
-                         m->tls_id, "dir", m->creds_dir, "endpoint", "client",
+                         m->tls_id, "dir", m->tls.creds_dir, "endpoint", "client",
                          "verify-peer", 1);
     else
         args = json_pack("{s:s, s:s, s:s, s:s, s:s}", "qom-type", "tls-creds-psk", "id",
-                         m->tls_id, "dir", m->psk_dir, "endpoint", "client", "username",
-                         m->psk_user);
+                         m->tls_id, "dir", m->tls.psk_dir, "endpoint", "client", "username",
+                         m->tls.psk_user);
     if (qmp_call(m->q, "object-add", args, NULL, dl(QMP_TIMEOUT_MS)) < 0) {
         err_prefix("QEMU could not load the TLS credentials");
         return -1;
@@ -282,23 +226,6 @@ static void tls_del(struct mig *m, enum mig_result res)
     err_set(0, "%s", saved);
 }
 
-/* The same credentials for our own look at the target.  With
- * --tls-hostname the certificate names another host than the URI does;
- * libnbd cannot be told which, so this look skips the check and QEMU's
- * connection, which carries the data, makes it. */
-static int tls_libnbd(struct mig *m, struct nbd_handle *h)
-{
-    if (nbd_set_tls(h, LIBNBD_TLS_REQUIRE) < 0 ||
-        (m->cfg->tls_creds && nbd_set_tls_certificates(h, m->creds_dir) < 0) ||
-        (m->cfg->tls_psk && (nbd_set_tls_psk_file(h, m->psk_file) < 0 ||
-                             nbd_set_tls_username(h, m->psk_user) < 0)) ||
-        (m->cfg->tls_hostname && nbd_set_tls_verify_peer(h, false) < 0)) {
-        err_set(0, "libnbd TLS: %s", nbd_get_error());
-        return -1;
-    }
-    return 0;
-}
-
 /* Asks the destination how big the export is, within a deadline.
  * Returns 0, or -1 (retryable: nobody answered) with err_msg() set. */
 static int nbd_target_size(struct mig *m, const struct target_uri *u, uint64_t *size)
@@ -317,7 +244,10 @@ static int nbd_target_size(struct mig *m, const struct target_uri *u, uint64_t *
         /* nbds:// and nbds+unix:// make libnbd require TLS. */
         memmove(uri + 4, uri + 3, strlen(uri + 3) + 1);
         uri[3] = 's';
-        if (tls_libnbd(m, h) < 0)
+        /* With --tls-hostname the certificate names another host than the
+         * URI does; libnbd cannot be told which, so this look skips the
+         * check and QEMU's connection, which carries the data, makes it. */
+        if (client_tls_apply(&m->tls, h) < 0)
             goto out;
     }
     if (nbd_aio_connect_uri(h, uri) < 0) {
