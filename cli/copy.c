@@ -1,6 +1,7 @@
 /* volmig copy: argument parsing and the progress display.  The copier is
  * engine/copy.c's. */
 #include "cli/cli.h"
+#include "engine/client_tls.h"
 #include "engine/copy.h"
 #include "engine/error.h"
 #include "engine/uri.h"
@@ -26,10 +27,12 @@ static void usage(FILE *f)
     fprintf(f,
         "usage: volmig copy SOURCE TARGET [--connections N] [--requests N]\n"
         "                   [--request-size BYTES] [--output text|json] [--no-direct]\n"
+        "                   [--tls-creds DIR | --tls-psk FILE]\n"
         "\n"
         "Copies a volume offline (nothing may write to the source meanwhile): a local\n"
         "file or block device (io_uring, O_DIRECT where possible) or an NBD export\n"
-        "(nbd://HOST[:PORT]/EXPORT, nbd+unix:///EXPORT?socket=PATH), on either side.\n"
+        "(nbd://HOST[:PORT]/EXPORT, nbd+unix:///EXPORT?socket=PATH; nbds:// and\n"
+        "nbds+unix:// for TLS), on either side.\n"
         "Holes are not read, zeroes are written as zeroes, and what the target already\n"
         "reads as zeroes is not written at all.  The source is only ever read.  A\n"
         "TARGET path that does not exist is created as a sparse file; a target smaller\n"
@@ -41,6 +44,12 @@ static void usage(FILE *f)
         "  --request-size BYTES bytes per read and write (default 256K, at most 32M)\n"
         "  --output text|json   progress as text (a bar on a terminal) or JSON lines\n"
         "  --no-direct          do not use O_DIRECT on local volumes\n"
+        "  --tls-creds DIR      X.509 for nbds:// ends: DIR holds ca-cert.pem, and\n"
+        "                       client-cert.pem/client-key.pem if the server asks\n"
+        "                       (the layout of QEMU's tls-creds-x509)\n"
+        "  --tls-psk FILE       a pre-shared key for nbds:// ends: FILE is keys.psk\n"
+        "                       (USERNAME:HEXKEY lines; the first user is ours) or its\n"
+        "                       directory\n"
         "\n"
         "SIGINT/SIGTERM stop the copy and say how far it got.\n"
         "Exit status: 0 done, 1 failed, 2 bad usage, 3 cancelled.\n",
@@ -175,6 +184,8 @@ int cmd_copy(int argc, char **argv)
         { "output", required_argument, NULL, 'o' },
         { "no-direct", no_argument, NULL, 'D' },
         { "progress-interval", required_argument, NULL, 'p' },
+        { "tls-creds", required_argument, NULL, 'X' },
+        { "tls-psk", required_argument, NULL, 'P' },
         { "help", no_argument, NULL, 'h' },
         { 0 },
     };
@@ -183,6 +194,9 @@ int cmd_copy(int argc, char **argv)
                                .progress_ms = 500, .cancel = &cancel_flag, .emit = show,
                                .opaque = &d };
     struct copy_status st = { 0 };
+    struct client_tls tls;
+    const char *tls_creds = NULL, *tls_psk = NULL;
+    bool any_tls = false;
     struct sigaction sa = { .sa_handler = on_signal };
     enum copy_result r;
     long long n;
@@ -221,6 +235,8 @@ int cmd_copy(int argc, char **argv)
             }
             break;
         case 'D': cfg.no_direct = true; break;
+        case 'X': tls_creds = optarg; break;
+        case 'P': tls_psk = optarg; break;
         case 'h': usage(stdout); return EXIT_DONE;
         default: usage(stderr); return EXIT_USAGE;
         }
@@ -245,6 +261,27 @@ int cmd_copy(int argc, char **argv)
             cli_error("copy", "%s: %s", i ? "TARGET" : "SOURCE", err_msg());
             return EXIT_USAGE;
         }
+        any_tls |= u.tls && kind == COPY_SPEC_NBD;
+    }
+    if (tls_creds && tls_psk) {
+        cli_error("copy", "--tls-creds and --tls-psk exclude each other");
+        return EXIT_USAGE;
+    }
+    if ((tls_creds || tls_psk) && !any_tls) {
+        cli_error("copy", "TLS credentials given, but neither SOURCE nor TARGET is an nbds:// "
+                          "or nbds+unix:// URI");
+        return EXIT_USAGE;
+    }
+    if (any_tls && !tls_creds && !tls_psk) {
+        cli_error("copy", "an nbds URI needs --tls-creds or --tls-psk");
+        return EXIT_USAGE;
+    }
+    if (any_tls) {
+        if (client_tls_init(&tls, tls_creds, tls_psk, NULL) < 0) {
+            cli_error("copy", "%s", err_msg());
+            return EXIT_USAGE;
+        }
+        cfg.tls = &tls;
     }
     if ((uint64_t)cfg.requests * cfg.request_size > COPY_MAX_BUFFERS) {
         cli_error("copy", "--requests times --request-size is more than 1 GiB of buffers");

@@ -38,8 +38,9 @@ static void usage(FILE *f)
         "  --qmp ADDR          QEMU's monitor: unix:PATH, or libvirt:DOMAIN for a QEMU\n"
         "                      that libvirt owns\n"
         "  --volume D=TARGET   DRIVE: a block node name, drive id or device id.  TARGET:\n"
-        "                      nbd://HOST:PORT/EXPORT, nbd+unix:///EXPORT?socket=PATH or\n"
-        "                      file:PATH; at least as large as the drive.  Repeat for more\n"
+        "                      nbd://HOST:PORT/EXPORT, nbd+unix:///EXPORT?socket=PATH\n"
+        "                      (nbds:// and nbds+unix:// with TLS) or file:PATH; at\n"
+        "                      least as large as the drive.  Repeat for more\n"
         "                      volumes: all of them are one migration\n"
         "  --switchover MODE   pivot: the VM moves onto the targets (same host);\n"
         "                      migrate:URI: memory migration to a QEMU started with\n"
@@ -64,15 +65,16 @@ static void usage(FILE *f)
         "  --converge-below B  bitmap: pause for the last pass once at most B bytes are\n"
         "                      dirty (default: what 100 ms of copying moves; 0: only when\n"
         "                      nothing is, or the dirty set stops shrinking)\n"
-        "  --tls-creds DIR     QEMU connects to NBD targets over TLS with X.509: DIR holds\n"
+        "  --tls-creds DIR     NBD targets are reached over TLS with X.509 (by QEMU in\n"
+        "                      mirror mode, by volmig in bitmap mode): DIR holds\n"
         "                      ca-cert.pem (the CA of the server's certificate) and, when\n"
         "                      the server checks clients, client-cert.pem and\n"
         "                      client-key.pem (QEMU's tls-creds-x509 layout)\n"
-        "  --tls-psk FILE      QEMU connects over TLS with a pre-shared key: FILE is a\n"
+        "  --tls-psk FILE      NBD targets are reached over TLS with a pre-shared key: FILE is a\n"
         "                      keys.psk (USERNAME:HEXKEY lines; the first is used) or the\n"
         "                      directory holding it\n"
         "  --tls-hostname NAME the name in the server's certificate, when it is not the\n"
-        "                      host in the target URI\n"
+        "                      host in the target URI (mirror mode only)\n"
         "\n"
         "SIGINT/SIGTERM cancel: jobs and nodes are removed and the VM keeps running on\n"
         "its volumes.  Exit status: 0 done, 1 failed, 2 bad usage, 3 cancelled.\n");
@@ -375,6 +377,12 @@ int cmd_migrate(int argc, char **argv)
         cli_error("migrate", "--tls-creds and --tls-psk exclude each other");
         return EXIT_USAGE;
     }
+    for (int i = 0; i < cfg.nvols; i++)
+        if (cfg.vols[i].uri.tls && !cfg.tls_creds && !cfg.tls_psk) {
+            cli_error("migrate", "--volume %s=%s: an nbds URI needs --tls-creds or --tls-psk",
+                      cfg.vols[i].drive, cfg.vols[i].target);
+            return EXIT_USAGE;
+        }
     if (cfg.tls_hostname && !cfg.tls_creds) {
         cli_error("migrate", "--tls-hostname goes with --tls-creds (certificates carry names)");
         return EXIT_USAGE;

@@ -9,6 +9,7 @@
  * failure in between.
  */
 #include "engine/bitmap.h"
+#include "engine/client_tls.h"
 #include "engine/error.h"
 #include "qmp/qmp.h"
 
@@ -42,6 +43,10 @@ struct bm {
     uint64_t *vol_done;      /* per volume, this pass */
     uint64_t *vol_todo;
     bool paused_pass;
+    /* TLS to NBD targets: the copier's connections carry the data here,
+     * so the credentials are ours, not a QEMU object's. */
+    struct client_tls tls;
+    bool tls_on;
 };
 
 /* ---- pure parts ---- */
@@ -412,16 +417,24 @@ static void copy_progress(void *opaque, enum copy_event ev, const struct copy_st
 static enum att copy_volume(struct bm *b, int vol, const char *id, const struct copy_range *ranges,
                             size_t n, struct copy_status *st)
 {
-    char src[512];
+    char src[512], tls_target[4200];
+    const struct mig_volume *v = &b->cfg->vols[vol];
     struct progress_ctx pc = { b, vol };
     struct copy_config cc = {
-        .source = src, .target = b->cfg->vols[vol].target, .connections = 4, .requests = 64,
+        .source = src, .target = v->target, .connections = 4, .requests = 64,
+        .tls = b->tls_on ? &b->tls : NULL,
         .progress_ms = b->cfg->progress_ms, .cancel = b->cfg->cancel, .ranges = ranges,
         .nranges = n, .emit = copy_progress, .opaque = &pc,
     };
     enum copy_result r;
 
     snprintf(src, sizeof src, "nbd+unix:///%s?socket=%s", id, b->sock);
+    /* With TLS options every NBD target uses TLS, as in mirror mode: the
+     * copier takes that from the URI's scheme (nbd:// becomes nbds://). */
+    if (b->tls_on && v->uri.kind != URI_FILE && !v->uri.tls) {
+        snprintf(tls_target, sizeof tls_target, "nbds%s", v->target + 3);
+        cc.target = tls_target;
+    }
     memset(st, 0, sizeof *st);
     r = copy_run(&cc, st);
     if (r == COPY_CANCELLED)
@@ -772,9 +785,18 @@ enum mig_result bitmap_run(struct mig_config *cfg, struct qmp *q, int64_t t0)
                    "target): use --switchover none or migrate:URI, or --mode mirror");
         return MIG_FAILED;
     }
-    if (cfg->tls_creds || cfg->tls_psk) {
-        err_set(0, "--mode bitmap does not speak TLS to targets yet: use --mode mirror");
+    if (cfg->tls_hostname) {
+        /* libnbd checks the certificate against the URI's host and cannot
+         * be told another name; skipping the check would send the data to
+         * whoever answers. */
+        err_set(0, "--mode bitmap cannot check a certificate against --tls-hostname: name the "
+                   "certificate's host in the target URI, or use --mode mirror");
         return MIG_FAILED;
+    }
+    if (cfg->tls_creds || cfg->tls_psk) {
+        if (client_tls_init(&b.tls, cfg->tls_creds, cfg->tls_psk, NULL) < 0)
+            return MIG_FAILED;
+        b.tls_on = true;
     }
     b.vol_done = calloc((size_t)cfg->nvols, sizeof *b.vol_done);
     b.vol_todo = calloc((size_t)cfg->nvols, sizeof *b.vol_todo);

@@ -441,6 +441,13 @@ static int open_endpoint(struct endpoint *ep, const struct copy_config *cfg, con
     ep->is_target = is_target;
     if (copy_spec_kind(spec, &kind, &path, &ep->uri) < 0)
         return -1;
+    if (kind == COPY_SPEC_NBD && ep->uri.tls) {
+        if (!cfg->tls) {
+            err_set(0, "%s: an nbds URI needs --tls-creds or --tls-psk", spec);
+            return -1;
+        }
+        ep->tls = cfg->tls;
+    }
     if (kind == COPY_SPEC_NBD)
         return copy_nbd_open(ep, cfg->connections > 0 ? cfg->connections : 4);
     return copy_local_open(ep, path, !cfg->no_direct, src_size);

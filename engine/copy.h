@@ -20,6 +20,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+struct client_tls;
+
 enum copy_result { COPY_DONE = 0, COPY_FAILED = 1, COPY_CANCELLED = 3 };
 
 enum copy_event { COPY_EV_STARTED, COPY_EV_PROGRESS };
@@ -57,6 +59,9 @@ struct copy_config {
     int requests;             /* requests in flight (default 64) */
     uint32_t request_size;    /* bytes per read/write (default 256 KiB) */
     bool no_direct;           /* do not use O_DIRECT on local volumes */
+    /* Credentials for the ends whose URI is nbds:// or nbds+unix://; NULL
+     * refuses such ends.  Plain nbd:// ends never use TLS. */
+    const struct client_tls *tls;
     int progress_ms;          /* COPY_EV_PROGRESS interval (default 500) */
     /* Only these regions, sorted and apart, on multiples of 512 bytes (or
      * ending at the source's end); NULL: the whole source.  Borrowed for

@@ -60,6 +60,7 @@ struct endpoint {
     struct target t;
     /* nbd */
     struct target_uri uri;
+    const struct client_tls *tls;  /* set when uri.tls */
     struct nbd_handle *h[COPY_MAX_CONNECTIONS];
     int nconn;
     int inflight[COPY_MAX_CONNECTIONS];

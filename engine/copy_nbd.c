@@ -7,6 +7,7 @@
  * multi-conn, which promises that what one connection writes and flushes
  * is what every other one reads. */
 #include "engine/copy_internal.h"
+#include "engine/client_tls.h"
 #include "engine/clock.h"
 #include "engine/error.h"
 
@@ -54,6 +55,11 @@ static struct nbd_handle *connect_one(struct endpoint *ep)
 
     if (!h) {
         nbd_fail(ep, "nbd_create");
+        return NULL;
+    }
+    if (ep->tls && client_tls_apply(ep->tls, h) < 0) {
+        err_prefix("%s", ep->spec);
+        nbd_close(h);
         return NULL;
     }
     if (nbd_set_export_name(h, ep->uri.export_name) < 0 ||

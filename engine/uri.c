@@ -155,10 +155,17 @@ int target_uri_parse(const char *text, struct target_uri *u)
         strcpy(u->path, text + 5);
         return 0;
     }
-    if (!strncmp(text, "nbds://", 7) || !strncmp(text, "nbds+unix://", 12))
-        err_set(0, "'%s': TLS targets are not supported yet", text);
-    else
-        err_set(0, "'%s' is not a target: use nbd://HOST:PORT/EXPORT, "
+    if (!strncmp(text, "nbds://", 7)) {
+        u->kind = URI_NBD_TCP;
+        u->tls = true;
+        return parse_tcp(text + 7, u, text);
+    }
+    if (!strncmp(text, "nbds+unix://", 12)) {
+        u->kind = URI_NBD_UNIX;
+        u->tls = true;
+        return parse_unix(text + 12, u, text);
+    }
+    err_set(0, "'%s' is not a target: use nbd://HOST:PORT/EXPORT, "
                    "nbd+unix:///EXPORT?socket=PATH or file:PATH", text);
     return -1;
 }

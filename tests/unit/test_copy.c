@@ -149,7 +149,15 @@ static void test_spec(void **state)
     assert_int_equal(k, COPY_SPEC_NBD);
     assert_string_equal(u.socket, "/s");
     assert_int_equal(copy_spec_kind("nbd://h:99999/", &k, &path, &u), -1);
-    assert_int_equal(copy_spec_kind("nbds://h/", &k, &path, &u), -1);
+    assert_false(u.tls);
+    assert_int_equal(copy_spec_kind("nbds://h/", &k, &path, &u), 0);
+    assert_int_equal(k, COPY_SPEC_NBD);
+    assert_true(u.tls);
+    assert_string_equal(u.port, "10809");
+    assert_int_equal(copy_spec_kind("nbds+unix:///e?socket=/s", &k, &path, &u), 0);
+    assert_true(u.tls);
+    assert_string_equal(u.socket, "/s");
+    assert_int_equal(copy_spec_kind("nbds+unix://h/e?socket=/s", &k, &path, &u), -1);
     assert_int_equal(copy_spec_kind("http://h/x", &k, &path, &u), -1);
     assert_int_equal(copy_spec_kind("", &k, &path, &u), -1);
 }
