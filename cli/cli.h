@@ -3,6 +3,7 @@
 #ifndef VOLMIG_CLI_H
 #define VOLMIG_CLI_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 enum {
@@ -21,6 +22,9 @@ int cmd_apply(int argc, char **argv);
 int cmd_controller(int argc, char **argv);
 int cmd_get(int argc, char **argv);
 int cmd_copy(int argc, char **argv);
+/* copy_drive.c: volmig copy --qmp ADDR --drive NAME TARGET (pull mode). */
+bool copy_names_drive(int argc, char **argv);
+int cmd_copy_drive(int argc, char **argv);
 
 /* Prints "volmig SUBCOMMAND: MESSAGE" to stderr. */
 void cli_error(const char *sub, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

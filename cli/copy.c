@@ -28,6 +28,8 @@ static void usage(FILE *f)
         "usage: volmig copy SOURCE TARGET [--connections N] [--requests N]\n"
         "                   [--request-size BYTES] [--output text|json] [--no-direct]\n"
         "                   [--tls-creds DIR | --tls-psk FILE]\n"
+        "       volmig copy --qmp ADDR --drive NAME TARGET   (pull mode: a running VM's\n"
+        "                   drive, live; see volmig copy --qmp - --help)\n"
         "\n"
         "Copies a volume offline (nothing may write to the source meanwhile): a local\n"
         "file or block device (io_uring, O_DIRECT where possible) or an NBD export\n"
@@ -202,6 +204,8 @@ int cmd_copy(int argc, char **argv)
     long long n;
     int c, ms;
 
+    if (copy_names_drive(argc, argv))
+        return cmd_copy_drive(argc, argv);
     optind = 1;
     while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
         switch (c) {

@@ -16,6 +16,10 @@
 
 static volatile sig_atomic_t cancel_flag;
 
+/* The name errors go under: "migrate", or "copy" when volmig copy's pull
+ * mode runs this command for the user. */
+static const char *me = "migrate";
+
 static void on_signal(int sig)
 {
     (void)sig;
@@ -210,14 +214,14 @@ static int parse_volume(char *arg, struct mig_volume *v)
     char *eq = strchr(arg, '=');
 
     if (!eq || eq == arg || !eq[1]) {
-        cli_error("migrate", "--volume '%s' is not DRIVE=TARGET", arg);
+        cli_error(me, "--volume '%s' is not DRIVE=TARGET", arg);
         return -1;
     }
     *eq = '\0';
     v->drive = arg;
     v->target = eq + 1;
     if (target_uri_parse(v->target, &v->uri) < 0) {
-        cli_error("migrate", "--volume %s: %s", arg, err_msg());
+        cli_error(me, "--volume %s: %s", arg, err_msg());
         return -1;
     }
     return 0;
@@ -259,13 +263,14 @@ int cmd_migrate(int argc, char **argv)
     int c;
     enum mig_result r;
 
+    me = argv[0];
     optind = 1;
     while ((c = getopt_long(argc, argv, "q:V:s:o:h", opts, NULL)) != -1) {
         switch (c) {
         case 'q': cfg.qmp = optarg; break;
         case 'V':
             if (cfg.nvols == MAX_VOLUMES) {
-                cli_error("migrate", "at most %d volumes in one migration", MAX_VOLUMES);
+                cli_error(me, "at most %d volumes in one migration", MAX_VOLUMES);
                 return EXIT_USAGE;
             }
             if (parse_volume(optarg, &vols[cfg.nvols]) < 0)
@@ -281,7 +286,7 @@ int cmd_migrate(int argc, char **argv)
                 cfg.switchover = MIG_SW_MIGRATE;
                 cfg.migrate_uri = optarg + 8;
             } else {
-                cli_error("migrate", "--switchover '%s': use pivot, none or migrate:URI", optarg);
+                cli_error(me, "--switchover '%s': use pivot, none or migrate:URI", optarg);
                 return EXIT_USAGE;
             }
             break;
@@ -289,14 +294,14 @@ int cmd_migrate(int argc, char **argv)
             if (!strcmp(optarg, "write-blocking")) {
                 cfg.write_blocking = true;
             } else if (strcmp(optarg, "background")) {
-                cli_error("migrate", "--copy-mode '%s': use background or write-blocking", optarg);
+                cli_error(me, "--copy-mode '%s': use background or write-blocking", optarg);
                 return EXIT_USAGE;
             }
             break;
         case 'r':
             n = strtoll(optarg, &end, 10);
             if (*end || n < 0 || n > 1000) {
-                cli_error("migrate", "--retries '%s': a number from 0 to 1000", optarg);
+                cli_error(me, "--retries '%s': a number from 0 to 1000", optarg);
                 return EXIT_USAGE;
             }
             cfg.retries = (int)n;
@@ -304,7 +309,7 @@ int cmd_migrate(int argc, char **argv)
         case 'b':
             cfg.backoff_s = strtod(optarg, &end);
             if (*end || !(cfg.backoff_s >= 0) || cfg.backoff_s > 86400) {
-                cli_error("migrate", "--backoff '%s': seconds, from 0 to 86400", optarg);
+                cli_error(me, "--backoff '%s': seconds, from 0 to 86400", optarg);
                 return EXIT_USAGE;
             }
             break;
@@ -313,7 +318,7 @@ int cmd_migrate(int argc, char **argv)
         case 'S':
             n = cli_parse_size(optarg);
             if (n <= 0) {
-                cli_error("migrate", "'%s' is not a size in bytes", optarg);
+                cli_error(me, "'%s' is not a size in bytes", optarg);
                 return EXIT_USAGE;
             }
             if (c == 'S') {
@@ -328,7 +333,7 @@ int cmd_migrate(int argc, char **argv)
         case 'p':
             n = strtoll(optarg, &end, 10);
             if (*end || n < 50 || n > 60000) {
-                cli_error("migrate", "--progress-interval: milliseconds from 50 to 60000");
+                cli_error(me, "--progress-interval: milliseconds from 50 to 60000");
                 return EXIT_USAGE;
             }
             cfg.progress_ms = (int)n;
@@ -337,7 +342,7 @@ int cmd_migrate(int argc, char **argv)
             if (!strcmp(optarg, "json")) {
                 d.json = true;
             } else if (strcmp(optarg, "text")) {
-                cli_error("migrate", "--output '%s': use text or json", optarg);
+                cli_error(me, "--output '%s': use text or json", optarg);
                 return EXIT_USAGE;
             }
             break;
@@ -345,14 +350,14 @@ int cmd_migrate(int argc, char **argv)
             if (!strcmp(optarg, "bitmap")) {
                 cfg.mode = MIG_MODE_BITMAP;
             } else if (strcmp(optarg, "mirror")) {
-                cli_error("migrate", "--mode '%s': use mirror or bitmap", optarg);
+                cli_error(me, "--mode '%s': use mirror or bitmap", optarg);
                 return EXIT_USAGE;
             }
             break;
         case 'C':
             n = strcmp(optarg, "0") ? cli_parse_size(optarg) : 0;
             if (n < 0) {
-                cli_error("migrate", "--converge-below '%s' is not a size in bytes", optarg);
+                cli_error(me, "--converge-below '%s' is not a size in bytes", optarg);
                 return EXIT_USAGE;
             }
             cfg.converge_below = n;
@@ -365,26 +370,26 @@ int cmd_migrate(int argc, char **argv)
         }
     }
     if (optind < argc) {
-        cli_error("migrate", "unexpected argument '%s'", argv[optind]);
+        cli_error(me, "unexpected argument '%s'", argv[optind]);
         return EXIT_USAGE;
     }
     if (!cfg.qmp || !cfg.nvols) {
-        cli_error("migrate", "--qmp and at least one --volume are required");
+        cli_error(me, "--qmp and at least one --volume are required");
         usage(stderr);
         return EXIT_USAGE;
     }
     if (cfg.tls_creds && cfg.tls_psk) {
-        cli_error("migrate", "--tls-creds and --tls-psk exclude each other");
+        cli_error(me, "--tls-creds and --tls-psk exclude each other");
         return EXIT_USAGE;
     }
     for (int i = 0; i < cfg.nvols; i++)
         if (cfg.vols[i].uri.tls && !cfg.tls_creds && !cfg.tls_psk) {
-            cli_error("migrate", "--volume %s=%s: an nbds URI needs --tls-creds or --tls-psk",
+            cli_error(me, "--volume %s=%s: an nbds URI needs --tls-creds or --tls-psk",
                       cfg.vols[i].drive, cfg.vols[i].target);
             return EXIT_USAGE;
         }
     if (cfg.tls_hostname && !cfg.tls_creds) {
-        cli_error("migrate", "--tls-hostname goes with --tls-creds (certificates carry names)");
+        cli_error(me, "--tls-hostname goes with --tls-creds (certificates carry names)");
         return EXIT_USAGE;
     }
     /* QEMU's mirror issues up to a whole buffer before its rate limit
@@ -399,7 +404,7 @@ int cmd_migrate(int argc, char **argv)
     r = mig_run(&cfg);
     cli_bar_end();
     if (r == MIG_FAILED) {
-        cli_error("migrate", "%s", err_msg());
+        cli_error(me, "%s", err_msg());
         return EXIT_FAILED;
     }
     return r == MIG_CANCELLED ? EXIT_CANCELLED : EXIT_DONE;
