@@ -63,7 +63,10 @@ uint64_t bitmap_threshold(int64_t configured, double rate)
 
     if (configured >= 0)
         return (uint64_t)configured;
-    if (t < (1 << 20))
+    /* Written so that a rate that is not a number lands here too: casting
+     * NaN to an integer is undefined, and an unmeasured rate means the
+     * smallest threshold. */
+    if (!(t >= (1 << 20)))
         return 1 << 20;
     if (t > (64 << 20))
         return 64 << 20;
