@@ -3,7 +3,7 @@
 # final pass: volmig must resume the guest (QMP cont) as it cancels.
 #
 # --converge-below 1G sends the run to the pause right after pass 0, and
-# 40 MiB of guest writes during pass 0 make the paused pass copy 40 MiB
+# 56 MiB of guest writes during pass 0 make the paused pass copy 56 MiB
 # into a destination behind nbdkit's rate filter (8 MiB/s).  The copier
 # keeps up to 16 MiB in flight (64 requests of 256 KiB) and a cancel waits
 # for those, so the paused pass must be well over 16 MiB for the signal to
@@ -48,7 +48,7 @@ start_nbdkit slow $port -i 127.0.0.1 --filter=rate file "$T/dst" rate=64M   # 8 
 migrate_bg bm --qmp "unix:$T/q.qmp" --volume "disk0=nbd://127.0.0.1:$port/" \
     --mode bitmap --switchover none --converge-below 1G --retries 0 --progress-interval 100
 wait_event bm started
-hmp_write "$p" disk0 0x5a 8M 40M
+hmp_write "$p" disk0 0x5a 8M 56M
 has_event bm pass && fail "pass 0 ended before the guest writes: the paused pass would be empty"
 before=$(sha "$T/src")
 wait_event bm switchover 60
