@@ -13,18 +13,28 @@
 #include "engine/error.h"
 #include "qmp/qmp.h"
 
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #define QMP_TIMEOUT_MS    30000
 #define EXPORT_GONE_MS    30000     /* a deleted export to disappear */
 #define FINAL_MAX_PASSES  16        /* paused passes before giving up */
 #define NAME_PREFIX       MIG_NAME_PREFIX
+/* Where server_start() makes its private socket directory,
+ * SOCK_PARENT/volmig-PID.XXXXXX, and the socket's name in it. */
+#define SOCK_PARENT       "/tmp"
+#define SOCK_NAME         "nbd.sock"
 
 enum att { A_OK, A_RETRY, A_FINAL, A_GONE, A_CANCELLED };
 
@@ -68,7 +78,10 @@ uint64_t bitmap_threshold(int64_t configured, double rate)
 
     if (configured >= 0)
         return (uint64_t)configured;
-    if (t < (1 << 20))
+    /* Written so that a rate that is not a number lands here too: casting
+     * NaN to an integer is undefined, and an unmeasured rate means the
+     * smallest threshold. */
+    if (!(t >= (1 << 20)))
         return 1 << 20;
     if (t > (64 << 20))
         return 64 << 20;
@@ -238,9 +251,112 @@ static bool is_dead(int pid)
     return mig_pid_dead(pid);
 }
 
+/* The pid in the name of a socket directory server_start() made:
+ * NAME_PREFIX, the pid in decimal, '.', and the six letters or digits
+ * mkdtemp() put in place of XXXXXX.  0 for any other name, so that nothing
+ * else in /tmp (volmig's test directories, say) is ever taken for one. */
+static int sock_dir_pid(const char *name)
+{
+    const char *p = name + strlen(NAME_PREFIX);
+    char *end;
+    long pid;
+
+    if (strncmp(name, NAME_PREFIX, strlen(NAME_PREFIX)) || !isdigit((unsigned char)*p))
+        return 0;
+    errno = 0;
+    pid = strtol(p, &end, 10);
+    if (errno || pid <= 0 || pid > INT_MAX || *end != '.')
+        return 0;
+    for (int i = 1; i <= 6; i++)
+        if (!isalnum((unsigned char)end[i]))
+            return 0;
+    return end[7] ? 0 : (int)pid;
+}
+
+/* True when something accepts connections on the unix socket at path (a
+ * full backlog counts as accepting).  QEMU's NBD server of a dead run is
+ * still listening when the sweep could not stop it, and its socket is then
+ * not ours to remove. */
+static bool sock_in_use(const char *path)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    bool in_use;
+    int fd;
+
+    if (strlen(path) >= sizeof sa.sun_path)
+        return true;
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return true;
+    in_use = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 || errno == EAGAIN ||
+             errno == EINPROGRESS;
+    close(fd);
+    return in_use;
+}
+
+/* Removes SOCK_PARENT/name, a dead run's socket directory: the socket in
+ * it if nothing listens there any more, then the directory if that left
+ * it empty.  Anything else in it stays, and so does the directory.  It
+ * works relative to the directory it opened without following links, so a
+ * name swapped for a link in between leads nowhere else. */
+static void remove_sock_dir(int parent, const char *name)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    int d = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+    if (d < 0)
+        return;
+    if (fstat(d, &st) < 0 || st.st_uid != geteuid()) {
+        close(d);
+        return;
+    }
+    snprintf(path, sizeof path, SOCK_PARENT "/%s/" SOCK_NAME, name);
+    if (fstatat(d, SOCK_NAME, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISSOCK(st.st_mode) &&
+        !sock_in_use(path))
+        unlinkat(d, SOCK_NAME, 0);
+    close(d);
+    /* Fails, as it should, when anything else is in it. */
+    unlinkat(parent, name, AT_REMOVEDIR);
+}
+
+/* A volmig killed with SIGKILL leaves its socket directory behind (the
+ * socket too, unless QEMU removed it when its server stopped).  Only
+ * directories of our own pattern, owned by us, whose pid is gone. */
+static void remove_dead_sock_dirs(void)
+{
+    DIR *dir = opendir(SOCK_PARENT);
+    struct dirent *e;
+
+    if (!dir)
+        return;
+    while ((e = readdir(dir)))
+        if (mig_pid_dead(sock_dir_pid(e->d_name)))
+            remove_sock_dir(dirfd(dir), e->d_name);
+    closedir(dir);
+}
+
 int bitmap_remove_leftovers(struct qmp *q)
 {
-    return sweep(q, is_dead, false, true);
+    /* QEMU first: stopping a dead run's NBD server frees its socket.  The
+     * directories are not counted: the count feeds a warning about what
+     * was left in QEMU, and an empty directory in /tmp is no news. */
+    int n = sweep(q, is_dead, false, true);
+
+    remove_dead_sock_dirs();
+    return n;
+}
+
+/* The socket directory lives on this host: it is removed whatever became
+ * of QEMU, also when the monitor is gone. */
+static void remove_own_sock_dir(struct bm *b)
+{
+    if (!b->dir[0])
+        return;
+    unlink(b->sock);
+    rmdir(b->dir);
+    b->dir[0] = '\0';
 }
 
 /* Undoes what this run added; resumes the guest if we paused it. */
@@ -249,8 +365,10 @@ static void cleanup(struct bm *b)
     char saved[1024];
 
     snprintf(saved, sizeof saved, "%s", err_msg());
-    if (!qmp_is_open(b->q))
+    if (!qmp_is_open(b->q)) {
+        remove_own_sock_dir(b);
         return;
+    }
     if (b->migration_started) {
         qmp_call(b->q, "migrate_cancel", NULL, NULL, dl(QMP_TIMEOUT_MS));
         b->migration_started = false;
@@ -261,10 +379,7 @@ static void cleanup(struct bm *b)
         qmp_call(b->q, "cont", NULL, NULL, dl(QMP_TIMEOUT_MS));
         b->stopped = false;
     }
-    if (b->dir[0]) {
-        unlink(b->sock);
-        rmdir(b->dir);
-    }
+    remove_own_sock_dir(b);
     err_set(0, "%s", saved);
 }
 
@@ -840,6 +955,7 @@ enum mig_result bitmap_run(struct mig_config *cfg, struct qmp *q, int64_t t0)
         delay *= 2;
     }
 out:
+    remove_own_sock_dir(&b);
     free(b.vol_done);
     free(b.vol_todo);
     return res;

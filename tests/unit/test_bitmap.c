@@ -1,0 +1,189 @@
+/* The pure decisions of volmig migrate --mode bitmap (engine/bitmap.h):
+ * when to run another live pass and when to pause the guest for the last
+ * one, the threshold that decides it, and the names the events carry.
+ * converge() calls bitmap_decide() with the index of the pass that just
+ * ran (0 is the full copy), the bytes dirty now, and the bytes that pass
+ * copied (UINT64_MAX after pass 0, which copied everything). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <string.h>
+
+#include "engine/bitmap.h"
+
+#define K 1024ULL
+#define M (1024ULL * 1024)
+#define G (1024ULL * M)
+
+static void test_decide_after_full_copy(void **state)
+{
+    (void)state;
+    /* Pass 0 copied everything, so there is nothing to compare against:
+     * any dirty set above the threshold earns a live pass, however large,
+     * even one as large as the previous figure. */
+    assert_int_equal(bitmap_decide(0, 10 * M, UINT64_MAX, M), BM_PASS);
+    assert_int_equal(bitmap_decide(0, 10 * M, 10 * M, M), BM_PASS);
+    assert_int_equal(bitmap_decide(0, 10 * M, 4 * M, M), BM_PASS);
+    assert_int_equal(bitmap_decide(0, UINT64_MAX, UINT64_MAX, M), BM_PASS);
+    /* A guest that wrote little during pass 0 goes straight to the pause. */
+    assert_int_equal(bitmap_decide(0, 512 * K, UINT64_MAX, M), BM_SMALL);
+}
+
+static void test_decide_shrinking_continues(void **state)
+{
+    (void)state;
+    /* Each pass copied less than the one before: keep going. */
+    assert_int_equal(bitmap_decide(1, 8 * M, 10 * M, M), BM_PASS);
+    assert_int_equal(bitmap_decide(2, 4 * M, 8 * M, M), BM_PASS);
+    assert_int_equal(bitmap_decide(5, M + 1, M + 2, M), BM_PASS);
+}
+
+static void test_decide_below_threshold(void **state)
+{
+    (void)state;
+    /* At or below the threshold the last pass runs paused, whatever the
+     * trend and the pass count. */
+    assert_int_equal(bitmap_decide(1, M, 10 * M, M), BM_SMALL);
+    assert_int_equal(bitmap_decide(1, M - 1, 10 * M, M), BM_SMALL);
+    assert_int_equal(bitmap_decide(3, M, M / 2, M), BM_SMALL);
+    assert_int_equal(bitmap_decide(BITMAP_MAX_PASSES + 5, 0, 10 * M, M), BM_SMALL);
+    /* One byte above is not small. */
+    assert_int_equal(bitmap_decide(1, M + 1, 10 * M, M), BM_PASS);
+}
+
+static void test_decide_not_shrinking(void **state)
+{
+    (void)state;
+    /* The guest dirtied as much as the last pass copied, or more: another
+     * live pass would not get closer, so pause. */
+    assert_int_equal(bitmap_decide(1, 10 * M, 10 * M, M), BM_NOT_SHRINKING);
+    assert_int_equal(bitmap_decide(1, 12 * M, 10 * M, M), BM_NOT_SHRINKING);
+    assert_int_equal(bitmap_decide(7, UINT64_MAX, 2 * M, M), BM_NOT_SHRINKING);
+    /* Below the threshold wins over not shrinking. */
+    assert_int_equal(bitmap_decide(2, M, M / 2, M), BM_SMALL);
+    /* Not shrinking is told before too many passes, so the warning names
+     * the cause that matters. */
+    assert_int_equal(bitmap_decide(BITMAP_MAX_PASSES, 10 * M, 10 * M, M), BM_NOT_SHRINKING);
+}
+
+static void test_decide_zero_dirty(void **state)
+{
+    (void)state;
+    /* Nothing dirty is always small, even with a threshold of 0 (the
+     * --converge-below 0 that tests use to force live passes). */
+    assert_int_equal(bitmap_decide(0, 0, UINT64_MAX, 0), BM_SMALL);
+    assert_int_equal(bitmap_decide(1, 0, 0, 0), BM_SMALL);
+    assert_int_equal(bitmap_decide(4, 0, 10 * M, M), BM_SMALL);
+    /* With a threshold of 0 a single dirty byte is a live pass... */
+    assert_int_equal(bitmap_decide(0, 1, UINT64_MAX, 0), BM_PASS);
+    assert_int_equal(bitmap_decide(1, 1, 2, 0), BM_PASS);
+    /* ...unless the set stopped shrinking. */
+    assert_int_equal(bitmap_decide(1, 1, 1, 0), BM_NOT_SHRINKING);
+}
+
+static void test_decide_max_passes(void **state)
+{
+    (void)state;
+    /* pass is an index: pass 0 is the full copy, then at most
+     * BITMAP_MAX_PASSES live dirty passes (1..BITMAP_MAX_PASSES) before
+     * the guest is paused anyway. */
+    assert_int_equal(bitmap_decide(BITMAP_MAX_PASSES - 1, 2 * M, 3 * M, M), BM_PASS);
+    assert_int_equal(bitmap_decide(BITMAP_MAX_PASSES, 2 * M, 3 * M, M), BM_MAX_PASSES);
+    assert_int_equal(bitmap_decide(BITMAP_MAX_PASSES + 100, 2 * M, 3 * M, M), BM_MAX_PASSES);
+    /* A sequence that shrinks by one byte a pass stops at the limit. */
+    {
+        uint64_t prev = UINT64_MAX, dirty = 100 * M;
+        int pass = 0;
+        enum bitmap_step s;
+
+        while ((s = bitmap_decide(pass, dirty, prev, M)) == BM_PASS) {
+            prev = dirty;
+            dirty--;
+            pass++;
+            assert_true(pass <= BITMAP_MAX_PASSES);
+        }
+        assert_int_equal(s, BM_MAX_PASSES);
+        assert_int_equal(pass, BITMAP_MAX_PASSES);
+    }
+}
+
+static void test_threshold_configured(void **state)
+{
+    (void)state;
+    /* A configured value is taken as it is, with no clamping to the
+     * 1 MiB..64 MiB range of the measured default, whatever the rate. */
+    assert_true(bitmap_threshold(0, 1e9) == 0);
+    assert_true(bitmap_threshold(1, 0) == 1);
+    assert_true(bitmap_threshold(4096, 1e12) == 4096);
+    assert_true(bitmap_threshold(8 * (int64_t)M, 0) == 8 * M);
+    assert_true(bitmap_threshold(100 * (int64_t)G, 10.0 * M) == 100 * G);
+    assert_true(bitmap_threshold(INT64_MAX, 10.0 * M) == (uint64_t)INT64_MAX);
+}
+
+static void test_threshold_from_rate(void **state)
+{
+    (void)state;
+    /* -1 (no --converge-below) and any other negative: what 100 ms of
+     * pass 0's rate moves. */
+    assert_true(bitmap_threshold(-1, 100.0 * M) == 10 * M);
+    assert_true(bitmap_threshold(-1, 200.0 * M) == 20 * M);
+    assert_true(bitmap_threshold(-2, 100.0 * M) == 10 * M);
+    assert_true(bitmap_threshold(INT64_MIN, 100.0 * M) == 10 * M);
+    /* The bounds themselves. */
+    assert_true(bitmap_threshold(-1, 10.0 * M) == M);
+    assert_true(bitmap_threshold(-1, 640.0 * M) == 64 * M);
+}
+
+static void test_threshold_clamped(void **state)
+{
+    (void)state;
+    /* Slow or unmeasured (a pass 0 under a millisecond reports rate 0):
+     * at least 1 MiB, so a trickle of writes cannot keep the guest
+     * running pass after pass. */
+    assert_true(bitmap_threshold(-1, 0) == M);
+    assert_true(bitmap_threshold(-1, 1.0) == M);
+    assert_true(bitmap_threshold(-1, 5.0 * M) == M);
+    assert_true(bitmap_threshold(-1, -1e9) == M);
+    /* Fast: at most 64 MiB, which bounds the paused pass. */
+    assert_true(bitmap_threshold(-1, 10.0 * G) == 64 * M);
+    assert_true(bitmap_threshold(-1, 1e300) == 64 * M);
+    assert_true(bitmap_threshold(-1, INFINITY) == 64 * M);
+    /* A rate that is not a number must not reach the cast to an integer
+     * (undefined behaviour); it is treated as unmeasured. */
+    assert_true(bitmap_threshold(-1, NAN) == M);
+}
+
+static void test_step_names(void **state)
+{
+    (void)state;
+    /* These are the "reason" of the converged event: users and scripts
+     * read them. */
+    assert_string_equal(bitmap_step_name(BM_PASS), "pass");
+    assert_string_equal(bitmap_step_name(BM_SMALL), "below-threshold");
+    assert_string_equal(bitmap_step_name(BM_NOT_SHRINKING), "not-shrinking");
+    assert_string_equal(bitmap_step_name(BM_MAX_PASSES), "max-passes");
+    /* Every step has its own name. */
+    assert_true(strcmp(bitmap_step_name(BM_SMALL), bitmap_step_name(BM_NOT_SHRINKING)));
+    assert_true(strcmp(bitmap_step_name(BM_MAX_PASSES), bitmap_step_name(BM_PASS)));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_decide_after_full_copy),
+        cmocka_unit_test(test_decide_shrinking_continues),
+        cmocka_unit_test(test_decide_below_threshold),
+        cmocka_unit_test(test_decide_not_shrinking),
+        cmocka_unit_test(test_decide_zero_dirty),
+        cmocka_unit_test(test_decide_max_passes),
+        cmocka_unit_test(test_threshold_configured),
+        cmocka_unit_test(test_threshold_from_rate),
+        cmocka_unit_test(test_threshold_clamped),
+        cmocka_unit_test(test_step_names),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
