@@ -135,9 +135,10 @@ migration_status() { # QMP
     qmp "$1" query-migrate | python3 -c 'import json,sys; print(json.load(sys.stdin).get("status",""))'
 }
 
-assert_running() { # QMP
-    wait_for 30 test "$(qemu_status "$1")" = running \
-        || fail "QEMU is not running (status $(qemu_status "$1"))"
+is_running() { [ "$(qemu_status "$1")" = running ]; }
+
+assert_running() { # QMP : polls, since a resume may still be on its way
+    wait_for 30 is_running "$1" || fail "QEMU is not running (status $(qemu_status "$1"))"
 }
 
 throttle() { # QMP JOB BYTES-PER-SECOND
