@@ -145,6 +145,8 @@ static bool ext_name(const char *name)
 {
     const char *p = name + strlen(NAME_PREFIX);
 
+    if (strncmp(name, NAME_PREFIX, strlen(NAME_PREFIX)))
+        return false;
     p += strspn(p, "0123456789");
     return !strncmp(p, "-" EXT_TAG, strlen(EXT_TAG) + 1);
 }
