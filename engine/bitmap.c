@@ -35,8 +35,10 @@
  * turn: every read of ours in flight is work queued in front of a guest
  * request, and every connection of ours one more turn in the round.  Two
  * connections and 16 x 256 KiB (4 MiB, a few ms of QEMU's work) keep QEMU
- * busy: the default 4 x 64 (16 MiB) copied no faster here and left the
- * stand-in guest (fio, 150 MB/s) below its rate with a higher p99. */
+ * busy: in bench/bitmap.sh the copier's default 4 x 64 (16 MiB) copied no
+ * faster, and the stand-in guest's p99 was as high or higher (a noisy
+ * 2-CPU machine: the differences are within its noise, the direction is
+ * not). */
 #define COPY_CONNECTIONS  2
 #define COPY_REQUESTS     16
 #define NAME_PREFIX       MIG_NAME_PREFIX
