@@ -137,7 +137,7 @@ run_case() { # PLACE W MODE RATE
         --mode "$mode" --switchover none --retries 0 "${extra[@]}" >"$T/$name.json" 2>"$T/$name.err" &
     local mpid=$!
     if [ "$rate" != 0 ]; then
-        until grep -q '"switchover"' "$T/$name.json" || ! kill -0 $mpid 2>/dev/null; do sleep 0.02; done
+        until grep -qs '"switchover"' "$T/$name.json" || ! kill -0 $mpid 2>/dev/null; do sleep 0.02; done
         stop_fio
     fi
     wait $mpid || { cat "$T/$name.err" >&2; fail "$name: migrate failed"; }
