@@ -36,6 +36,7 @@ static void usage(FILE *f)
         "                      [--backoff SECONDS] [--output text|json]\n"
         "                      [--tls-creds DIR | --tls-psk FILE] [--tls-hostname NAME]\n"
         "                      [--mode mirror|bitmap] [--converge-below BYTES]\n"
+        "                      [--nbd-socket PATH]\n"
         "\n"
         "Moves the disks of a running QEMU to new volumes while the guest runs.\n"
         "\n"
@@ -69,14 +70,19 @@ static void usage(FILE *f)
         "  --converge-below B  bitmap: pause for the last pass once at most B bytes are\n"
         "                      dirty (default: what 100 ms of copying moves; 0: only when\n"
         "                      nothing is, or the dirty set stops shrinking)\n"
+        "  --nbd-socket PATH   bitmap: QEMU already runs an NBD server (libvirt's, say)\n"
+        "                      listening on the unix socket PATH; volmig adds its exports\n"
+        "                      to it and removes only those, and never starts or stops\n"
+        "                      the server.  Without it volmig starts QEMU's one NBD\n"
+        "                      server itself, on a private socket\n"
         "  --tls-creds DIR     NBD targets are reached over TLS with X.509 (by QEMU in\n"
         "                      mirror mode, by volmig in bitmap mode): DIR holds\n"
         "                      ca-cert.pem (the CA of the server's certificate) and, when\n"
         "                      the server checks clients, client-cert.pem and\n"
         "                      client-key.pem (QEMU's tls-creds-x509 layout)\n"
-        "  --tls-psk FILE      NBD targets are reached over TLS with a pre-shared key: FILE is a\n"
-        "                      keys.psk (USERNAME:HEXKEY lines; the first is used) or the\n"
-        "                      directory holding it\n"
+        "  --tls-psk FILE      NBD targets are reached over TLS with a pre-shared key:\n"
+        "                      FILE is a keys.psk (USERNAME:HEXKEY lines; the first is\n"
+        "                      used) or the directory holding it\n"
         "  --tls-hostname NAME the name in the server's certificate, when it is not the\n"
         "                      host in the target URI (mirror mode only)\n"
         "\n"
@@ -246,6 +252,7 @@ int cmd_migrate(int argc, char **argv)
         { "tls-hostname", required_argument, NULL, 'H' },
         { "mode", required_argument, NULL, 'M' },
         { "converge-below", required_argument, NULL, 'C' },
+        { "nbd-socket", required_argument, NULL, 'N' },
         { "help", no_argument, NULL, 'h' },
         { 0 },
     };
@@ -362,6 +369,15 @@ int cmd_migrate(int argc, char **argv)
             }
             cfg.converge_below = n;
             break;
+        case 'N':
+            /* sun_path holds 108 bytes with the NUL. */
+            if (!optarg[0] || strlen(optarg) > 107) {
+                cli_error(me, "--nbd-socket '%s': a unix socket path of 1 to 107 bytes",
+                          optarg);
+                return EXIT_USAGE;
+            }
+            cfg.nbd_socket = optarg;
+            break;
         case 'X': cfg.tls_creds = optarg; break;
         case 'P': cfg.tls_psk = optarg; break;
         case 'H': cfg.tls_hostname = optarg; break;
@@ -388,6 +404,11 @@ int cmd_migrate(int argc, char **argv)
                       cfg.vols[i].drive, cfg.vols[i].target);
             return EXIT_USAGE;
         }
+    if (cfg.nbd_socket && cfg.mode != MIG_MODE_BITMAP) {
+        cli_error(me, "--nbd-socket goes with --mode bitmap (the mirror pushes to the "
+                      "targets and needs no NBD server in QEMU)");
+        return EXIT_USAGE;
+    }
     if (cfg.tls_hostname && !cfg.tls_creds) {
         cli_error(me, "--tls-hostname goes with --tls-creds (certificates carry names)");
         return EXIT_USAGE;

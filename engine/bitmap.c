@@ -7,6 +7,11 @@
  * G+1 reads it.  The cleanup does not track what it added: it asks QEMU
  * for everything named volmig-PID- and removes that, so it holds after any
  * failure in between.
+ *
+ * With --nbd-socket the NBD server is someone else's, and the names are
+ * volmig-PID-ext-bI-G and volmig-PID-ext-xI-G: QEMU 7.2 cannot say who
+ * started its server, so the tag is how a later run, sweeping what a dead
+ * run left, knows that the server was not the dead run's to stop.
  */
 #include "engine/bitmap.h"
 #include "engine/client_tls.h"
@@ -18,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <libnbd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,11 +36,24 @@
 #define QMP_TIMEOUT_MS    30000
 #define EXPORT_GONE_MS    30000     /* a deleted export to disappear */
 #define FINAL_MAX_PASSES  16        /* paused passes before giving up */
+/* The copier's depth.  QEMU serves every NBD export from one thread (its
+ * main loop), the guest's own export included when the guest is a client
+ * of the same server, and the requests it has in hand are served roughly in
+ * turn: every read of ours in flight is work queued in front of a guest
+ * request, and every connection of ours one more turn in the round.  Two
+ * connections and 16 x 256 KiB (4 MiB, a few ms of QEMU's work) keep QEMU
+ * busy: in bench/bitmap.sh the copier's default 4 x 64 (16 MiB) copied no
+ * faster, and the stand-in guest's p99 was as high or higher (a noisy
+ * 2-CPU machine: the differences are within its noise, the direction is
+ * not). */
+#define COPY_CONNECTIONS  2
+#define COPY_REQUESTS     16
 #define NAME_PREFIX       MIG_NAME_PREFIX
 /* Where server_start() makes its private socket directory,
  * SOCK_PARENT/volmig-PID.XXXXXX, and the socket's name in it. */
 #define SOCK_PARENT       "/tmp"
 #define SOCK_NAME         "nbd.sock"
+#define EXT_TAG           "ext-"    /* after "volmig-PID-": on a server not ours */
 
 enum att { A_OK, A_RETRY, A_FINAL, A_GONE, A_CANCELLED };
 
@@ -42,8 +61,8 @@ struct bm {
     struct mig_config *cfg;
     struct qmp *q;
     int64_t t0;
-    char dir[64], sock[128];
-    bool server_started;     /* ours to stop */
+    char dir[64], sock[128];  /* sock: the NBD server's, ours or --nbd-socket */
+    bool server_started;     /* ours to stop; never with --nbd-socket */
     bool stopped;            /* we paused the guest: ours to resume */
     bool migration_started;
     int gen;                 /* the generation recording now */
@@ -126,16 +145,30 @@ static enum att qmp_att(const struct bm *b, enum att if_open)
     return qmp_is_open(b->q) ? if_open : A_GONE;
 }
 
+static const char *tag(const struct bm *b)
+{
+    return b->cfg->nbd_socket ? EXT_TAG : "";
+}
+
 static void bitmap_name(const struct bm *b, int vol, int gen, char *buf, size_t len)
 {
-    (void)b;
-    snprintf(buf, len, NAME_PREFIX "%d-b%d-%d", (int)getpid(), vol, gen);
+    snprintf(buf, len, NAME_PREFIX "%d-%sb%d-%d", (int)getpid(), tag(b), vol, gen);
 }
 
 static void export_name(const struct bm *b, int vol, int gen, char *buf, size_t len)
 {
-    (void)b;
-    snprintf(buf, len, NAME_PREFIX "%d-x%d-%d", (int)getpid(), vol, gen);
+    snprintf(buf, len, NAME_PREFIX "%d-%sx%d-%d", (int)getpid(), tag(b), vol, gen);
+}
+
+/* True for a name of ours given by a run on a server it did not start. */
+static bool ext_name(const char *name)
+{
+    const char *p = name + strlen(NAME_PREFIX);
+
+    if (strncmp(name, NAME_PREFIX, strlen(NAME_PREFIX)))
+        return false;
+    p += strspn(p, "0123456789");
+    return !strncmp(p, "-" EXT_TAG, strlen(EXT_TAG) + 1);
 }
 
 /* Sleeps up to ms, waking on any event (events only wake us). */
@@ -194,13 +227,16 @@ static int export_del(struct qmp *q, const char *id)
 }
 
 /* Removes every export and bitmap whose name's pid passes want(); then
- * stops the NBD server if stop_server, or if stop_if_empty and nothing is
- * exported any more.  Returns how many things were removed. */
+ * stops the NBD server if stop_server, or if stop_if_empty, nothing is
+ * exported any more and something removed came from a run that started
+ * the server itself (no ext tag).  A server that --nbd-socket named is
+ * never stopped: even when only volmig's exports were on it, its owner
+ * expects to find it running.  Returns how many things were removed. */
 static int sweep(struct qmp *q, bool (*want)(int pid), bool stop_server, bool stop_if_empty)
 {
     json_t *ex = NULL, *nodes = NULL, *e, *bm;
     size_t i, j;
-    int n = 0, left = 0;
+    int n = 0, left = 0, owned = 0;
     char saved[1024];
 
     snprintf(saved, sizeof saved, "%s", err_msg());
@@ -210,10 +246,12 @@ static int sweep(struct qmp *q, bool (*want)(int pid), bool stop_server, bool st
         json_array_foreach(ex, i, e) {
             const char *id = json_string_value(json_object_get(e, "id"));
 
-            if (id && want(mig_name_pid(id)) && export_del(q, id) == 0)
+            if (id && want(mig_name_pid(id)) && export_del(q, id) == 0) {
                 n++;
-            else
+                owned += !ext_name(id);
+            } else {
                 left++;
+            }
         }
     }
     if (qmp_callf(q, &nodes, dl(QMP_TIMEOUT_MS), "query-named-block-nodes", "{s:b}", "flat",
@@ -226,12 +264,14 @@ static int sweep(struct qmp *q, bool (*want)(int pid), bool stop_server, bool st
 
                 if (node && name && want(mig_name_pid(name)) &&
                     qmp_callf(q, NULL, dl(QMP_TIMEOUT_MS), "block-dirty-bitmap-remove",
-                              "{s:s, s:s}", "node", node, "name", name) == 0)
+                              "{s:s, s:s}", "node", node, "name", name) == 0) {
                     n++;
+                    owned += !ext_name(name);
+                }
             }
         }
     }
-    if (stop_server || (stop_if_empty && n && !left)) {
+    if (stop_server || (stop_if_empty && owned && !left)) {
         if (qmp_call(q, "nbd-server-stop", NULL, NULL, dl(QMP_TIMEOUT_MS)) == 0 && !stop_server)
             n++;
     }
@@ -385,25 +425,119 @@ static void cleanup(struct bm *b)
 
 /* ---- the NBD server, exports, bitmaps ---- */
 
+/* NBD_OPT_LIST's answer, one export at a time. */
+struct listing {
+    const char *want;
+    bool found;
+};
+
+static int listed_cb(void *opaque, const char *name, const char *description)
+{
+    struct listing *l = opaque;
+
+    (void)description;
+    l->found |= !strcmp(name, l->want);
+    return 0;
+}
+
+/* 1 if the NBD server on sock lists the export name, 0 if not, -1 (with
+ * err_msg()) if it cannot be asked.  The handshake ends with NBD_OPT_ABORT,
+ * which QEMU takes as a polite goodbye and does not log as an error. */
+static int export_listed(const char *sock, const char *name)
+{
+    struct listing l = { .want = name };
+    nbd_list_callback cb = { .callback = listed_cb, .user_data = &l };
+    struct nbd_handle *h = nbd_create();
+    int rc = -1;
+
+    if (!h) {
+        err_set(0, "libnbd: %s", nbd_get_error());
+        return -1;
+    }
+    if (nbd_set_opt_mode(h, true) < 0 || nbd_connect_unix(h, sock) < 0 ||
+        nbd_opt_list(h, cb) < 0) {
+        err_set(0, "%s", nbd_get_error());
+    } else {
+        nbd_opt_abort(h);
+        rc = l.found;
+    }
+    nbd_close(h);
+    return rc;
+}
+
+/* --nbd-socket: the server is someone else's.  Before anything is copied,
+ * a probe export proves both that QEMU runs an NBD server and that the
+ * server on the socket is that one (an export added through QMP shows up
+ * there).  Neither failure goes away by retrying, so both are final. */
+static enum att server_attach(struct bm *b)
+{
+    const char *path = b->cfg->nbd_socket;
+    char id[96];
+    int listed;
+
+    if (strlen(path) >= sizeof b->sock) {
+        err_set(ENAMETOOLONG, "--nbd-socket %s: path too long", path);
+        return A_FINAL;
+    }
+    snprintf(b->sock, sizeof b->sock, "%s", path);
+    snprintf(id, sizeof id, NAME_PREFIX "%d-" EXT_TAG "probe", (int)getpid());
+    if (qmp_callf(b->q, NULL, dl(QMP_TIMEOUT_MS), "block-export-add", "{s:s, s:s, s:s, s:s, s:b}",
+                  "type", "nbd", "id", id, "node-name", b->cfg->vols[0].node, "name", id,
+                  "writable", 0) < 0) {
+        if (!qmp_is_open(b->q))
+            return A_GONE;
+        if (strstr(err_msg(), "not running")) {
+            err_set(0, "--nbd-socket %s: QEMU runs no NBD server (start one listening there "
+                       "with nbd-server-start, or leave --nbd-socket out and volmig starts "
+                       "its own)", path);
+            return A_FINAL;
+        }
+        err_prefix("--nbd-socket %s: a probe export of %s", path, b->cfg->vols[0].node);
+        return A_RETRY;
+    }
+    listed = export_listed(b->sock, id);
+    if (export_del(b->q, id) < 0)
+        return qmp_att(b, A_RETRY);
+    if (listed < 0) {
+        err_prefix("--nbd-socket %s: cannot reach an NBD server there", path);
+        return A_FINAL;
+    }
+    if (!listed) {
+        err_set(0, "--nbd-socket %s: the NBD server there is not QEMU's (QEMU's export %s "
+                   "does not show up on it)", path, id);
+        return A_FINAL;
+    }
+    return A_OK;
+}
+
 static enum att server_start(struct bm *b)
 {
     json_t *addr;
 
-    snprintf(b->dir, sizeof b->dir, "/tmp/volmig-%d.XXXXXX", (int)getpid());
+    if (b->cfg->nbd_socket)
+        return server_attach(b);
+    snprintf(b->dir, sizeof b->dir, SOCK_PARENT "/" NAME_PREFIX "%d.XXXXXX", (int)getpid());
     if (!mkdtemp(b->dir)) {
         err_set(errno, "mkdtemp %s", b->dir);
         b->dir[0] = '\0';
         return A_FINAL;
     }
-    snprintf(b->sock, sizeof b->sock, "%s/nbd.sock", b->dir);
+    snprintf(b->sock, sizeof b->sock, "%s/" SOCK_NAME, b->dir);
     /* QEMU 7.2 takes the legacy SocketAddress form here. */
     addr = json_pack("{s:s, s:{s:s}}", "type", "unix", "data", "path", b->sock);
     if (qmp_callf(b->q, NULL, dl(QMP_TIMEOUT_MS), "nbd-server-start", "{s:o}", "addr",
                   addr) < 0) {
         if (!qmp_is_open(b->q))
             return A_GONE;
-        err_prefix("--mode bitmap needs its own NBD server in QEMU, and QEMU 7.2 runs one "
-                   "at most (stop the running one with nbd-server-stop, or use --mode mirror)");
+        /* QEMU 7.2 runs one NBD server at most and cannot say where it
+         * listens: only the caller can know that. */
+        if (strstr(err_msg(), "already running"))
+            err_prefix("QEMU already runs an NBD server and --mode bitmap needs one: if it "
+                       "listens on a unix socket, name it with --nbd-socket PATH and volmig "
+                       "adds its exports there; otherwise stop it (nbd-server-stop) or use "
+                       "--mode mirror");
+        else
+            err_prefix("--mode bitmap starts an NBD server in QEMU");
         return A_FINAL;
     }
     b->server_started = true;
@@ -527,23 +661,47 @@ static void copy_progress(void *opaque, enum copy_event ev, const struct copy_st
                       (json_int_t)(total - done), "rate", st->rate, "eta", st->eta));
 }
 
+/* The socket path as an NBD URI's query value: a path that --nbd-socket
+ * names may hold '&', '%', '#' or spaces, which the URI parser would take
+ * for syntax. */
+static void uri_escape(const char *in, char *out, size_t len)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+
+    for (; *in && o + 4 <= len; in++) {
+        unsigned char c = (unsigned char)*in;
+
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            strchr("/-._~", c)) {
+            out[o++] = (char)c;
+        } else {
+            out[o++] = '%';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
+        }
+    }
+    out[o] = '\0';
+}
+
 /* Copies volume vol through export id: all of it (ranges NULL) or the
  * ranges. */
 static enum att copy_volume(struct bm *b, int vol, const char *id, const struct copy_range *ranges,
                             size_t n, struct copy_status *st)
 {
-    char src[512], tls_target[4200];
+    char src[512], sock[3 * sizeof b->sock], tls_target[4200];
     const struct mig_volume *v = &b->cfg->vols[vol];
     struct progress_ctx pc = { b, vol };
     struct copy_config cc = {
-        .source = src, .target = v->target, .connections = 4, .requests = 64,
-        .tls = b->tls_on ? &b->tls : NULL,
+        .source = src, .target = v->target, .connections = COPY_CONNECTIONS,
+        .requests = COPY_REQUESTS, .tls = b->tls_on ? &b->tls : NULL,
         .progress_ms = b->cfg->progress_ms, .cancel = b->cfg->cancel, .ranges = ranges,
         .nranges = n, .emit = copy_progress, .opaque = &pc,
     };
     enum copy_result r;
 
-    snprintf(src, sizeof src, "nbd+unix:///%s?socket=%s", id, b->sock);
+    uri_escape(b->sock, sock, sizeof sock);
+    snprintf(src, sizeof src, "nbd+unix:///%s?socket=%s", id, sock);
     /* With TLS options every NBD target uses TLS, as in mirror mode: the
      * copier takes that from the URI's scheme (nbd:// becomes nbds://). */
     if (b->tls_on && v->uri.kind != URI_FILE && !v->uri.tls) {

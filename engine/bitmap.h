@@ -19,8 +19,12 @@
  *
  * Everything volmig adds to QEMU is named volmig-PID-... (bitmaps, exports)
  * and removed on success, failure and cancel; the NBD server is stopped if
- * volmig started it.  A QEMU that already runs an NBD server is refused:
- * QEMU 7.2 cannot say where that server listens.
+ * volmig started it.  QEMU 7.2 runs one NBD server at most and cannot say
+ * where it listens, so when someone else (libvirt, an operator) already
+ * runs one, the caller names its unix socket (mig_config.nbd_socket):
+ * volmig's exports then go on that server, which volmig never stops, not
+ * even when sweeping what a dead run left (its names carry "ext-").
+ * Without that name such a QEMU is refused, and the message says so.
  */
 #ifndef VOLMIG_BITMAP_H
 #define VOLMIG_BITMAP_H
@@ -38,8 +42,8 @@ struct qmp;
 enum mig_result bitmap_run(struct mig_config *cfg, struct qmp *q, int64_t t0);
 
 /* Removes the bitmaps and exports of a volmig that died (its pid is gone),
- * and the NBD server if nothing else is exported on it.  Returns how many
- * things were removed. */
+ * and the NBD server if that run had started it and nothing else is
+ * exported on it.  Returns how many things were removed. */
 int bitmap_remove_leftovers(struct qmp *q);
 
 /* ---- pure parts ---- */

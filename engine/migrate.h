@@ -64,6 +64,11 @@ struct mig_config {
     int64_t converge_below;          /* bitmap: pause when this little is
                                       * dirty; -1: what 100 ms of copying
                                       * moves (1 MiB to 64 MiB) */
+    /* bitmap: QEMU already runs an NBD server, started by someone else
+     * (libvirt, an operator), listening on this unix socket.  volmig then
+     * adds its exports to that server and never starts or stops it; NULL:
+     * volmig starts QEMU's one NBD server itself on a private socket. */
+    const char *nbd_socket;
     bool write_blocking;             /* copy-mode write-blocking */
     int retries;                     /* attempts after the first */
     double backoff_s;                /* first retry delay; doubles */
