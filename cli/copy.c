@@ -27,7 +27,7 @@ static void usage(FILE *f)
     fprintf(f,
         "usage: volmig copy SOURCE TARGET [--connections N] [--requests N]\n"
         "                   [--request-size BYTES] [--output text|json] [--no-direct]\n"
-        "                   [--tls-creds DIR | --tls-psk FILE]\n"
+        "                   [--tls-creds DIR | --tls-psk FILE] [--speed BYTES]\n"
         "       volmig copy --qmp ADDR --drive NAME TARGET   (pull mode: a running VM's\n"
         "                   drive, live; see volmig copy --qmp - --help)\n"
         "\n"
@@ -46,6 +46,8 @@ static void usage(FILE *f)
         "  --request-size BYTES bytes per read and write (default 256K, at most 32M)\n"
         "  --output text|json   progress as text (a bar on a terminal) or JSON lines\n"
         "  --no-direct          do not use O_DIRECT on local volumes\n"
+        "  --speed BYTES        read at most BYTES of data per second (suffixes K M G;\n"
+        "                       default: no limit); zeroes and holes do not count\n"
         "  --tls-creds DIR      X.509 for nbds:// ends: DIR holds ca-cert.pem, and\n"
         "                       client-cert.pem/client-key.pem if the server asks\n"
         "                       (the layout of QEMU's tls-creds-x509)\n"
@@ -186,6 +188,7 @@ int cmd_copy(int argc, char **argv)
         { "output", required_argument, NULL, 'o' },
         { "no-direct", no_argument, NULL, 'D' },
         { "progress-interval", required_argument, NULL, 'p' },
+        { "speed", required_argument, NULL, 'S' },
         { "tls-creds", required_argument, NULL, 'X' },
         { "tls-psk", required_argument, NULL, 'P' },
         { "help", no_argument, NULL, 'h' },
@@ -239,6 +242,15 @@ int cmd_copy(int argc, char **argv)
             }
             break;
         case 'D': cfg.no_direct = true; break;
+        case 'S':
+            n = cli_parse_size(optarg);
+            if (n < 1) {
+                cli_error("copy", "--speed '%s': bytes per second, more than 0 (K M G suffixes)",
+                          optarg);
+                return EXIT_USAGE;
+            }
+            cfg.max_rate = (uint64_t)n;
+            break;
         case 'X': tls_creds = optarg; break;
         case 'P': tls_psk = optarg; break;
         case 'h': usage(stdout); return EXIT_DONE;

@@ -39,6 +39,7 @@ int cmd_copy_drive(int argc, char **argv)
         { "tls-creds", required_argument, NULL, 'X' },
         { "tls-psk", required_argument, NULL, 'P' },
         { "progress-interval", required_argument, NULL, 'p' },
+        { "speed", required_argument, NULL, 'S' },
         { "help", no_argument, NULL, 'h' },
         { 0 },
     };
@@ -57,9 +58,10 @@ int cmd_copy_drive(int argc, char **argv)
         case 'X': margv[margc++] = "--tls-creds"; margv[margc++] = optarg; break;
         case 'P': margv[margc++] = "--tls-psk"; margv[margc++] = optarg; break;
         case 'p': margv[margc++] = "--progress-interval"; margv[margc++] = optarg; break;
+        case 'S': margv[margc++] = "--speed"; margv[margc++] = optarg; break;
         case 'h':
             printf("usage: volmig copy --qmp ADDR --drive NAME TARGET [--output text|json]\n"
-                   "                   [--tls-creds DIR | --tls-psk FILE]\n"
+                   "                   [--tls-creds DIR | --tls-psk FILE] [--speed BYTES]\n"
                    "\n"
                    "Pull mode: copies drive NAME of the running QEMU at ADDR (unix:PATH or\n"
                    "libvirt:DOMAIN) onto TARGET (a path, file:PATH or an NBD URI) while the\n"
@@ -70,7 +72,7 @@ int cmd_copy_drive(int argc, char **argv)
             return EXIT_DONE;
         default:
             cli_error("copy", "'%s' does not go with --qmp/--drive (pull mode takes --output, "
-                              "--tls-creds, --tls-psk and --progress-interval)",
+                              "--tls-creds, --tls-psk, --speed and --progress-interval)",
                       argv[optind - 1]);
             return EXIT_USAGE;
         }

@@ -695,6 +695,7 @@ static enum att copy_volume(struct bm *b, int vol, const char *id, const struct 
     struct copy_config cc = {
         .source = src, .target = v->target, .connections = COPY_CONNECTIONS,
         .requests = COPY_REQUESTS, .tls = b->tls_on ? &b->tls : NULL,
+        .max_rate = b->cfg->speed,
         .progress_ms = b->cfg->progress_ms, .cancel = b->cfg->cancel, .ranges = ranges,
         .nranges = n, .emit = copy_progress, .opaque = &pc,
     };

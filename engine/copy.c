@@ -55,6 +55,7 @@ struct run {
     int failerr;
     double t0, last_emit, last_done_t, last_progress_t;
     uint64_t last_done;
+    uint64_t rate_bytes;          /* data reads issued, against max_rate */
 };
 
 static struct run *run_of(struct copy *cp)
@@ -256,6 +257,19 @@ static uint64_t range_end(struct run *R)
     return cfg->ranges[R->ri].off + cfg->ranges[R->ri].len;
 }
 
+/* Seconds until max_rate allows another read; 0 when it does now.  The
+ * budget is the rate times the time since the start plus 100 ms of it, so
+ * the copy starts at once and a pause in planning does not save up. */
+static double rate_wait(const struct run *R, double now)
+{
+    double rate = (double)R->cp.cfg->max_rate, allowed;
+
+    if (rate <= 0)
+        return 0;
+    allowed = rate * (now - R->t0 + 0.1);
+    return (double)R->rate_bytes < allowed ? 0 : ((double)R->rate_bytes - allowed) / rate + 0.001;
+}
+
 /* Issues pieces while slots are free.  Skips cost nothing and are
  * settled here. */
 static void plan(struct run *R)
@@ -263,6 +277,12 @@ static void plan(struct run *R)
     struct copy *cp = &R->cp;
 
     while (!R->stopping && R->pos < R->st.size && R->free) {
+        if (cp->cfg->max_rate && rate_wait(R, clock_seconds()) > 0) {
+            /* Waiting on our own limit is not a stalled server. */
+            if (!R->inflight)
+                R->last_progress_t = clock_seconds();
+            break;
+        }
         uint64_t se, de, rend = range_end(R);
         bool sz, dz;
         struct copy_piece p;
@@ -295,8 +315,10 @@ static void plan(struct run *R)
         r->len = p.len;
         r->dst_zero = p.dst_zero;
         r->io_base = p.off;
-        if (p.act == COPY_READ)
+        if (p.act == COPY_READ) {
+            R->rate_bytes += p.len;
             req_start(R, r, ST_READ, p.off, p.off + p.len);
+        }
         else
             req_zero(R, r);
     }
@@ -361,7 +383,7 @@ static int wait_events(struct run *R)
 {
     struct pollfd fds[1 + 2 * COPY_MAX_CONNECTIONS];
     struct copy *cp = &R->cp;
-    int n = 1, ns = 0, r;
+    int n = 1, ns = 0, r, timeout = 100;
     uint64_t v;
 
     io_uring_submit(&cp->ring);
@@ -374,7 +396,15 @@ static int wait_events(struct run *R)
      * eventfd, so this poll cannot sleep through it. */
     if (io_uring_cq_ready(&cp->ring))
         return 0;
-    r = poll(fds, (nfds_t)n, 100);
+    /* Held back by max_rate with nothing else to wait for: wake when the
+     * budget allows the next read rather than at the next tick. */
+    if (cp->cfg->max_rate && R->free && R->pos < R->st.size && !R->stopping) {
+        double w = rate_wait(R, clock_seconds());
+
+        if (w > 0 && w < 0.1)
+            timeout = (int)(w * 1000) + 1;
+    }
+    r = poll(fds, (nfds_t)n, timeout);
     if (r < 0) {
         if (errno == EINTR)
             return 0;

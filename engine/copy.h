@@ -63,6 +63,9 @@ struct copy_config {
      * refuses such ends.  Plain nbd:// ends never use TLS. */
     const struct client_tls *tls;
     int progress_ms;          /* COPY_EV_PROGRESS interval (default 500) */
+    uint64_t max_rate;        /* bytes of data read per second, 0: no limit;
+                               * zeroes and skipped regions move nothing and
+                               * do not count */
     /* Only these regions, sorted and apart, on multiples of 512 bytes (or
      * ending at the source's end); NULL: the whole source.  Borrowed for
      * the run.  done then counts towards their sum, not the size. */
