@@ -62,6 +62,7 @@ static void usage(FILE *f)
         "  --speed BYTES       bandwidth limit per volume, bytes per second (default:\n"
         "                      none); in mirror mode the buffer then defaults to one\n"
         "                      second of it.  Zeroes of sparse regions do not count\n"
+        "                      against the limit\n"
         "  --output text|json  progress as text (a bar on a terminal) or JSON lines\n"
         "  --mode MODE         mirror (default): QEMU's mirror job pushes the data;\n"
         "                      bitmap: volmig reads QEMU's NBD export of the drive and\n"
