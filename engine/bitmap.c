@@ -377,16 +377,6 @@ static void remove_dead_sock_dirs(void)
     closedir(dir);
 }
 
-int bitmap_remove_leftovers(struct qmp *q)
-{
-    /* QEMU first: stopping a dead run's NBD server frees its socket.  The
-     * directories are not counted: the count feeds a warning about what
-     * was left in QEMU, and an empty directory in /tmp is no news. */
-    int n = sweep(q, is_dead, false, true);
-
-    remove_dead_sock_dirs();
-    return n;
-}
 
 /* The socket directory lives on this host: it is removed whatever became
  * of QEMU, also when the monitor is gone. */
@@ -429,6 +419,7 @@ static void cleanup(struct bm *b)
 struct listing {
     const char *want;
     bool found;
+    int count;
 };
 
 static int listed_cb(void *opaque, const char *name, const char *description)
@@ -437,13 +428,15 @@ static int listed_cb(void *opaque, const char *name, const char *description)
 
     (void)description;
     l->found |= !strcmp(name, l->want);
+    l->count++;
     return 0;
 }
 
 /* 1 if the NBD server on sock lists the export name, 0 if not, -1 (with
- * err_msg()) if it cannot be asked.  The handshake ends with NBD_OPT_ABORT,
- * which QEMU takes as a polite goodbye and does not log as an error. */
-static int export_listed(const char *sock, const char *name)
+ * err_msg()) if it cannot be asked; *count (may be NULL) receives how many
+ * exports it lists.  The handshake ends with NBD_OPT_ABORT, which QEMU
+ * takes as a polite goodbye and does not log as an error. */
+static int export_listed(const char *sock, const char *name, int *count)
 {
     struct listing l = { .want = name };
     nbd_list_callback cb = { .callback = listed_cb, .user_data = &l };
@@ -460,6 +453,8 @@ static int export_listed(const char *sock, const char *name)
     } else {
         nbd_opt_abort(h);
         rc = l.found;
+        if (count)
+            *count = l.count;
     }
     nbd_close(h);
     return rc;
@@ -495,7 +490,7 @@ static enum att server_attach(struct bm *b)
         err_prefix("--nbd-socket %s: a probe export of %s", path, b->cfg->vols[0].node);
         return A_RETRY;
     }
-    listed = export_listed(b->sock, id);
+    listed = export_listed(b->sock, id, NULL);
     if (export_del(b->q, id) < 0)
         return qmp_att(b, A_RETRY);
     if (listed < 0) {
@@ -508,6 +503,82 @@ static enum att server_attach(struct bm *b)
         return A_FINAL;
     }
     return A_OK;
+}
+
+/* The socket of a dead run's directory that something still listens on,
+ * in path; false when there is none. */
+static bool dead_sock_listening(char *path, size_t len)
+{
+    DIR *dir = opendir(SOCK_PARENT);
+    struct dirent *e;
+    bool found = false;
+
+    if (!dir)
+        return false;
+    while (!found && (e = readdir(dir)))
+        if (mig_pid_dead(sock_dir_pid(e->d_name))) {
+            snprintf(path, len, SOCK_PARENT "/%s/" SOCK_NAME, e->d_name);
+            found = sock_in_use(path);
+        }
+    closedir(dir);
+    return found;
+}
+
+/* A run killed between nbd-server-start and its first export or bitmap
+ * leaves a server that nothing in QEMU names as a volmig run's, and every
+ * later bitmap-mode run would be refused.  Its socket directory still
+ * tells: when the server listening in a dead run's directory is this
+ * QEMU's (an export added now shows up there) and exports nothing else, it
+ * is that run's, and it is stopped.  The probe carries the ext tag, so a
+ * run killed during it never makes a later sweep stop a server. */
+static int stop_orphan_server(struct qmp *q)
+{
+    char sock[PATH_MAX], id[96];
+    json_t *nodes = NULL, *e;
+    size_t i;
+    bool added = false;
+    int listed = 0, count = 0, n = 0;
+
+    if (!dead_sock_listening(sock, sizeof sock))
+        return 0;
+    snprintf(id, sizeof id, NAME_PREFIX "%d-" EXT_TAG "orphan-probe", (int)getpid());
+    if (qmp_callf(q, &nodes, dl(QMP_TIMEOUT_MS), "query-named-block-nodes", "{s:b}", "flat",
+                  1) < 0)
+        return 0;
+    /* Any node takes a read-only export; the first few are tried in case
+     * one is held in a way that refuses it. */
+    json_array_foreach(nodes, i, e) {
+        const char *node = json_string_value(json_object_get(e, "node-name"));
+
+        if (i >= 8 || added)
+            break;
+        added = node && qmp_callf(q, NULL, dl(QMP_TIMEOUT_MS), "block-export-add",
+                                  "{s:s, s:s, s:s, s:s, s:b}", "type", "nbd", "id", id,
+                                  "node-name", node, "name", id, "writable", 0) == 0;
+    }
+    json_decref(nodes);
+    if (!added)
+        return 0;     /* no server running at all, most likely */
+    listed = export_listed(sock, id, &count);
+    if (export_del(q, id) == 0 && listed == 1 && count == 1 &&
+        qmp_call(q, "nbd-server-stop", NULL, NULL, dl(QMP_TIMEOUT_MS)) == 0)
+        n = 1;
+    return n;
+}
+
+int bitmap_remove_leftovers(struct qmp *q)
+{
+    /* QEMU first: stopping a dead run's NBD server frees its socket.  The
+     * directories are not counted: the count feeds a warning about what
+     * was left in QEMU, and an empty directory in /tmp is no news. */
+    char saved[1024];
+    int n = sweep(q, is_dead, false, true);
+
+    snprintf(saved, sizeof saved, "%s", err_msg());
+    n += stop_orphan_server(q);
+    err_set(0, "%s", saved);
+    remove_dead_sock_dirs();
+    return n;
 }
 
 static enum att server_start(struct bm *b)
