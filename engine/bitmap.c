@@ -785,8 +785,15 @@ static enum att copy_volume(struct bm *b, int vol, const char *id, const struct 
     if (r == COPY_CANCELLED)
         return A_CANCELLED;
     if (r == COPY_FAILED) {
+        char saved[1024];
+
         err_prefix("pass %d of drive '%s'", b->pass, b->cfg->vols[vol].drive);
-        return A_RETRY;
+        /* The export's connections die with QEMU: ask the monitor, so that
+         * a dead QEMU is reported as such and not retried. */
+        snprintf(saved, sizeof saved, "%s", err_msg());
+        qmp_call(b->q, "query-status", NULL, NULL, dl(QMP_TIMEOUT_MS));
+        err_set(0, "%s", saved);
+        return qmp_att(b, A_RETRY);
     }
     return A_OK;
 }
