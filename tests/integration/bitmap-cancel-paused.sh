@@ -20,19 +20,6 @@ vm_status_is() { # QMP STATUS
     [ "$(qemu_status "$1")" = "$2" ]
 }
 
-bitmap_clean() { # QMP
-    local m=$1 out
-    assert_clean "$m"
-    assert_eq "$(qmp "$m" query-block-exports)" "[]" "exports left in QEMU"
-    out=$(qmp "$m" query-named-block-nodes '{"flat":true}' | python3 -c '
-import json, sys
-print(" ".join(b["name"] for n in json.load(sys.stdin) for b in n.get("dirty-bitmaps", [])))')
-    assert_eq "$out" "" "dirty bitmaps left in QEMU"
-    qmp "$m" nbd-server-start "{\"addr\":{\"type\":\"unix\",\"data\":{\"path\":\"$T/probe.sock\"}}}" \
-        >/dev/null || fail "an NBD server is still running in QEMU"
-    qmp "$m" nbd-server-stop >/dev/null || fail "nbd-server-stop"
-}
-
 paused_pass_running() { # NAME : a paused pass started and has not ended
     has_event "$1" switchover && ! event_field "$1" pass paused | grep -qx true
 }

@@ -18,11 +18,6 @@
 . "$TOP/tests/lib/migrate-helpers.sh"
 require qemu-system-x86_64 python3 nbdkit
 
-bitmaps() { # QMP : names of every dirty bitmap in QEMU
-    qmp "$1" query-named-block-nodes '{"flat":true}' | python3 -c '
-import json, sys
-print(" ".join(b["name"] for n in json.load(sys.stdin) for b in n.get("dirty-bitmaps", [])))'
-}
 
 # sock_dirs PID : the socket directories volmig process PID made, one a line.
 sock_dirs() {
@@ -52,16 +47,6 @@ stale_unix() {
 import socket, sys
 socket.socket(socket.AF_UNIX).bind(sys.argv[1])' "$1"
     test -S "$1" || fail "no socket at $1"
-}
-
-bitmap_clean() { # QMP
-    assert_clean "$1"
-    assert_eq "$(qmp "$1" query-block-exports)" "[]" "exports left in QEMU"
-    assert_eq "$(bitmaps "$1")" "" "dirty bitmaps left in QEMU"
-    qmp "$1" nbd-server-start "{\"addr\":{\"type\":\"unix\",\"data\":{\"path\":\"$T/probe.sock\"}}}" \
-        >/dev/null || fail "an NBD server is still running in QEMU"
-    qmp "$1" nbd-server-stop >/dev/null || fail "nbd-server-stop"
-    assert_running "$1"
 }
 
 random_file "$T/src" 32

@@ -10,17 +10,6 @@
 . "$TOP/tests/lib/migrate-helpers.sh"
 require qemu-system-x86_64 python3 nbdkit
 
-# burst_writes QMP N PATTERN : N guest writes of 512 KiB, 3 MiB apart, in one
-# monitor connection (quick: they all land while pass 0 runs).
-burst_writes() {
-    local args=() i
-    for i in $(seq 0 $(( $2 - 1 ))); do
-        args+=(human-monitor-command "{\"command-line\":\"qemu-io disk0 \\\"write -P $3 $(( i * 3 + 1 ))M 512k\\\"\"}")
-    done
-    qmp "$1" "${args[@]}" | grep -qiE 'error|fail' && fail "guest writes failed"
-    return 0
-}
-
 mib=32
 random_file "$T/src" $mib
 random_file "$T/dst" $mib
@@ -37,7 +26,7 @@ migrate_bg mig --qmp "unix:$T/q.qmp" --volume "disk0=nbd://127.0.0.1:$port/" \
 wait_event mig started
 # Guest writes that provably land during pass 0 (a writer outside the
 # guest is not paused by the migration, so none may race the final pass).
-burst_writes "$p" 8 0x33
+burst_writes "$p" disk0 8 0x33
 has_event mig pass && fail "pass 0 ended before the guest writes"
 migrate_wait mig
 assert_eq "$mig_rc" 0 "volmig migrate exit status"

@@ -19,33 +19,6 @@ require qemu-system-x86_64 python3 nbdkit qemu-io
 
 mib=16
 
-# burst_writes QMP NODE N PATTERN : N guest writes of 512 KiB, 3 MiB apart,
-# starting at 1 MiB, in one monitor connection.
-burst_writes() {
-    local args=() i
-    for i in $(seq 0 $(( $3 - 1 ))); do
-        args+=(human-monitor-command "{\"command-line\":\"qemu-io $2 \\\"write -P $4 $(( i * 3 + 1 ))M 512k\\\"\"}")
-    done
-    qmp "$1" "${args[@]}" | grep -qiE 'error|fail' && fail "guest writes on $2 failed"
-    return 0
-}
-
-# bitmap_clean QMP : no export, no dirty bitmap on any node, no NBD server
-# (a new one starts), no job or volmig node, the VM runs.
-bitmap_clean() {
-    local m=$1 out
-    assert_clean "$m"
-    assert_eq "$(qmp "$m" query-block-exports)" "[]" "exports left in QEMU"
-    out=$(qmp "$m" query-named-block-nodes '{"flat":true}' | python3 -c '
-import json, sys
-print(" ".join(b["name"] for n in json.load(sys.stdin) for b in n.get("dirty-bitmaps", [])))')
-    assert_eq "$out" "" "dirty bitmaps left in QEMU"
-    qmp "$m" nbd-server-start "{\"addr\":{\"type\":\"unix\",\"data\":{\"path\":\"$T/probe.sock\"}}}" \
-        >/dev/null || fail "an NBD server is still running in QEMU"
-    qmp "$m" nbd-server-stop >/dev/null || fail "nbd-server-stop"
-    assert_running "$m"
-}
-
 no_sock_dir() { # PID
     assert_eq "$(find /tmp -maxdepth 1 -name "volmig-$1.*")" "" "socket directory of volmig $1 left"
 }

@@ -14,16 +14,6 @@
 . "$TOP/tests/lib/migrate-helpers.sh"
 require qemu-system-x86_64 python3 nbdinfo
 
-exports() { # QMP : ids of every block export in QEMU
-    qmp "$1" query-block-exports | python3 -c '
-import json, sys
-print(" ".join(e["id"] for e in json.load(sys.stdin)))'
-}
-bitmaps() { # QMP : names of every dirty bitmap in QEMU
-    qmp "$1" query-named-block-nodes '{"flat":true}' | python3 -c '
-import json, sys
-print(" ".join(b["name"] for n in json.load(sys.stdin) for b in n.get("dirty-bitmaps", [])))'
-}
 server_running() { # QMP : 0 if QEMU runs an NBD server (a second cannot start)
     if qmp "$1" nbd-server-start "{\"addr\":{\"type\":\"unix\",\"data\":{\"path\":\"$T/probe.sock\"}}}" \
         >/dev/null 2>&1; then

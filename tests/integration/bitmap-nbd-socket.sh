@@ -20,16 +20,6 @@
 require qemu-system-x86_64 python3 fio nbdinfo qemu-io
 
 urlq() { python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1]))' "$1"; }
-bitmaps() { # QMP : names of every dirty bitmap in QEMU
-    qmp "$1" query-named-block-nodes '{"flat":true}' | python3 -c '
-import json, sys
-print(" ".join(b["name"] for n in json.load(sys.stdin) for b in n.get("dirty-bitmaps", [])))'
-}
-exports() { # QMP : ids of every block export in QEMU
-    qmp "$1" query-block-exports | python3 -c '
-import json, sys
-print(" ".join(e["id"] for e in json.load(sys.stdin)))'
-}
 # user_server_ok QMP SOCKET EXPORTS : QEMU's NBD server still runs on SOCKET
 # (a second one cannot start; nbdinfo lists exactly EXPORTS there), nothing
 # of volmig's is left, the VM runs.

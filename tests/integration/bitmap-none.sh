@@ -13,33 +13,6 @@
 . "$TOP/tests/lib/migrate-helpers.sh"
 require qemu-system-x86_64 python3 nbdkit
 
-# burst_writes QMP N PATTERN : N guest writes of 512 KiB, 3 MiB apart, in one
-# monitor connection (quick: they all land while pass 0 runs).
-burst_writes() {
-    local args=() i
-    for i in $(seq 0 $(( $2 - 1 ))); do
-        args+=(human-monitor-command "{\"command-line\":\"qemu-io disk0 \\\"write -P $3 $(( i * 3 + 1 ))M 512k\\\"\"}")
-    done
-    qmp "$1" "${args[@]}" | grep -qiE 'error|fail' && fail "guest writes failed"
-    return 0
-}
-
-# bitmap_clean QMP : no export, no dirty bitmap on any node, no NBD server
-# (a new one starts), no job or volmig node, the VM runs.
-bitmap_clean() {
-    local m=$1 out
-    assert_clean "$m"
-    assert_eq "$(qmp "$m" query-block-exports)" "[]" "exports left in QEMU"
-    out=$(qmp "$m" query-named-block-nodes '{"flat":true}' | python3 -c '
-import json, sys
-print(" ".join(b["name"] for n in json.load(sys.stdin) for b in n.get("dirty-bitmaps", [])))')
-    assert_eq "$out" "" "dirty bitmaps left in QEMU"
-    qmp "$m" nbd-server-start "{\"addr\":{\"type\":\"unix\",\"data\":{\"path\":\"$T/probe.sock\"}}}" \
-        >/dev/null || fail "an NBD server is still running in QEMU"
-    qmp "$m" nbd-server-stop >/dev/null || fail "nbd-server-stop"
-    assert_running "$m"
-}
-
 mib=32
 random_file "$T/src" $mib
 random_file "$T/dst" $mib          # stale data: must be overwritten
@@ -52,7 +25,7 @@ migrate_bg bm --qmp "unix:$T/q.qmp" --volume "disk0=nbd://127.0.0.1:$port/" \
     --mode bitmap --switchover none --converge-below 0 --retries 0 --progress-interval 100
 wait_event bm started
 # During pass 0: writes that bitmap 0 must hold (4 MiB).
-burst_writes "$p" 8 0x5a
+burst_writes "$p" disk0 8 0x5a
 has_event bm pass && fail "pass 0 ended before the guest writes: the test cannot show a dirty pass"
 log "8 guest writes landed during pass 0"
 # Why writes stop here and not at the final pass: a writer outside

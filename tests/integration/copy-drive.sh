@@ -14,16 +14,6 @@ src_qemu q "$T/src"
 p="$T/q.qmp2"
 hmp_write "$p" disk0 0x33 1M 64k       # the copy is of the drive as it is now
 
-clean() {
-    assert_clean "$p"
-    assert_eq "$(qmp "$p" query-block-exports)" "[]" "exports left in QEMU"
-    qmp "$p" query-named-block-nodes '{"flat":true}' | grep -q '"dirty-bitmaps": \[{' \
-        && fail "a dirty bitmap was left in QEMU"
-    qmp "$p" nbd-server-start "{\"addr\":{\"type\":\"unix\",\"data\":{\"path\":\"$T/probe.sock\"}}}" \
-        >/dev/null || fail "an NBD server is still running in QEMU"
-    qmp "$p" nbd-server-stop >/dev/null
-    assert_running "$p"
-}
 
 log "== onto a new path"
 "$VOLMIG" copy --qmp "unix:$T/q.qmp" --drive disk0 "$T/new.img" >"$T/a.out" 2>&1 \
@@ -31,7 +21,7 @@ log "== onto a new path"
 cat "$T/a.out"
 grep -q "the guest was paused for" "$T/a.out" || fail "no pause reported"
 same_bytes "$T/src" "$T/new.img"
-clean
+bitmap_clean "$p"
 
 log "== onto file:PATH, JSON output"
 random_file "$T/old.img" 20
@@ -39,7 +29,7 @@ random_file "$T/old.img" 20
     2>"$T/b.err" || { cat "$T/b.err"; fail "pull copy onto file: failed"; }
 grep -q '"event": *"paused"' "$T/b.json" || fail "no paused event"
 same_bytes "$T/src" "$T/old.img"
-clean
+bitmap_clean "$p"
 
 log "== into volmig serve"
 random_file "$T/srv.img" 20
@@ -48,7 +38,7 @@ start_serve srv --target "$T/srv.img" --listen 127.0.0.1:$port
 "$VOLMIG" copy --qmp "unix:$T/q.qmp" --drive disk0 "nbd://127.0.0.1:$port/" >"$T/c.out" 2>&1 \
     || { cat "$T/c.out"; fail "pull copy into volmig serve failed"; }
 same_bytes "$T/src" "$T/srv.img"
-clean
+bitmap_clean "$p"
 
 log "== bad usage and an unknown drive"
 usage() { # WANT ARGS...
@@ -65,5 +55,5 @@ usage 2 --drive disk0 "$T/x.img"
 [ -e "$T/x.img" ] && fail "bad usage created a target"
 usage 1 --qmp "unix:$T/q.qmp" --drive nosuch "$T/x.img"
 grep -q nosuch "$T/u.out" || fail "the error does not name the drive"
-clean
+bitmap_clean "$p"
 log "ok"

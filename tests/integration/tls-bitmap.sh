@@ -20,18 +20,6 @@ random_file "$T/src" $mib
 src_qemu q "$T/src"
 p="$T/q.qmp2"
 
-bitmap_clean() {
-    local out
-    assert_clean "$p"
-    assert_eq "$(qmp "$p" query-block-exports)" "[]" "exports left in QEMU"
-    out=$(qmp "$p" query-named-block-nodes '{"flat":true}' | python3 -c '
-import json, sys
-print(" ".join(b["name"] for n in json.load(sys.stdin) for b in n.get("dirty-bitmaps", [])))')
-    assert_eq "$out" "" "dirty bitmaps left in QEMU"
-    qmp "$p" qom-list '{"path":"/objects"}' | grep -q '"volmig-' && fail "a volmig object was left"
-    assert_running "$p"
-}
-
 # bitmap_tls NAME NBDKIT-TLS-ARGS -- MIGRATE-ARGS : into nbdkit, guest writes in pass 0
 bitmap_tls() {
     local name=$1 sargs=() port; shift
@@ -53,7 +41,7 @@ bitmap_tls() {
     same_bytes "$T/src" "$T/$name.disk"
     [ "$(count_event "$name" pass)" -ge 2 ] || fail "$name: no dirty pass after pass 0"
     [ -n "$(event_field "$name" paused seconds)" ] || fail "$name: no pause length"
-    bitmap_clean
+    bitmap_clean "$p"
 }
 
 log "== PSK, into nbdkit"
@@ -72,7 +60,7 @@ migrate_bg serve --qmp "unix:$T/q.qmp" --volume "disk0=nbds://localhost:$port/vo
 migrate_wait serve
 assert_eq "$serve_rc" 0 "into volmig serve: exit status"
 same_bytes "$T/src" "$T/serve.disk"
-bitmap_clean
+bitmap_clean "$p"
 
 log "== a wrong key: failed, the destination untouched, nothing left"
 random_file "$T/wrong.disk" $mib
@@ -85,7 +73,7 @@ migrate_wait wrong
 assert_eq "$wrong_rc" 1 "wrong key: exit status"
 grep -q "disk0" "$T/wrong.err" || fail "wrong key: the error does not name the drive"
 assert_eq "$(sha256sum <"$T/wrong.disk")" "$before" "wrong key: the destination changed"
-bitmap_clean
+bitmap_clean "$p"
 
 log "== --tls-hostname is refused in bitmap mode"
 migrate_bg host --qmp "unix:$T/q.qmp" --volume "disk0=nbd://127.0.0.1:$port/" \
@@ -94,7 +82,7 @@ migrate_wait host
 assert_eq "$host_rc" 1 "--tls-hostname: exit status"
 grep -q "tls-hostname" "$T/host.err" || fail "--tls-hostname: unclear error"
 has_event host started && fail "--tls-hostname: the copy started"
-bitmap_clean
+bitmap_clean "$p"
 
 log "== an nbds target without credentials is bad usage"
 rc=0

@@ -312,3 +312,43 @@ serve_in() {
     wait_for 10 grep -q "listening on" "$T/$name.log" \
         || { cat "$T/$name.log" >&2; fail "volmig serve ($name) did not start"; }
 }
+
+# burst_writes QMP NODE N PATTERN : N guest writes of 512 KiB, 3 MiB apart,
+# starting at 1 MiB, through HMP qemu-io in one monitor connection (quick:
+# they all land within a pass of bitmap mode that a test holds open).
+burst_writes() {
+    local args=() i
+    for i in $(seq 0 $(( $3 - 1 ))); do
+        args+=(human-monitor-command "{\"command-line\":\"qemu-io $2 \\\"write -P $4 $(( i * 3 + 1 ))M 512k\\\"\"}")
+    done
+    qmp "$1" "${args[@]}" | grep -qiE 'error|fail' && fail "guest writes on $2 failed"
+    return 0
+}
+
+# exports QMP : the ids of all block exports
+exports() {
+    qmp "$1" query-block-exports | python3 -c '
+import json, sys
+print(" ".join(e["id"] for e in json.load(sys.stdin)))'
+}
+
+# bitmaps QMP : the names of all dirty bitmaps on any node
+bitmaps() {
+    qmp "$1" query-named-block-nodes '{"flat":true}' | python3 -c '
+import json, sys
+print(" ".join(b["name"] for n in json.load(sys.stdin) for b in n.get("dirty-bitmaps", [])))'
+}
+
+# bitmap_clean QMP : what bitmap mode must leave behind, whatever its end:
+# no job or volmig node, no export, no dirty bitmap, no volmig object, no
+# NBD server (a new one starts), and the VM running.
+bitmap_clean() {
+    assert_clean "$1"
+    assert_eq "$(qmp "$1" query-block-exports)" "[]" "exports left in QEMU"
+    assert_eq "$(bitmaps "$1")" "" "dirty bitmaps left in QEMU"
+    qmp "$1" qom-list '{"path":"/objects"}' | grep -q '"volmig-' && fail "a volmig object was left in QEMU"
+    qmp "$1" nbd-server-start "{\"addr\":{\"type\":\"unix\",\"data\":{\"path\":\"$T/probe.sock\"}}}" \
+        >/dev/null || fail "an NBD server is still running in QEMU"
+    qmp "$1" nbd-server-stop >/dev/null || fail "nbd-server-stop"
+    assert_running "$1"
+}
