@@ -56,7 +56,13 @@ static struct nbd_handle *connect_one(struct endpoint *ep)
         nbd_fail(ep, "nbd_create");
         return NULL;
     }
-    if (nbd_set_export_name(h, ep->uri.export_name) < 0 ||
+    /* libnbd zeroes every read buffer before the read by default, so that
+     * a caller who ignores a failed read cannot leak old heap contents.
+     * The copier uses a buffer only after its read succeeded, and its
+     * buffers never hold anything but volume data, so the memset (7-8% of the
+     * copier's CPU time in a 2 GiB copy from NBD into tmpfs) buys nothing. */
+    if (nbd_set_pread_initialize(h, false) < 0 ||
+        nbd_set_export_name(h, ep->uri.export_name) < 0 ||
         nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0)
         goto fail;
     if (ep->uri.kind == URI_NBD_UNIX)
