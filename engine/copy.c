@@ -372,7 +372,7 @@ static int wait_events(struct run *R)
         n += copy_nbd_poll_fds(&cp->dst, fds + n, COPY_MAX_CONNECTIONS);
     /* A completion that arrived after reap() has already bumped the
      * eventfd, so this poll cannot sleep through it. */
-    if (io_uring_cq_ready(&cp->ring))
+    if (io_uring_cq_ready(&cp->ring) || cp->done)
         return 0;
     r = poll(fds, (nfds_t)n, 100);
     if (r < 0) {

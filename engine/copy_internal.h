@@ -58,6 +58,8 @@ struct endpoint {
     char desc[160];
     /* local */
     struct target t;
+    bool inline_io;            /* plain syscalls on the loop's thread: the
+                                * volume lives in memory (tmpfs, ramfs) */
     /* nbd */
     struct target_uri uri;
     struct nbd_handle *h[COPY_MAX_CONNECTIONS];
@@ -88,7 +90,8 @@ struct copy {
     struct io_uring ring;
     bool ring_ok;
     int efd;                   /* eventfd the ring signals completions on */
-    struct creq *done;         /* NBD completions not yet processed */
+    struct creq *done;         /* NBD and inline local completions not
+                                * yet processed */
     uint32_t req_size;
 };
 
