@@ -32,7 +32,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define WINDOW          (1ULL << 30)   /* extents are asked for this much at a time */
 #define MIN_ALIGN       512
 #define DRAIN_SECONDS   30             /* after a failure or cancel */
 #define STALL_SECONDS   120            /* nothing completed for this long: fail */
@@ -217,7 +216,7 @@ static int map_at(struct endpoint *ep, struct extent_map *m, uint64_t pos, uint6
                   uint64_t *end, bool *zero)
 {
     if (pos >= m->end || pos < m->start) {
-        uint64_t len = size - pos < WINDOW ? size - pos : WINDOW;
+        uint64_t len = size - pos < COPY_EXTENT_WINDOW ? size - pos : COPY_EXTENT_WINDOW;
 
         if (ep->ops->extents(ep, pos, len, m) < 0)
             return -1;

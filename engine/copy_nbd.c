@@ -137,8 +137,8 @@ static int nbd_extents(struct endpoint *ep, uint64_t off, uint64_t len, struct e
 
     m->start = off;
     m->n = m->cur = 0;
-    if (len > NBD_MAX_ZERO)
-        len = NBD_MAX_ZERO;
+    if (len > COPY_EXTENT_WINDOW)
+        len = COPY_EXTENT_WINDOW;
     if (ep->knows_zero) {
         nbd_extent_callback ecb = { .callback = extent_cb, .user_data = &b };
         nbd_completion_callback ccb = { .callback = bs_done_cb, .user_data = &b };
