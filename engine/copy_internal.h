@@ -18,7 +18,7 @@
  * NBD block status request can describe (its length is 32 bits), rounded
  * to 1 MiB so it suits every alignment.  Servers find holes with
  * SEEK_HOLE, which on tmpfs walks every page up to the next hole however
- * little was asked (about 40 ms per GiB of data), and the copy waits for
+ * little was asked (20-40 ms per GiB of data here), and the copy waits for
  * each answer: a 2 GiB dense volume costs one walk of 2 GiB instead of a
  * walk of 2 GiB and one of 1 GiB with 1 GiB windows. */
 #define COPY_EXTENT_WINDOW ((1ULL << 32) - (1ULL << 20))
