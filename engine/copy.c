@@ -408,8 +408,11 @@ static int loop(struct run *R)
         if (R->inflight == 0 && (R->stopping || R->pos >= R->st.size))
             return 0;
         /* Slots that reap() freed are filled before any wait: with inline
-         * local I/O on both sides nothing else would end the wait. */
-        if (!(R->free && !R->stopping && R->pos < R->st.size) && wait_events(R) < 0)
+         * local I/O on both sides nothing else would end the wait.  What
+         * the ring holds is submitted either way. */
+        if (R->free && !R->stopping && R->pos < R->st.size)
+            io_uring_submit(&R->cp.ring);
+        else if (wait_events(R) < 0)
             fail_now(R);
         if (reap(R) > 0)
             R->last_progress_t = clock_seconds();
