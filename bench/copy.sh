@@ -11,6 +11,13 @@
 # turns that off).  fio measures the disk's raw copy limit in the same run:
 # one sequential O_DIRECT reader and one writer at the same time.
 #
+# BENCH_REPEAT (default 3) runs every case that many times, the copiers
+# taking turns within each round so that they share the machine's load;
+# the table shows the fastest run and the range, the copier's own CPU time
+# (user + system, its I/O threads included) of its fastest run, and the
+# 1-minute load average when the case started: on a shared machine CPU
+# time is the steadier figure.
+#
 # Prints a Markdown table on stdout; progress goes to stderr.
 set -euo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,6 +25,7 @@ VOLMIG=${VOLMIG:-$TOP/build/volmig}
 SIZE=${BENCH_SIZE:-2G}
 DISK=${BENCH_DISK_DIR:-/var/tmp}
 DROP=${BENCH_DROP:-1}
+REPEAT=${BENCH_REPEAT:-3}
 for c in nbdkit nbdcopy qemu-img fio python3; do
     command -v $c >/dev/null || { echo "bench/copy.sh: missing $c" >&2; exit 77; }
 done
@@ -62,17 +70,25 @@ make_sources() { # DIR
     done
 }
 
-# Runs "$@" and prints the seconds it took, sync included.
+# Runs "$@" and prints "SECONDS CPU": the seconds it took, sync included,
+# and the CPU seconds it used (every thread of it, io_uring workers too).
 timed() {
-    local t0 t1
-    t0=$(date +%s.%N)
-    "$@" >/dev/null 2>"$dir/err" || { cat "$dir/err" >&2; echo FAIL; return 0; }
-    sync
-    t1=$(date +%s.%N)
-    python3 -c "print('%.2f' % ($t1 - $t0))"
+    python3 - "$dir/err" "$@" <<'PY' || { cat "$dir/err" >&2; echo "FAIL -"; }
+import os, subprocess, sys, time
+err = open(sys.argv[1], "w")
+t0 = time.monotonic()
+p = subprocess.Popen(sys.argv[2:], stdout=subprocess.DEVNULL, stderr=err)
+_, status, ru = os.wait4(p.pid, 0)
+os.sync()
+t1 = time.monotonic()
+if status:
+    sys.exit(1)
+print("%.2f %.2f" % (t1 - t0, ru.ru_utime + ru.ru_stime))
+PY
 }
 
-# One case: TOOL DIRECTION SRCFILE; prints seconds.  The target is fresh.
+# One case: TOOL DIRECTION SRCFILE; prints "SECONDS CPU".  The target is
+# fresh.
 run_case() { # TOOL to-nbd|from-nbd KIND WHERE
     local tool=$1 dirn=$2 kind=$3 where=$4 src dst s
     rm -f "$dir/target"
@@ -91,8 +107,23 @@ run_case() { # TOOL to-nbd|from-nbd KIND WHERE
         qemu-img) s=$(timed qemu-img convert -n -f raw -O raw "$src" "$dst") ;;
     esac
     stop_server
-    cmp -s "$dir/$kind" "$dir/target" || s="$s (DIFFERS)"
+    cmp -s "$dir/$kind" "$dir/target" || s="DIFFERS -"
     echo "$s"
+}
+
+# best "S1 C1" "S2 C2" ...: "MIN CPU-OF-MIN RANGE"; a failed run wins
+# (FAIL or DIFFERS) so that it shows.
+best() {
+    python3 - "$@" <<'PY'
+import sys
+runs = [a.split() for a in sys.argv[1:]]
+bad = [r for r in runs if not r[0].replace('.', '').isdigit()]
+if bad:
+    print("%s - -" % bad[0][0]); sys.exit()
+runs.sort(key=lambda r: float(r[0]))
+rng = "%s-%s" % (runs[0][0], runs[-1][0]) if len(runs) > 1 else runs[0][0]
+print(runs[0][0], runs[0][1], rng)
+PY
 }
 
 fio_limit() { # DIR WHERE -> "seconds MB/s"
@@ -125,28 +156,36 @@ for where in disk shm; do
     make_sources "$dir"
     read -r limit_s limit_mb < <(fio_limit "$dir" $where)
     say "$where: fio copy limit ${limit_mb} MB/s (${limit_s} s for $SIZE)"
-    rows+=("| $where | fio raw copy limit | ${limit_s} | | | | | ${limit_mb} MB/s |")
+    rows+=("| $where | fio raw copy limit | ${limit_s} | | | | | | $(cut -d' ' -f1 /proc/loadavg) | ${limit_mb} MB/s |")
     for dirn in to-nbd from-nbd; do
         for kind in dense sparse; do
-            declare -A t=()
+            declare -A t=() c=() r=() all=()
+            load=$(cut -d' ' -f1 /proc/loadavg)
+            for i in $(seq "$REPEAT"); do
+                for tool in volmig nbdcopy qemu-img; do
+                    x=$(run_case $tool $dirn $kind $where)
+                    all[$tool]+="${all[$tool]:+|}$x"
+                    say "$where $dirn $kind $tool run $i: ${x% *} s, CPU ${x#* } s (load $(cut -d' ' -f1 /proc/loadavg))"
+                done
+            done
             for tool in volmig nbdcopy qemu-img; do
-                t[$tool]=$(run_case $tool $dirn $kind $where)
-                say "$where $dirn $kind $tool: ${t[$tool]} s"
+                IFS='|' read -r -a runs <<<"${all[$tool]}"
+                read -r t[$tool] c[$tool] r[$tool] < <(best "${runs[@]}")
             done
             pct=-
             [ $kind = dense ] && pct=$(python3 -c "
 try: print('%.0f%%' % (100 * $limit_s / float('${t[volmig]}')))
 except ValueError: print('-')")
-            rows+=("| $where | file $( [ $dirn = to-nbd ] && echo '-> NBD' || echo '<- NBD') $kind | ${t[volmig]} | ${t[nbdcopy]} | ${t[qemu-img]} | $(ratio "${t[nbdcopy]}" "${t[volmig]}") | $(ratio "${t[qemu-img]}" "${t[volmig]}") | $pct of limit |")
+            rows+=("| $where | file $( [ $dirn = to-nbd ] && echo '-> NBD' || echo '<- NBD') $kind | ${r[volmig]} | ${r[nbdcopy]} | ${r[qemu-img]} | $(ratio "${t[nbdcopy]}" "${t[volmig]}") | $(ratio "${t[qemu-img]}" "${t[volmig]}") | ${c[volmig]} / ${c[nbdcopy]} / ${c[qemu-img]} | $load | $pct of limit |")
         done
     done
     rm -rf "$dir"
 done
 
-echo "### volmig copy vs nbdcopy vs qemu-img convert ($SIZE, seconds incl. sync; ratio > 1: volmig faster)"
+echo "### volmig copy vs nbdcopy vs qemu-img convert ($SIZE, seconds incl. sync, fastest-slowest of $REPEAT; ratio of the fastest runs > 1: volmig faster)"
 echo
-echo "| where | case | volmig | nbdcopy | qemu-img | nbdcopy/volmig | qemu-img/volmig | notes |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| where | case | volmig | nbdcopy | qemu-img | nbdcopy/volmig | qemu-img/volmig | CPU s volmig / nbdcopy / qemu-img | load | notes |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
 echo
-echo "NBD end: nbdkit file plugin ($(nbdkit --version | head -n 1)); $(nbdcopy --version | head -n 1); $(qemu-img --version | head -n 1); targets start as fresh sparse files."
+echo "$(nproc) CPUs, load average at the end $(cut -d' ' -f1-3 /proc/loadavg); NBD end: nbdkit file plugin ($(nbdkit --version | head -n 1)); $(nbdcopy --version | head -n 1); $(qemu-img --version | head -n 1); targets start as fresh sparse files."

@@ -14,6 +14,15 @@
 
 #define COPY_MAP_MAX 512
 
+/* Extents are asked for this much of the volume at a time: the most one
+ * NBD block status request can describe (its length is 32 bits), rounded
+ * to 1 MiB so it suits every alignment.  Servers find holes with
+ * SEEK_HOLE, which on tmpfs walks every page up to the next hole however
+ * little was asked (20-40 ms per GiB of data here), and the copy waits for
+ * each answer: a 2 GiB dense volume costs one walk of 2 GiB instead of a
+ * walk of 2 GiB and one of 1 GiB with 1 GiB windows. */
+#define COPY_EXTENT_WINDOW ((1ULL << 32) - (1ULL << 20))
+
 struct copy;
 struct creq;
 struct endpoint;
@@ -58,6 +67,8 @@ struct endpoint {
     char desc[160];
     /* local */
     struct target t;
+    bool inline_io;            /* plain syscalls on the loop's thread: the
+                                * volume lives in memory (tmpfs, ramfs) */
     /* nbd */
     struct target_uri uri;
     const struct client_tls *tls;  /* set when uri.tls */
@@ -89,7 +100,8 @@ struct copy {
     struct io_uring ring;
     bool ring_ok;
     int efd;                   /* eventfd the ring signals completions on */
-    struct creq *done;         /* NBD completions not yet processed */
+    struct creq *done;         /* NBD and inline local completions not
+                                * yet processed */
     uint32_t req_size;
 };
 

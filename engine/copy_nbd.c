@@ -62,7 +62,13 @@ static struct nbd_handle *connect_one(struct endpoint *ep)
         nbd_close(h);
         return NULL;
     }
-    if (nbd_set_export_name(h, ep->uri.export_name) < 0 ||
+    /* libnbd zeroes every read buffer before the read by default, so that
+     * a caller who ignores a failed read cannot leak old heap contents.
+     * The copier uses a buffer only after its read succeeded, and its
+     * buffers never hold anything but volume data, so the memset (7-8% of the
+     * copier's CPU time in a 2 GiB copy from NBD into tmpfs) buys nothing. */
+    if (nbd_set_pread_initialize(h, false) < 0 ||
+        nbd_set_export_name(h, ep->uri.export_name) < 0 ||
         nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0)
         goto fail;
     if (ep->uri.kind == URI_NBD_UNIX)
@@ -137,8 +143,8 @@ static int nbd_extents(struct endpoint *ep, uint64_t off, uint64_t len, struct e
 
     m->start = off;
     m->n = m->cur = 0;
-    if (len > NBD_MAX_ZERO)
-        len = NBD_MAX_ZERO;
+    if (len > COPY_EXTENT_WINDOW)
+        len = COPY_EXTENT_WINDOW;
     if (ep->knows_zero) {
         nbd_extent_callback ecb = { .callback = extent_cb, .user_data = &b };
         nbd_completion_callback ccb = { .callback = bs_done_cb, .user_data = &b };

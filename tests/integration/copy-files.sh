@@ -4,7 +4,7 @@
 # never modified; a too-small target is refused with both sizes and left
 # as it was; bad command lines exit 2.
 . "$(dirname "$0")/../lib/common.sh"
-require cmp md5sum truncate
+require cmp md5sum truncate python3
 D=$(mktemp -d /var/tmp/volmig-copy.XXXXXX)   # a real disk: O_DIRECT and SEEK_HOLE
 trap 'rm -rf "$D"; cleanup' EXIT
 
@@ -55,6 +55,21 @@ grep -q '"event":"completed"' "$T/larger-target.out" || fail "no JSON completed 
 S=$(mktemp -d /dev/shm/volmig-copy.XXXXXX)
 trap 'rm -rf "$D" "$S"; cleanup' EXIT
 check_copy shm "$D/sparse" "$S/copy"
+
+# More extents than one extent query holds (512): the holes past them are
+# still not read.  1000 data blocks of 4 KiB, 60 KiB of hole after each.
+truncate -s $(( 1000 * 65536 )) "$D/frag"
+python3 - "$D/frag" <<'PY'
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY)
+for i in range(1000):
+    os.pwrite(fd, os.urandom(4096), i * 65536)
+os.close(fd)
+PY
+check_copy fragmented "$D/frag" "$D/frag.copy" --output json
+read=$(python3 -c 'import json, sys
+print([json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")][-1]["read"])' "$T/fragmented.out")
+[ "$read" -le $(( 2 * 1000 * 4096 )) ] || fail "fragmented: $read bytes read for 4000 KiB of data"
 
 # Too small: refused before anything is written, with both sizes.
 dd if=/dev/urandom of="$D/small" bs=1M count=10 status=none
