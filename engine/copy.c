@@ -325,6 +325,21 @@ static void plan(struct run *R)
 
 /* ---- the loop ---- */
 
+/* Requests on an NBD connection that died never complete: libnbd keeps
+ * them until the handle is closed at teardown.  They are settled here as
+ * failed, so that the run does not wait out its drain time for them; the
+ * run is stopping, so their buffers are not used again before that. */
+static void abandon_dead(struct run *R)
+{
+    for (int i = 0; i < R->nreq; i++) {
+        struct creq *r = &R->reqs[i];
+        struct endpoint *ep = r->st == ST_READ ? &R->cp.src : &R->cp.dst;
+
+        if (r->st != ST_FREE && ep->nconn && copy_nbd_conn_dead(ep, r->conn))
+            req_abandon(R, r);
+    }
+}
+
 static int reap(struct run *R)
 {
     struct io_uring_cqe *cqe;
@@ -382,8 +397,9 @@ static int wait_events(struct run *R)
 {
     struct pollfd fds[1 + 2 * COPY_MAX_CONNECTIONS];
     struct copy *cp = &R->cp;
-    int n = 1, ns = 0, r, timeout = 100;
+    int n = 1, ns = 0, r, rs, rd, timeout = 100;
     uint64_t v;
+    char saved[512];
 
     io_uring_submit(&cp->ring);
     fds[0] = (struct pollfd){ .fd = cp->efd, .events = POLLIN };
@@ -414,11 +430,16 @@ static int wait_events(struct run *R)
         err_set(errno, "eventfd");
         return -1;
     }
-    if (cp->src.nconn && copy_nbd_notify(&cp->src, fds + 1) < 0)
-        return -1;
-    if (cp->dst.nconn && copy_nbd_notify(&cp->dst, fds + 1 + ns) < 0)
-        return -1;
-    return 0;
+    /* Both sides hear from the poll, also when one of them failed: the
+     * other's requests must still complete for the run to drain.  The
+     * first failure's message is the one kept. */
+    rs = cp->src.nconn ? copy_nbd_notify(&cp->src, fds + 1) : 0;
+    if (rs < 0)
+        snprintf(saved, sizeof saved, "%s", err_msg());
+    rd = cp->dst.nconn ? copy_nbd_notify(&cp->dst, fds + 1 + ns) : 0;
+    if (rs < 0 && rd < 0)
+        err_set(0, "%s", saved);
+    return rs < 0 || rd < 0 ? -1 : 0;
 }
 
 static int loop(struct run *R)
@@ -448,6 +469,8 @@ static int loop(struct run *R)
             fail_now(R);
         if (reap(R) > 0)
             R->last_progress_t = clock_seconds();
+        if (R->failed)
+            abandon_dead(R);
         t = clock_seconds();
         maybe_emit(R, t);
         if (R->stopping && drain_until == 0)
@@ -663,7 +686,7 @@ enum copy_result copy_run(const struct copy_config *cfg, struct copy_status *st)
     res = R->failed ? COPY_FAILED : R->pos < R->st.size || R->st.done < R->total ? COPY_CANCELLED
                                                                                   : COPY_DONE;
     if (R->failed)
-        err_set(R->failerr, "%s", R->failmsg);
+        err_restore(R->failerr, R->failmsg);
     teardown(R);
     return res;
 }

@@ -108,6 +108,9 @@ struct copy {
 /* Backends: open fills ep (size, align, limits, ops).  -1 with err_msg(). */
 int copy_local_open(struct endpoint *ep, const char *path, bool direct, uint64_t create_size);
 int copy_nbd_open(struct endpoint *ep, int connections);
+/* True when connection conn of an NBD endpoint died: what is in flight on
+ * it never completes. */
+bool copy_nbd_conn_dead(const struct endpoint *ep, int conn);
 /* NBD: the fds to poll and what for; notify after poll.  */
 int copy_nbd_poll_fds(struct endpoint *ep, struct pollfd *fds, int max);
 int copy_nbd_notify(struct endpoint *ep, const struct pollfd *fds);

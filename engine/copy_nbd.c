@@ -302,7 +302,9 @@ int copy_nbd_poll_fds(struct endpoint *ep, struct pollfd *fds, int max)
     for (int i = 0; i < ep->nconn && n < max; i++, n++) {
         unsigned dir = nbd_aio_get_direction(ep->h[i]);
 
-        fds[n].fd = nbd_aio_get_fd(ep->h[i]);
+        /* A dead connection has nothing more to say, and its socket would
+         * wake every poll with POLLHUP. */
+        fds[n].fd = copy_nbd_conn_dead(ep, i) ? -1 : nbd_aio_get_fd(ep->h[i]);
         fds[n].events = (dir & LIBNBD_AIO_DIRECTION_READ ? POLLIN : 0) |
                         (dir & LIBNBD_AIO_DIRECTION_WRITE ? POLLOUT : 0);
         fds[n].revents = 0;
@@ -310,19 +312,37 @@ int copy_nbd_poll_fds(struct endpoint *ep, struct pollfd *fds, int max)
     return n;
 }
 
+bool copy_nbd_conn_dead(const struct endpoint *ep, int conn)
+{
+    return conn >= 0 && conn < ep->nconn && ep->h[conn] &&
+           (nbd_aio_is_dead(ep->h[conn]) || nbd_aio_is_closed(ep->h[conn]));
+}
+
 int copy_nbd_notify(struct endpoint *ep, const struct pollfd *fds)
 {
+    int rc = 0;
+
+    /* Every live connection is served even when one has died: requests
+     * on the others must still complete for the run to drain. */
     for (int i = 0; i < ep->nconn; i++) {
         short rev = fds[i].revents;
 
-        if ((rev & (POLLIN | POLLHUP | POLLERR)) && nbd_aio_notify_read(ep->h[i]) < 0)
-            return nbd_fail(ep, "connection");
-        if ((rev & POLLOUT) && nbd_aio_notify_write(ep->h[i]) < 0)
-            return nbd_fail(ep, "connection");
-        if (nbd_aio_is_dead(ep->h[i]) || nbd_aio_is_closed(ep->h[i])) {
-            err_set(ECONNRESET, "%s: the server closed connection %d", ep->spec, i + 1);
-            return -1;
+        if (copy_nbd_conn_dead(ep, i)) {
+            if (!rc)
+                err_set(ECONNRESET, "%s: the server closed connection %d", ep->spec, i + 1);
+            rc = -1;
+            continue;
+        }
+        if (((rev & (POLLIN | POLLHUP | POLLERR)) && nbd_aio_notify_read(ep->h[i]) < 0) ||
+            ((rev & POLLOUT) && nbd_aio_notify_write(ep->h[i]) < 0)) {
+            if (!rc)
+                nbd_fail(ep, "connection");
+            rc = -1;
+        } else if (copy_nbd_conn_dead(ep, i)) {
+            if (!rc)
+                err_set(ECONNRESET, "%s: the server closed connection %d", ep->spec, i + 1);
+            rc = -1;
         }
     }
-    return 0;
+    return rc;
 }

@@ -45,6 +45,12 @@ void err_prefix(const char *fmt, ...)
     }
 }
 
+void err_restore(int errnum, const char *msg)
+{
+    snprintf(err_buf, sizeof err_buf, "%s", msg);
+    err_num = errnum;
+}
+
 const char *err_msg(void)
 {
     return err_buf[0] ? err_buf : "unknown error";

@@ -15,6 +15,9 @@ void err_set(int errnum, const char *fmt, ...) __attribute__((format(printf, 2, 
 void err_vset(int errnum, const char *fmt, va_list ap);
 /* Prefixes the recorded message with more context ("CONTEXT: old"). */
 void err_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Puts back a message saved from err_msg() and its err_errno(), as they
+ * were (the message already holds the strerror text). */
+void err_restore(int errnum, const char *msg);
 const char *err_msg(void);
 /* The errno recorded with the last message, 0 if none. */
 int err_errno(void);
