@@ -15,6 +15,7 @@
  */
 #include "engine/bitmap.h"
 #include "engine/client_tls.h"
+#include "engine/target_probe.h"
 #include "engine/error.h"
 #include "qmp/qmp.h"
 
@@ -35,6 +36,7 @@
 
 #define QMP_TIMEOUT_MS    30000
 #define EXPORT_GONE_MS    30000     /* a deleted export to disappear */
+#define TARGET_PROBE_MS   10000     /* a target to answer before pass 0 */
 #define FINAL_MAX_PASSES  16        /* paused passes before giving up */
 /* The copier's depth.  QEMU serves every NBD export from one thread (its
  * main loop), the guest's own export included when the guest is a client
@@ -1080,6 +1082,38 @@ static enum att switch_migrate(struct bm *b)
     return A_OK;
 }
 
+/* Every target is looked at before anything is copied, so that a bad
+ * second volume fails the run before the first one is written.  A file
+ * target that does not exist yet is created by the copier, at the drive's
+ * size. */
+static enum att check_targets(struct bm *b)
+{
+    for (int i = 0; i < b->cfg->nvols; i++) {
+        struct mig_volume *v = &b->cfg->vols[i];
+        bool blockdev;
+
+        if (v->uri.kind == URI_FILE) {
+            if (probe_file_target(v->uri.path, &v->target_size, &blockdev) < 0) {
+                if (err_errno() == ENOENT)
+                    continue;
+                err_prefix("drive '%s'", v->drive);
+                return A_FINAL;
+            }
+        } else if (probe_nbd_target(&v->uri, b->tls_on ? &b->tls : NULL, TARGET_PROBE_MS,
+                                    &v->target_size) < 0) {
+            err_prefix("drive '%s'", v->drive);
+            return A_RETRY;     /* as in mirror mode: it may be on its way */
+        }
+        if (v->target_size < v->size) {
+            err_set(0, "target %s is %llu bytes, smaller than drive '%s' (%llu bytes)",
+                    v->target, (unsigned long long)v->target_size, v->drive,
+                    (unsigned long long)v->size);
+            return A_FINAL;
+        }
+    }
+    return A_OK;
+}
+
 static enum att attempt_once(struct bm *b, int attempt)
 {
     json_t *vols = json_array();
@@ -1096,7 +1130,9 @@ static enum att attempt_once(struct bm *b, int attempt)
                                               v->node, "target", v->target, "size",
                                               (json_int_t)v->size));
     }
-    a = server_start(b);
+    a = check_targets(b);
+    if (a == A_OK)
+        a = server_start(b);
     if (a != A_OK) {
         json_decref(vols);
         return a;

@@ -1,6 +1,7 @@
 #include "engine/migrate.h"
 #include "engine/bitmap.h"
 #include "engine/client_tls.h"
+#include "engine/target_probe.h"
 #include "engine/error.h"
 #include "qmp/qmp.h"
 
@@ -170,15 +171,6 @@ out:
 
 /* ---- targets ---- */
 
-static void nbd_uri_text(const struct target_uri *u, char *buf, size_t len)
-{
-    if (u->kind == URI_NBD_UNIX)
-        snprintf(buf, len, "nbd+unix:///%s?socket=%s", u->export_name, u->socket);
-    else if (strchr(u->host, ':'))
-        snprintf(buf, len, "nbd://[%s]:%s/%s", u->host, u->port, u->export_name);
-    else
-        snprintf(buf, len, "nbd://%s:%s/%s", u->host, u->port, u->export_name);
-}
 
 /* ---- TLS ---- */
 
@@ -227,86 +219,13 @@ static void tls_del(struct mig *m, enum mig_result res)
 }
 
 /* Asks the destination how big the export is, within a deadline.
- * Returns 0, or -1 (retryable: nobody answered) with err_msg() set. */
+ * Returns 0, or -1 (retryable: nobody answered) with err_msg() set.  With
+ * --tls-hostname the certificate names another host than the URI does;
+ * libnbd cannot be told which, so this look skips the check and QEMU's
+ * connection, which carries the data, makes it. */
 static int nbd_target_size(struct mig *m, const struct target_uri *u, uint64_t *size)
 {
-    char uri[4500];
-    struct nbd_handle *h = nbd_create();
-    int64_t deadline = dl(CONNECT_TIMEOUT_MS), s;
-    int rc = -1;
-
-    if (!h) {
-        err_set(0, "libnbd: %s", nbd_get_error());
-        return -1;
-    }
-    nbd_uri_text(u, uri, sizeof uri);
-    if (m->tls_added) {
-        /* nbds:// and nbds+unix:// make libnbd require TLS. */
-        memmove(uri + 4, uri + 3, strlen(uri + 3) + 1);
-        uri[3] = 's';
-        /* With --tls-hostname the certificate names another host than the
-         * URI does; libnbd cannot be told which, so this look skips the
-         * check and QEMU's connection, which carries the data, makes it. */
-        if (client_tls_apply(&m->tls, h) < 0)
-            goto out;
-    }
-    if (nbd_aio_connect_uri(h, uri) < 0) {
-        err_set(0, "cannot reach the target %s: %s", uri, nbd_get_error());
-        goto out;
-    }
-    while (!nbd_aio_is_ready(h)) {
-        int64_t left = deadline - qmp_now_ms();
-
-        if (nbd_aio_is_dead(h) || nbd_aio_is_closed(h) || left <= 0 ||
-            nbd_poll(h, (int)(left < 1000 ? left : 1000)) < 0) {
-            err_set(0, "cannot reach the target %s: %s", uri,
-                    left <= 0 ? "no answer within 10 s" : nbd_get_error());
-            goto out;
-        }
-    }
-    s = nbd_get_size(h);
-    if (s < 0) {
-        err_set(0, "target %s: %s", uri, nbd_get_error());
-        goto out;
-    }
-    if (nbd_is_read_only(h) == 1) {
-        err_set(0, "target %s is read-only", uri);
-        goto out;
-    }
-    *size = (uint64_t)s;
-    rc = 0;
-    nbd_shutdown(h, 0);
-out:
-    nbd_close(h);
-    return rc;
-}
-
-static int file_target_size(const struct target_uri *u, uint64_t *size, bool *blockdev)
-{
-    struct stat st;
-
-    if (stat(u->path, &st) < 0) {
-        err_set(errno, "target %s", u->path);
-        return -1;
-    }
-    *blockdev = S_ISBLK(st.st_mode);
-    if (*blockdev) {
-        int fd = open(u->path, O_RDONLY | O_CLOEXEC);
-        int r = fd < 0 ? -1 : ioctl(fd, BLKGETSIZE64, size);
-
-        if (fd >= 0)
-            close(fd);
-        if (r < 0) {
-            err_set(errno, "size of %s", u->path);
-            return -1;
-        }
-    } else if (S_ISREG(st.st_mode)) {
-        *size = (uint64_t)st.st_size;
-    } else {
-        err_set(0, "target %s is neither a file nor a block device", u->path);
-        return -1;
-    }
-    return 0;
+    return probe_nbd_target(u, m->tls_added ? &m->tls : NULL, CONNECT_TIMEOUT_MS, size);
 }
 
 /* Adds the nodes the mirror writes into.  A target larger than the source
@@ -318,7 +237,7 @@ static enum attempt add_target(struct mig *m, struct mig_volume *v)
     bool blockdev = false;
 
     if (v->uri.kind == URI_FILE) {
-        if (file_target_size(&v->uri, &v->target_size, &blockdev) < 0)
+        if (probe_file_target(v->uri.path, &v->target_size, &blockdev) < 0)
             return ATT_FINAL;
     } else if (nbd_target_size(m, &v->uri, &v->target_size) < 0) {
         return ATT_RETRY;

@@ -110,6 +110,10 @@ bitmap_clean "$p"
 no_sock_dir $ub_pid
 assert_eq "$(sha "$T/src0")" "$sum0" "source 0 changed"
 assert_eq "$(sha "$T/src1")" "$sum1" "source 1 changed"
+# Every destination is looked at before any copy: disk0's is not written.
+assert_eq "$(sha "$T/ok0")" "$(head -c ${mib}M /dev/zero | sha256sum | cut -d' ' -f1)" \
+    "disk0's destination was written although disk1's was unreachable"
+has_event ub started && fail "the copy started although disk1's destination was unreachable"
 log "(b) unreachable destination: failed cleanly"
 
 # (c) disk1's destination one MiB smaller than the drive.
@@ -126,4 +130,7 @@ no_sock_dir $sm_pid
 assert_eq "$(sha "$T/src0")" "$sum0" "source 0 changed"
 assert_eq "$(sha "$T/src1")" "$sum1" "source 1 changed"
 assert_eq "$(stat -c %s "$T/small1")" $(( (mib - 1) << 20 )) "the small destination grew"
+grep -q "smaller than drive 'disk1'" "$T/sm.err" || fail "the error does not give the sizes"
+assert_eq "$(sha "$T/ok0")" "$(head -c ${mib}M /dev/zero | sha256sum | cut -d' ' -f1)" \
+    "disk0's destination was written although disk1's was too small"
 log "ok"

@@ -1,0 +1,104 @@
+#include "engine/target_probe.h"
+#include "engine/client_tls.h"
+#include "engine/clock.h"
+#include "engine/error.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libnbd.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+void nbd_uri_text(const struct target_uri *u, bool tls, char *buf, size_t len)
+{
+    const char *s = tls ? "s" : "";
+
+    if (u->kind == URI_NBD_UNIX)
+        snprintf(buf, len, "nbd%s+unix:///%s?socket=%s", s, u->export_name, u->socket);
+    else if (strchr(u->host, ':'))
+        snprintf(buf, len, "nbd%s://[%s]:%s/%s", s, u->host, u->port, u->export_name);
+    else
+        snprintf(buf, len, "nbd%s://%s:%s/%s", s, u->host, u->port, u->export_name);
+}
+
+int probe_nbd_target(const struct target_uri *u, const struct client_tls *tls, int timeout_ms,
+                     uint64_t *size)
+{
+    char uri[4500];
+    struct nbd_handle *h = nbd_create();
+    int64_t deadline = clock_ms() + timeout_ms, s;
+    int rc = -1;
+
+    if (!h) {
+        err_set(0, "libnbd: %s", nbd_get_error());
+        return -1;
+    }
+    /* nbds:// and nbds+unix:// make libnbd require TLS. */
+    nbd_uri_text(u, tls != NULL, uri, sizeof uri);
+    if (tls && client_tls_apply(tls, h) < 0)
+        goto out;
+    if (nbd_aio_connect_uri(h, uri) < 0) {
+        err_set(0, "cannot reach the target %s: %s", uri, nbd_get_error());
+        goto out;
+    }
+    while (!nbd_aio_is_ready(h)) {
+        int64_t left = deadline - clock_ms();
+
+        if (nbd_aio_is_dead(h) || nbd_aio_is_closed(h) || left <= 0 ||
+            nbd_poll(h, (int)(left < 1000 ? left : 1000)) < 0) {
+            if (left <= 0)
+                err_set(0, "cannot reach the target %s: no answer within %d s", uri,
+                        timeout_ms / 1000);
+            else
+                err_set(0, "cannot reach the target %s: %s", uri, nbd_get_error());
+            goto out;
+        }
+    }
+    s = nbd_get_size(h);
+    if (s < 0) {
+        err_set(0, "target %s: %s", uri, nbd_get_error());
+        goto out;
+    }
+    if (nbd_is_read_only(h) == 1) {
+        err_set(0, "target %s is read-only", uri);
+        goto out;
+    }
+    *size = (uint64_t)s;
+    rc = 0;
+    nbd_shutdown(h, 0);
+out:
+    nbd_close(h);
+    return rc;
+}
+
+int probe_file_target(const char *path, uint64_t *size, bool *blockdev)
+{
+    struct stat st;
+
+    if (stat(path, &st) < 0) {
+        err_set(errno, "target %s", path);
+        return -1;
+    }
+    *blockdev = S_ISBLK(st.st_mode);
+    if (*blockdev) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        int r = fd < 0 ? -1 : ioctl(fd, BLKGETSIZE64, size);
+
+        if (fd >= 0)
+            close(fd);
+        if (r < 0) {
+            err_set(errno, "size of %s", path);
+            return -1;
+        }
+    } else if (S_ISREG(st.st_mode)) {
+        *size = (uint64_t)st.st_size;
+    } else {
+        err_set(0, "target %s is neither a file nor a block device", path);
+        return -1;
+    }
+    return 0;
+}
