@@ -462,6 +462,15 @@ static int export_listed(const char *sock, const char *name, int *count)
     return rc;
 }
 
+/* A read-only export of node named id, whose only use is to show up (or
+ * not) in the export list of the server on some socket: that tells whether
+ * the server there is this QEMU's. */
+static int probe_add(struct qmp *q, const char *id, const char *node)
+{
+    return qmp_callf(q, NULL, dl(QMP_TIMEOUT_MS), "block-export-add", "{s:s, s:s, s:s, s:s, s:b}",
+                     "type", "nbd", "id", id, "node-name", node, "name", id, "writable", 0);
+}
+
 /* --nbd-socket: the server is someone else's.  Before anything is copied,
  * a probe export proves both that QEMU runs an NBD server and that the
  * server on the socket is that one (an export added through QMP shows up
@@ -478,9 +487,7 @@ static enum att server_attach(struct bm *b)
     }
     snprintf(b->sock, sizeof b->sock, "%s", path);
     snprintf(id, sizeof id, NAME_PREFIX "%d-" EXT_TAG "probe", (int)getpid());
-    if (qmp_callf(b->q, NULL, dl(QMP_TIMEOUT_MS), "block-export-add", "{s:s, s:s, s:s, s:s, s:b}",
-                  "type", "nbd", "id", id, "node-name", b->cfg->vols[0].node, "name", id,
-                  "writable", 0) < 0) {
+    if (probe_add(b->q, id, b->cfg->vols[0].node) < 0) {
         if (!qmp_is_open(b->q))
             return A_GONE;
         if (strstr(err_msg(), "not running")) {
@@ -554,9 +561,7 @@ static int stop_orphan_server(struct qmp *q)
 
         if (i >= 8 || added)
             break;
-        added = node && qmp_callf(q, NULL, dl(QMP_TIMEOUT_MS), "block-export-add",
-                                  "{s:s, s:s, s:s, s:s, s:b}", "type", "nbd", "id", id,
-                                  "node-name", node, "name", id, "writable", 0) == 0;
+        added = node && probe_add(q, id, node) == 0;
     }
     json_decref(nodes);
     if (!added)
@@ -1104,12 +1109,8 @@ static enum att check_targets(struct bm *b)
             err_prefix("drive '%s'", v->drive);
             return A_RETRY;     /* as in mirror mode: it may be on its way */
         }
-        if (v->target_size < v->size) {
-            err_set(0, "target %s is %llu bytes, smaller than drive '%s' (%llu bytes)",
-                    v->target, (unsigned long long)v->target_size, v->drive,
-                    (unsigned long long)v->size);
+        if (probe_fits(v->target, v->target_size, v->drive, v->size) < 0)
             return A_FINAL;
-        }
     }
     return A_OK;
 }

@@ -256,17 +256,24 @@ static uint64_t range_end(struct run *R)
     return cfg->ranges[R->ri].off + cfg->ranges[R->ri].len;
 }
 
-/* Seconds until max_rate allows another read; 0 when it does now.  The
- * budget is the rate times the time since the start plus 100 ms of it, so
- * the copy starts at once and a pause in planning does not save up. */
-static double rate_wait(const struct run *R, double now)
+/* Seconds until max_rate allows another read; 0 when it does now (or
+ * there is no limit).  The budget is the rate times the time since the
+ * start plus 100 ms of it, so the copy starts at once and a pause in
+ * planning does not save up. */
+static double rate_wait(const struct run *R)
 {
     double rate = (double)R->cp.cfg->max_rate, allowed;
 
     if (rate <= 0)
         return 0;
-    allowed = rate * (now - R->t0 + 0.1);
+    allowed = rate * (clock_seconds() - R->t0 + 0.1);
     return (double)R->rate_bytes < allowed ? 0 : ((double)R->rate_bytes - allowed) / rate + 0.001;
+}
+
+/* Pieces remain and a slot is free: only max_rate may hold them back. */
+static bool has_work(const struct run *R)
+{
+    return !R->stopping && R->pos < R->st.size && R->free;
 }
 
 /* Issues pieces while slots are free.  Skips cost nothing and are
@@ -275,8 +282,8 @@ static void plan(struct run *R)
 {
     struct copy *cp = &R->cp;
 
-    while (!R->stopping && R->pos < R->st.size && R->free) {
-        if (cp->cfg->max_rate && rate_wait(R, clock_seconds()) > 0) {
+    while (has_work(R)) {
+        if (rate_wait(R) > 0) {
             /* Waiting on our own limit is not a stalled server. */
             if (!R->inflight)
                 R->last_progress_t = clock_seconds();
@@ -413,8 +420,8 @@ static int wait_events(struct run *R)
         return 0;
     /* Held back by max_rate with nothing else to wait for: wake when the
      * budget allows the next read rather than at the next tick. */
-    if (cp->cfg->max_rate && R->free && R->pos < R->st.size && !R->stopping) {
-        double w = rate_wait(R, clock_seconds());
+    if (has_work(R)) {
+        double w = rate_wait(R);
 
         if (w > 0 && w < 0.1)
             timeout = (int)(w * 1000) + 1;
@@ -462,8 +469,7 @@ static int loop(struct run *R)
          * local I/O on both sides nothing else would end the wait.  What
          * the ring holds is submitted either way.  Slots held back by
          * max_rate are not: the wait is what paces them. */
-        if (R->free && !R->stopping && R->pos < R->st.size &&
-            !(cfg->max_rate && rate_wait(R, clock_seconds()) > 0))
+        if (has_work(R) && rate_wait(R) == 0)
             io_uring_submit(&R->cp.ring);
         else if (wait_events(R) < 0)
             fail_now(R);

@@ -327,14 +327,9 @@ int copy_nbd_notify(struct endpoint *ep, const struct pollfd *fds)
     for (int i = 0; i < ep->nconn; i++) {
         short rev = fds[i].revents;
 
-        if (copy_nbd_conn_dead(ep, i)) {
-            if (!rc)
-                err_set(ECONNRESET, "%s: the server closed connection %d", ep->spec, i + 1);
-            rc = -1;
-            continue;
-        }
-        if (((rev & (POLLIN | POLLHUP | POLLERR)) && nbd_aio_notify_read(ep->h[i]) < 0) ||
-            ((rev & POLLOUT) && nbd_aio_notify_write(ep->h[i]) < 0)) {
+        if (!copy_nbd_conn_dead(ep, i) &&
+            (((rev & (POLLIN | POLLHUP | POLLERR)) && nbd_aio_notify_read(ep->h[i]) < 0) ||
+             ((rev & POLLOUT) && nbd_aio_notify_write(ep->h[i]) < 0))) {
             if (!rc)
                 nbd_fail(ep, "connection");
             rc = -1;

@@ -242,11 +242,8 @@ static enum attempt add_target(struct mig *m, struct mig_volume *v)
     } else if (nbd_target_size(m, &v->uri, &v->target_size) < 0) {
         return ATT_RETRY;
     }
-    if (v->target_size < v->size) {
-        err_set(0, "target %s is %llu bytes, smaller than drive '%s' (%llu bytes)", v->target,
-                (unsigned long long)v->target_size, v->drive, (unsigned long long)v->size);
+    if (probe_fits(v->target, v->target_size, v->drive, v->size) < 0)
         return ATT_FINAL;
-    }
     if (v->uri.kind == URI_FILE) {
         /* QEMU refuses write permission on an O_DIRECT node whose size is
          * not a multiple of its request alignment (up to 4 KiB): such a

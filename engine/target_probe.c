@@ -102,3 +102,12 @@ int probe_file_target(const char *path, uint64_t *size, bool *blockdev)
     }
     return 0;
 }
+
+int probe_fits(const char *target, uint64_t target_size, const char *drive, uint64_t size)
+{
+    if (target_size >= size)
+        return 0;
+    err_set(0, "target %s is %llu bytes, smaller than drive '%s' (%llu bytes)", target,
+            (unsigned long long)target_size, drive, (unsigned long long)size);
+    return -1;
+}

@@ -22,6 +22,10 @@ int probe_nbd_target(const struct target_uri *u, const struct client_tls *tls, i
  * err_errno() set (ENOENT when it does not exist). */
 int probe_file_target(const char *path, uint64_t *size, bool *blockdev);
 
+/* -1 with err_msg() giving both sizes when a target of target_size bytes
+ * cannot hold drive's size bytes; 0 when it can. */
+int probe_fits(const char *target, uint64_t target_size, const char *drive, uint64_t size);
+
 /* The URI of an NBD target as libnbd takes it (nbds when tls). */
 void nbd_uri_text(const struct target_uri *u, bool tls, char *buf, size_t len);
 
