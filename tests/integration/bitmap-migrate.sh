@@ -40,16 +40,10 @@ for e in started pass converged ready switchover paused completed; do
     has_event mig $e || fail "no '$e' event"
 done
 assert_eq "$(event_field mig switchover mode)" migrate "switchover mode"
-[ "$(python3 -c '
-import json, sys
-print(sum(1 for l in open(sys.argv[1]) if l.strip() and json.loads(l)["event"] == "pass"
-          and not json.loads(l)["paused"]))' "$T/mig.json")" -ge 2 ] || fail "fewer than 2 live passes"
+[ "$(live_passes mig)" -ge 2 ] || fail "fewer than 2 live passes"
 [ -n "$(event_field mig paused seconds)" ] || fail "no pause length"
 log "pause: $(event_field mig paused seconds) s; QEMU downtime $(event_field mig paused qemu_downtime_ms) ms"
 assert_clean "$p"
 assert_eq "$(qmp "$p" query-block-exports)" "[]" "exports left in QEMU"
-out=$(qmp "$p" query-named-block-nodes '{"flat":true}' | python3 -c '
-import json, sys
-print(" ".join(b["name"] for n in json.load(sys.stdin) for b in n.get("dirty-bitmaps", [])))')
-assert_eq "$out" "" "dirty bitmaps left in QEMU"
+assert_eq "$(bitmaps "$p")" "" "dirty bitmaps left in QEMU"
 log "ok"

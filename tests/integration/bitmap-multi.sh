@@ -54,17 +54,10 @@ same_bytes "$T/src1" "$T/dst1"
 assert_eq "$(event_field bm started volumes | python3 -c '
 import json, sys
 print(" ".join(v["drive"] for v in json.load(sys.stdin)))')" "disk0 disk1" "volumes started"
-live=$(python3 -c '
-import json, sys
-print(sum(1 for l in open(sys.argv[1]) if l.strip() and json.loads(l)["event"] == "pass"
-          and not json.loads(l)["paused"]))' "$T/bm.json")
+live=$(live_passes bm)
 log "passes with the guest running: $live"
 [ "$live" -ge 2 ] || fail "expected at least 2 passes with the guest running, got $live"
-dirty1=$(python3 -c '
-import json, sys
-for l in open(sys.argv[1]):
-    e = json.loads(l)
-    if e["event"] == "pass" and e["pass"] == 1: print(e["dirty"])' "$T/bm.json")
+dirty1=$(pass_dirty bm 1)
 # 2 MiB written on each drive during pass 0.
 [ "${dirty1:-0}" -ge 4194304 ] || fail "pass 1 did not copy both drives' writes (dirty $dirty1)"
 passes=$(event_field bm completed passes)

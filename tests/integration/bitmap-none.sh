@@ -36,17 +36,10 @@ migrate_wait bm
 assert_eq "$bm_rc" 0 "volmig migrate exit status"
 same_bytes "$T/src" "$T/dst"
 
-live=$(python3 -c '
-import json, sys
-print(sum(1 for l in open(sys.argv[1]) if l.strip() and json.loads(l)["event"] == "pass"
-          and not json.loads(l)["paused"]))' "$T/bm.json")
+live=$(live_passes bm)
 log "passes with the guest running: $live"
 [ "$live" -ge 2 ] || fail "expected at least 2 passes with the guest running, got $live"
-dirty1=$(python3 -c '
-import json, sys
-for l in open(sys.argv[1]):
-    e = json.loads(l)
-    if e["event"] == "pass" and e["pass"] == 1: print(e["dirty"])' "$T/bm.json")
+dirty1=$(pass_dirty bm 1)
 [ "${dirty1:-0}" -ge 4194304 ] || fail "pass 1 did not copy the write made during pass 0 (dirty $dirty1)"
 pause=$(event_field bm paused seconds)
 [ -n "$pause" ] || fail "no pause length reported"

@@ -94,3 +94,26 @@ qmp() { python3 "$QMPPY" "$@"; }
 random_file() { # PATH MIB
     dd if=/dev/urandom of="$1" bs=1M count="$2" status=none
 }
+
+# run_rusage OUT CMD... : runs CMD with stdout and stderr into OUT, and
+# writes "EXIT CPU-SECONDS WALL-SECONDS" into OUT.cpu; returns CMD's exit.
+run_rusage() {
+    python3 -c '
+import resource, subprocess, sys, time
+t = time.time()
+rc = subprocess.call(sys.argv[2:], stdout=open(sys.argv[1], "w"), stderr=subprocess.STDOUT)
+u = resource.getrusage(resource.RUSAGE_CHILDREN)
+open(sys.argv[1] + ".cpu", "w").write("%d %.3f %.3f\n" % (rc, u.ru_utime + u.ru_stime, time.time() - t))
+sys.exit(rc)' "$@"
+}
+
+# assert_sleeps OUT WHAT : the run_rusage run into OUT used under half its
+# wall time in CPU.  Under load a spinning process gets less CPU, so this
+# can miss a spin but never flags a process that sleeps.
+assert_sleeps() {
+    local rc cpu wall
+    read -r rc cpu wall <"$1.cpu"
+    log "CPU ${cpu} s over ${wall} s"
+    python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) < 0.5 * float(sys.argv[2]) else 1)' "$cpu" "$wall" \
+        || fail "$2 used ${cpu} s of CPU in ${wall} s: it spins while it waits"
+}

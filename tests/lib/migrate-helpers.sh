@@ -352,3 +352,20 @@ bitmap_clean() {
     qmp "$1" nbd-server-stop >/dev/null || fail "nbd-server-stop"
     assert_running "$1"
 }
+
+# live_passes NAME : how many bitmap-mode passes ran with the guest running
+live_passes() {
+    python3 -c '
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+print(sum(1 for e in ev if e["event"] == "pass" and not e["paused"]))' "$T/$1.json"
+}
+
+# pass_dirty NAME N : the bytes pass N of a bitmap-mode run found dirty
+pass_dirty() {
+    python3 -c '
+import json, sys
+for l in open(sys.argv[1]):
+    e = json.loads(l) if l.strip() else {}
+    if e.get("event") == "pass" and e["pass"] == int(sys.argv[2]): print(e["dirty"])' "$T/$1.json" "$2"
+}
