@@ -515,7 +515,7 @@ static int open_endpoint(struct endpoint *ep, const struct copy_config *cfg, con
     }
     if (kind == COPY_SPEC_NBD)
         return copy_nbd_open(ep, cfg->connections > 0 ? cfg->connections : 4);
-    return copy_local_open(ep, path, !cfg->no_direct, src_size);
+    return copy_local_open(ep, path, !cfg->no_direct, src_size, !is_target && cfg->force_share);
 }
 
 static bool uses_ring(const struct endpoint *ep)

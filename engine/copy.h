@@ -59,6 +59,11 @@ struct copy_config {
     int requests;             /* requests in flight (default 64) */
     uint32_t request_size;    /* bytes per read/write (default 256 KiB) */
     bool no_direct;           /* do not use O_DIRECT on local volumes */
+    /* Read a local source even while another process holds it with a
+     * permission that makes a consistent read impossible (a running VM
+     * writing it), as qemu-img's --force-share; the target is always
+     * locked for writing. */
+    bool force_share;
     /* Credentials for the ends whose URI is nbds:// or nbds+unix://; NULL
      * refuses such ends.  Plain nbd:// ends never use TLS. */
     const struct client_tls *tls;

@@ -106,7 +106,8 @@ struct copy {
 };
 
 /* Backends: open fills ep (size, align, limits, ops).  -1 with err_msg(). */
-int copy_local_open(struct endpoint *ep, const char *path, bool direct, uint64_t create_size);
+int copy_local_open(struct endpoint *ep, const char *path, bool direct, uint64_t create_size,
+                    bool force_share);
 int copy_nbd_open(struct endpoint *ep, int connections);
 /* True when connection conn of an NBD endpoint died: what is in flight on
  * it never completes. */

@@ -168,7 +168,8 @@ static int create_sparse(const char *path, uint64_t size)
     return 0;
 }
 
-int copy_local_open(struct endpoint *ep, const char *path, bool direct, uint64_t create_size)
+int copy_local_open(struct endpoint *ep, const char *path, bool direct, uint64_t create_size,
+                    bool force_share)
 {
     struct stat st;
 
@@ -177,7 +178,8 @@ int copy_local_open(struct endpoint *ep, const char *path, bool direct, uint64_t
         return -1;
     /* The target's export size is the source's: target_open drops O_DIRECT
      * when the copy would end mid-block. */
-    if (target_open(&ep->t, path, !ep->is_target, direct, ep->is_target ? create_size : 0) < 0)
+    if (target_open(&ep->t, path, !ep->is_target, direct, ep->is_target ? create_size : 0,
+                    force_share) < 0)
         return -1;
     ep->ops = &local_ops;
     ep->size = ep->t.size;

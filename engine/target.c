@@ -79,8 +79,8 @@ static int probe_size(struct target *t)
     return 0;
 }
 
-int target_open(struct target *t, const char *path, bool readonly, bool direct,
-                uint64_t export_size)
+static int open_probe(struct target *t, const char *path, bool readonly, bool direct,
+                      uint64_t export_size)
 {
     int r;
 
@@ -140,6 +140,24 @@ int target_open(struct target *t, const char *path, bool readonly, bool direct,
         export_size = t->size;
     if (t->direct && export_size % t->block_size)
         go_buffered(t, "the export size is not a multiple of the block size");
+    return 0;
+}
+
+int target_open(struct target *t, const char *path, bool readonly, bool direct,
+                uint64_t export_size, bool force_share)
+{
+    if (force_share && !readonly) {
+        err_set(0, "%s: a shared open is for reading only", path);
+        return -1;
+    }
+    if (open_probe(t, path, readonly, direct, export_size) < 0)
+        return -1;
+    /* Locked last: the probe may have reopened the file without O_DIRECT,
+     * and the locks belong to the open file description that stays. */
+    if (target_lock(t, force_share) < 0) {
+        target_close(t);
+        return -1;
+    }
     return 0;
 }
 

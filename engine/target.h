@@ -37,11 +37,21 @@ struct target_extent {
 };
 
 /* Opens PATH ("null:" for the null target).  export_size (0: unknown yet)
- * lets it drop O_DIRECT when the export would end mid-block.  -1 with
- * err_msg() set. */
+ * lets it drop O_DIRECT when the export would end mid-block.  The volume is
+ * locked as QEMU locks its images (target_lock) for as long as it is open:
+ * a volume another process holds with a conflicting permission is refused.
+ * force_share (read-only only) reads it anyway, as qemu-img's
+ * --force-share does.  -1 with err_msg() set. */
 int target_open(struct target *t, const char *path, bool readonly, bool direct,
-                uint64_t export_size);
+                uint64_t export_size, bool force_share);
 void target_close(struct target *t);
+
+/* Takes part in QEMU's image locking on t->fd: a reader needs "consistent
+ * read", a writer that and "write", and both share only "consistent read"
+ * and "write unchanged", as qemu-img does; force_share needs and refuses
+ * nothing.  -1 with err_msg() naming the permission and the process that
+ * holds it (as "COMMAND (pid N)" when /proc shows it). */
+int target_lock(struct target *t, bool force_share);
 
 /* Describes [off, off+len) in at most max extents that cover it exactly;
  * past max, the rest is reported as one data extent.  Never fails: what it

@@ -1234,7 +1234,7 @@ static int setup_export(struct server *s)
     const struct nbd_serve_config *cfg = s->cfg;
     struct target *t = &s->tgt;
 
-    if (target_open(t, cfg->target, cfg->readonly, cfg->direct, cfg->size) < 0)
+    if (target_open(t, cfg->target, cfg->readonly, cfg->direct, cfg->size, cfg->force_share) < 0)
         return -1;
     if (t->kind == TARGET_NULL && !cfg->size) {
         err_set(0, "the null target needs --size");
