@@ -89,7 +89,10 @@ static int local_start(struct endpoint *ep, struct creq *r, enum ep_op op)
     sqe = copy_get_sqe(ep->cp);
     switch (op) {
     case OP_READ:
-        target_prep_read(&ep->t, sqe, buf, (uint32_t)len, r->io_pos);
+        if (target_cache_holds(&ep->t, r->io_pos, len))
+            target_cache_prep_read(&ep->t, sqe, buf, (uint32_t)len, r->io_pos);
+        else
+            target_prep_read(&ep->t, sqe, buf, (uint32_t)len, r->io_pos);
         break;
     case OP_WRITE:
         target_prep_write(&ep->t, sqe, buf, (uint32_t)len, r->io_pos, false);
@@ -181,6 +184,8 @@ int copy_local_open(struct endpoint *ep, const char *path, bool direct, uint64_t
     if (target_open(&ep->t, path, !ep->is_target, direct, ep->is_target ? create_size : 0,
                     force_share) < 0)
         return -1;
+    if (!ep->is_target)
+        target_cache_open(&ep->t);
     ep->ops = &local_ops;
     ep->size = ep->t.size;
     ep->align = ep->t.block_size;
@@ -189,9 +194,10 @@ int copy_local_open(struct endpoint *ep, const char *path, bool direct, uint64_t
     ep->can_zero = ep->is_target;
     ep->knows_zero = ep->t.kind == TARGET_FILE && ep->t.can_seek_data;
     ep->inline_io = ep->t.kind == TARGET_FILE && in_memory(ep->t.fd);
-    snprintf(ep->desc, sizeof ep->desc, "%s, %s%s%s%s",
+    snprintf(ep->desc, sizeof ep->desc, "%s, %s%s%s%s%s",
              ep->t.kind == TARGET_BLOCK ? "block device" : "file",
              ep->t.direct ? "O_DIRECT" : "buffered",
+             ep->t.cache_fd >= 0 ? " (the page cache where it holds the data)" : "",
              direct && !ep->t.direct ? ": " : "", direct && !ep->t.direct ? ep->t.why_buffered : "",
              ep->inline_io ? ", in memory: plain syscalls" : "");
     return 0;

@@ -86,6 +86,7 @@ static int open_probe(struct target *t, const char *path, bool readonly, bool di
 
     memset(t, 0, sizeof *t);
     t->fd = -1;
+    t->cache_fd = -1;
     t->fixed_index = -1;
     t->readonly = readonly;
     t->block_size = 512;
@@ -163,6 +164,7 @@ int target_open(struct target *t, const char *path, bool readonly, bool direct,
 
 void target_close(struct target *t)
 {
+    target_cache_close(t);
     if (t->fd >= 0)
         close(t->fd);
     t->fd = -1;

@@ -28,6 +28,12 @@ struct target {
     bool can_zero_range;  /* FALLOC_FL_ZERO_RANGE */
     bool can_seek_data;   /* SEEK_DATA/SEEK_HOLE find holes */
     int fixed_index;      /* registered buffer index, -1 if none */
+    /* A buffered twin of an O_DIRECT source, for the ranges the page cache
+     * holds in full (target_cache_open); -1 when there is none, and then
+     * why_uncached says why. */
+    int cache_fd;
+    uint32_t page_size;
+    char why_uncached[64];
 };
 
 struct target_extent {
@@ -45,6 +51,17 @@ struct target_extent {
 int target_open(struct target *t, const char *path, bool readonly, bool direct,
                 uint64_t export_size, bool force_share);
 void target_close(struct target *t);
+
+/* Opens the buffered twin of an O_DIRECT read-only target, when the
+ * kernel can tell what the page cache holds (cachestat, Linux 6.5).
+ * Never fails: without it every read stays O_DIRECT. */
+void target_cache_open(struct target *t);
+/* True when every page of [off, off+len) within the volume is in the page
+ * cache, so a buffered read of it costs no device I/O. */
+bool target_cache_holds(const struct target *t, uint64_t off, uint64_t len);
+void target_cache_prep_read(const struct target *t, struct io_uring_sqe *sqe, void *buf,
+                            uint32_t len, uint64_t off);
+void target_cache_close(struct target *t);
 
 /* Takes part in QEMU's image locking on t->fd: a reader needs "consistent
  * read", a writer that and "write", and both share only "consistent read"
