@@ -259,9 +259,17 @@ static int drive_engine(struct ctl *c, json_t *world, time_t now, bool *busy)
         struct tracked *t;
         char why[1024] = "";
 
+        time_t until;
+
         if (strcmp(k8s_kind(o), "VirtualMachineInstanceMigration") ||
             (ph && strcmp(ph, "Pending")) || tracked_for(c, k8s_namespace(o), k8s_name(o)))
             continue;
+        if (k8s_migration_backoff(world, o, now, &until)) {
+            /* KubeVirt's migration backoff holds it Pending; the next
+             * round after UNTIL starts it. */
+            *busy = true;
+            continue;
+        }
         if (c->njobs == MAX_JOBS) {
             *busy = true;
             break;

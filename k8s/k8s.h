@@ -95,12 +95,10 @@ void k8s_format_time(time_t t, char buf[32]);
     "volumes pointing to non-consistent targets; manual intervention is needed to reassign " \
     "them to their original volumes."
 #define K8S_MSG_INVALID_UPDATE     "The volume can only be reverted to the previous version during the update"
+#define K8S_REASON_UPDATE_ERROR    "VolumesUpdateError"
 #define K8S_LABEL_MIGRATION        "kubevirt.io/volume-update-migration"
 #define K8S_LABEL_IN_PROGRESS      "kubevirt.io/volume-update-in-progress"
 #define K8S_ANNOT_WORKLOAD_UPDATE  "kubevirt.io/workloadUpdateMigration"
-/* volmig's own bookkeeping on the VMI: the migration object of the update
- * in flight (KubeVirt finds it through its workload updater's queue). */
-#define K8S_ANNOT_CURRENT_VMIM     "volmig.io/volume-migration"
 #define K8S_VMIM_PREFIX            "kubevirt-workload-update-"
 #define K8S_BACKOFF_FIRST          20  /* seconds after the first failure */
 
@@ -113,12 +111,20 @@ struct k8s_result {
 
 /* One reconcile step over WORLD (an array of objects, not modified) at time
  * NOW.  Pure: no I/O, no clock, no randomness; the same input gives the
- * same output, byte for byte.  Decisions are stored in the objects' status
- * (and one annotation on the VMI), so a step over its own output changes
+ * same output, byte for byte.  Decisions are stored in the objects, as
+ * KubeVirt stores them (nothing private), so a step over its own output changes
  * nothing more once the world is at rest.  Returns 0, or -1 when WORLD is
  * not an array of valid objects.  Free the result with k8s_result_free. */
 int k8s_reconcile(const json_t *world, time_t now, struct k8s_result *out);
 void k8s_result_free(struct k8s_result *r);
+
+/* KubeVirt's migration backoff for the migration object VMIM in WORLD:
+ * true when it must stay Pending until *UNTIL.  Only the newest migration
+ * of its VMI that carries the workload-update (or evacuation) annotation
+ * waits: 20 s after the Failed timestamp of the one before it, doubled for
+ * every further Failed one back to the last Succeeded.  A migration a user
+ * created never waits. */
+bool k8s_migration_backoff(const json_t *world, const json_t *vmim, time_t now, time_t *until);
 
 /* Runs k8s_reconcile until nothing changes (at most MAX_STEPS steps).
  * Returns the final world (caller owns it), or NULL with err_msg() set. */

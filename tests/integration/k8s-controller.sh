@@ -46,6 +46,14 @@ assert_eq "$(get VirtualMachineInstance vm1 | jq -r '.items[0].spec.volumes[0].p
 cmp "$T/src.img" "$T/dst.img" || fail "dst.img differs from src.img"
 assert_eq "$(qmp "$T/vm.qmp2" query-jobs)" "[]" "jobs left in QEMU"
 get Event | jq -r '.items[].reason' | grep -q VolumeMigrationSucceeded || fail "no VolumeMigrationSucceeded event"
+# KubeVirt's representation after success: the VM keeps its record, the VMI's
+# volumeStatus follows the volume, VolumesChange and migratedVolumes are gone.
+assert_eq "$(get VirtualMachine vm1 | jq -r '.items[0].status.volumeUpdateState.volumeMigrationState.migratedVolumes[0] | .sourcePVCInfo.claimName + "->" + .destinationPVCInfo.claimName')" \
+    "src-pvc->dst-pvc" "VM volumeMigrationState after success"
+vmi=$(get VirtualMachineInstance vm1 | jq -c '.items[0]')
+assert_eq "$(jq -r '.status.volumeStatus[0].persistentVolumeClaimInfo.claimName' <<<"$vmi")" dst-pvc "VMI volumeStatus"
+assert_eq "$(jq -r '[.status.conditions[]? | select(.type=="VolumesChange")] | length' <<<"$vmi")" 0 "VMI VolumesChange"
+assert_eq "$(jq -r '.status.migratedVolumes // "none"' <<<"$vmi")" none "VMI migratedVolumes"
 
 log "cancellation: the user re-applies the original manifest mid-copy"
 # KubeVirt's bandwidth limit for migrations slows the copies from here on.
@@ -70,6 +78,13 @@ track_pid $ctl
 "$VOLMIG" apply -f "$T/updatec.yaml" --store "$S" >/dev/null || fail "apply updatec"
 wait_for 60 sh -c "'$VOLMIG' get --store '$S' VirtualMachineInstanceMigration | jq -e '.items[] | select(.status.phase==\"Running\")'" \
     || { cat "$T/ctlc.log"; fail "the cancellable migration never ran"; }
+# Mid-flight, as KubeVirt keeps it: the VMI spec already names the
+# destination, the source is known from migratedVolumes only.
+vmi=$(get VirtualMachineInstance vm1 | jq -c '.items[0]')
+assert_eq "$(jq -r '.spec.volumes[0].persistentVolumeClaim.claimName' <<<"$vmi")" dstc-pvc "VMI spec mid-flight"
+assert_eq "$(jq -r '.status.migratedVolumes[0] | .sourcePVCInfo.claimName + "->" + .destinationPVCInfo.claimName' <<<"$vmi")" \
+    "dst-pvc->dstc-pvc" "VMI migratedVolumes mid-flight"
+assert_eq "$(jq -r '.status.conditions[] | select(.type=="VolumesChange") | .status' <<<"$vmi")" True "VolumesChange mid-flight"
 "$VOLMIG" apply -f "$T/update.yaml" --store "$S" >/dev/null || fail "re-apply the previous manifest"
 wait_for 60 sh -c "[ \$('$VOLMIG' get --store '$S' VirtualMachineInstanceMigration | jq '[.items[] | select(.status.phase==\"Running\")] | length') = 0 ]" \
     || { cat "$T/ctlc.log"; fail "the migration object was not removed on cancellation"; }
