@@ -8,27 +8,42 @@
 #include <stdlib.h>
 #include <string.h>
 
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "usage: volmig get --store DIR KIND [NAME...] [-n NAMESPACE] [-o json|yaml]\n"
+        "\n"
+        "Prints the stored objects of KIND, or only those named, as a JSON List (default)\n"
+        "or YAML documents.  KIND is named as kubectl names it: the kind, its plural or a\n"
+        "short name, in any case (vm, vmi, vmim, pvc, pv, dv, kubevirt, events), or 'all'.\n"
+        "Without -n every namespace is listed.  An unknown kind, or a NAME not in the\n"
+        "store, is an error (exit 1) in kubectl's words.\n");
+}
+
 int cmd_get(int argc, char **argv)
 {
     static const struct option opts[] = {
         { "store", required_argument, NULL, 's' },
         { "output", required_argument, NULL, 'o' },
         { "namespace", required_argument, NULL, 'n' },
+        { "all-namespaces", no_argument, NULL, 'A' },
         { "help", no_argument, NULL, 'h' },
         { 0 },
     };
-    const char *store = NULL, *ns = NULL, *kind, *name = NULL;
-    bool yaml = false;
-    json_t *all, *sel, *o;
+    const char *store = NULL, *ns = NULL;
+    const struct k8s_kind_info *kind = NULL;
+    bool yaml = false, all;
+    json_t *objs, *sel, *o;
     size_t i;
     char *text;
-    int c;
+    int c, rc = EXIT_DONE;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "s:o:n:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "s:o:n:Ah", opts, NULL)) != -1) {
         switch (c) {
         case 's': store = optarg; break;
         case 'n': ns = optarg; break;
+        case 'A': ns = NULL; break;
         case 'o':
             if (strcmp(optarg, "json") && strcmp(optarg, "yaml")) {
                 cli_error("get", "-o '%s': use json or yaml", optarg);
@@ -36,36 +51,58 @@ int cmd_get(int argc, char **argv)
             }
             yaml = !strcmp(optarg, "yaml");
             break;
-        case 'h':
-            printf("usage: volmig get --store DIR KIND [NAME] [-n NAMESPACE] [-o json|yaml]\n\n"
-                   "Prints the stored objects of KIND (a kind such as VirtualMachine, or 'all'),\n"
-                   "optionally only NAME, as a JSON List (default) or YAML documents.\n");
-            return EXIT_DONE;
-        default: return EXIT_USAGE;
+        case 'h': usage(stdout); return EXIT_DONE;
+        default: usage(stderr); return EXIT_USAGE;
         }
     }
-    if (!store || optind >= argc || argc - optind > 2) {
-        cli_error("get", "usage: volmig get --store DIR KIND [NAME]");
+    if (!store || optind >= argc) {
+        cli_error("get", "usage: volmig get --store DIR KIND [NAME...]");
         return EXIT_USAGE;
     }
-    kind = argv[optind];
-    if (argc - optind == 2)
-        name = argv[optind + 1];
-    all = k8s_store_load(store);
-    if (!all) {
+    all = !strcmp(argv[optind], "all");
+    if (!all && !(kind = k8s_kind_lookup(argv[optind]))) {
+        fprintf(stderr, "error: the server doesn't have a resource type \"%s\"\n", argv[optind]);
+        return EXIT_FAILED;
+    }
+    if (all && argc - optind > 1) {
+        cli_error("get", "a NAME needs a KIND, not 'all'");
+        return EXIT_USAGE;
+    }
+    objs = k8s_store_load(store);
+    if (!objs) {
         cli_error("get", "%s", err_msg());
         return EXIT_FAILED;
     }
     sel = json_array();
-    json_array_foreach(all, i, o)
-        if ((!strcmp(kind, "all") || !strcmp(k8s_kind(o), kind)) &&
-            (!name || !strcmp(k8s_name(o), name)) && (!ns || !strcmp(k8s_namespace(o), ns)))
-            json_array_append(sel, o);
+    if (argc - optind == 1) {
+        json_array_foreach(objs, i, o)
+            if ((all || !strcmp(k8s_kind(o), kind->kind)) &&
+                (!ns || !strcmp(k8s_namespace(o), ns)))
+                json_array_append(sel, o);
+    }
+    for (int a = optind + 1; a < argc; a++) {
+        bool found = false;
+        char res[200];
+
+        json_array_foreach(objs, i, o)
+            if (!strcmp(k8s_kind(o), kind->kind) && !strcmp(k8s_name(o), argv[a]) &&
+                (!ns || !strcmp(k8s_namespace(o), ns))) {
+                json_array_append(sel, o);
+                found = true;
+            }
+        if (!found) {
+            fprintf(stderr, "Error from server (NotFound): %s \"%s\" not found\n",
+                    k8s_kind_resource(kind, res, sizeof res), argv[a]);
+            rc = EXIT_FAILED;
+        }
+    }
     text = yaml ? k8s_dump_yaml(sel) : k8s_dump_json(sel);
-    if (text)
+    if (text && (rc == EXIT_DONE || json_array_size(sel)))
         fputs(text, stdout);
+    if (!text)
+        rc = EXIT_FAILED;
     free(text);
     json_decref(sel);
-    json_decref(all);
-    return text ? EXIT_DONE : EXIT_FAILED;
+    json_decref(objs);
+    return rc;
 }

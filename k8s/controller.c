@@ -265,9 +265,10 @@ static int drive_engine(struct ctl *c, json_t *world, time_t now, bool *busy)
             (ph && strcmp(ph, "Pending")) || tracked_for(c, k8s_namespace(o), k8s_name(o)))
             continue;
         if (k8s_migration_backoff(world, o, now, &until)) {
-            /* KubeVirt's migration backoff holds it Pending; the next
-             * round after UNTIL starts it. */
-            *busy = true;
+            /* KubeVirt's migration backoff holds it Pending; a round after
+             * UNTIL starts it.  With --once that wait is rest: the run
+             * ends, and says that a migration failed. */
+            *busy = *busy || !c->cfg->once;
             continue;
         }
         if (c->njobs == MAX_JOBS) {
@@ -283,6 +284,8 @@ static int drive_engine(struct ctl *c, json_t *world, time_t now, bool *busy)
         } else {
             clog_(c, "migration %s/%s: cannot start: %s", k8s_namespace(o), k8s_name(o), why);
             set_phase(o, "Failed", why, now);
+            if (c->cfg->failed)
+                (*c->cfg->failed)++;
         }
         if (write_if_unchanged(c->cfg->store, seen, o) < 0) {
             json_decref(seen);
@@ -328,6 +331,8 @@ static int drive_engine(struct ctl *c, json_t *world, time_t now, bool *busy)
             }
             clog_(c, "migration %s/%s: %s%s%s", t->ns, t->name, k8s_engine_phase_name(p),
                   msg[0] ? ": " : "", msg);
+            if (p == K8S_ENGINE_FAILED && c->cfg->failed)
+                (*c->cfg->failed)++;
             write_if_unchanged(c->cfg->store, seen, vmim);
             json_decref(seen);
         }

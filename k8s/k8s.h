@@ -28,6 +28,11 @@
 json_t *k8s_parse(const char *text, size_t len, const char *source);
 /* Reads PATH ("-" is stdin) and parses it as above. */
 json_t *k8s_load_file(const char *path);
+/* Reads every path as kubectl -f does: "-" is stdin (once), a directory
+ * gives its *.yaml, *.yml and *.json files in name order (not its
+ * subdirectories; none is an error), and the objects of all of them come
+ * out in one array, in order. */
+json_t *k8s_load_paths(const char *const *paths, size_t n);
 
 /* Serialises an array of objects as a multi-document YAML stream
  * ("---" between documents), keys in insertion order; strings that would
@@ -53,6 +58,32 @@ const char *k8s_name(const json_t *obj);
 const char *k8s_namespace(const json_t *obj);
 /* True for kinds that are not namespaced (PersistentVolume). */
 bool k8s_cluster_scoped(const char *kind);
+
+/* ---- kinds.c: the kinds volmig knows, as kubectl names them ---- */
+
+struct k8s_kind_info {
+    const char *kind;       /* "VirtualMachine" */
+    const char *plural;     /* "virtualmachines" */
+    const char *singular;   /* "virtualmachine" */
+    const char *shorts[2];  /* "vm", "vms" */
+    const char *group;      /* "kubevirt.io"; "" for the core group */
+    bool cluster;           /* not namespaced */
+};
+
+/* The kind named exactly KIND; NULL when volmig does not know it. */
+const struct k8s_kind_info *k8s_kind_info(const char *kind);
+/* The kind a kubectl resource argument names: kind, plural, singular or
+ * short name in any case, or PLURAL.GROUP.  NULL when none. */
+const struct k8s_kind_info *k8s_kind_lookup(const char *name);
+/* "virtualmachines.kubevirt.io" (core kinds: "persistentvolumeclaims"). */
+const char *k8s_kind_resource(const struct k8s_kind_info *k, char *buf, size_t size);
+/* Whether apiVersion belongs to the kind's group ("v1" for the core). */
+bool k8s_kind_version_ok(const struct k8s_kind_info *k, const char *api_version);
+/* The paths of the fields of OBJ that its kind's schema does not have
+ * ("spec.updateVolumeStrategy"), as kubectl's field validation would warn
+ * of them; checked down to the VMI spec and its volumes.  Caller owns the
+ * array. */
+json_t *k8s_unknown_fields(const json_t *obj);
 
 /* "KIND NAMESPACE/NAME" for messages, into BUF. */
 const char *k8s_ref(const json_t *obj, char *buf, size_t size);
