@@ -8,13 +8,67 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A column of the wide table: the migration object's phase, and its
+ * volmig.io/progress annotation read back. */
+static void vmim_columns(const json_t *o, char *buf, size_t size)
+{
+    const char *text = json_string_value(json_object_get(k8s_get(o, "metadata.annotations"),
+                                                         K8S_ANNOT_PROGRESS));
+    json_t *p = text ? json_loads(text, 0, NULL) : NULL;
+    const char *phase = k8s_get_str(o, "status.phase");
+    const char *vmi = k8s_get_str(o, "spec.vmiName");
+    char d[32], t[32], r[32], eta[32] = "-", prog[100] = "-", rate[48] = "-";
+
+    if (json_is_object(p)) {
+        json_t *e = json_object_get(p, "etaSeconds");
+
+        snprintf(prog, sizeof prog, "%lld%% %s/%s",
+                 (long long)json_integer_value(json_object_get(p, "percent")),
+                 cli_human_bytes((double)json_integer_value(json_object_get(p, "doneBytes")), d, sizeof d),
+                 cli_human_bytes((double)json_integer_value(json_object_get(p, "totalBytes")), t, sizeof t));
+        snprintf(rate, sizeof rate, "%s/s",
+                 cli_human_bytes((double)json_integer_value(json_object_get(p, "bytesPerSecond")), r, sizeof r));
+        if (json_is_integer(e))
+            snprintf(eta, sizeof eta, "%llds", (long long)json_integer_value(e));
+    }
+    snprintf(buf, size, "%-10s %-20s %-24s %-14s %s", phase ? phase : "-", vmi ? vmi : "-", prog,
+             rate, eta);
+    json_decref(p);
+}
+
+/* -o wide: a table, as kubectl prints one. */
+static void print_table(const json_t *sel, const struct k8s_kind_info *kind)
+{
+    bool vmim = kind && !strcmp(kind->kind, "VirtualMachineInstanceMigration");
+    size_t i;
+    json_t *o;
+
+    if (!json_array_size(sel)) {
+        fprintf(stderr, "No resources found\n");
+        return;
+    }
+    printf("%-12s %-32s %s\n", "NAMESPACE", "NAME", vmim ?
+           "PHASE      VMI                  PROGRESS                 RATE           ETA" :
+           kind ? "" : "KIND");
+    json_array_foreach(sel, i, o) {
+        char cols[300] = "";
+
+        if (vmim)
+            vmim_columns(o, cols, sizeof cols);
+        else if (!kind)
+            snprintf(cols, sizeof cols, "%s", k8s_kind(o));
+        printf("%-12s %-32s %s\n", *k8s_namespace(o) ? k8s_namespace(o) : "-", k8s_name(o), cols);
+    }
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
-        "usage: volmig get --store DIR KIND [NAME...] [-n NAMESPACE] [-o json|yaml]\n"
+        "usage: volmig get --store DIR KIND [NAME...] [-n NAMESPACE] [-o json|yaml|wide]\n"
         "\n"
         "Prints the stored objects of KIND, or only those named, as a JSON List (default)\n"
-        "or YAML documents.  KIND is named as kubectl names it: the kind, its plural or a\n"
+        "or YAML documents, or as a table (-o wide; for migration objects with their\n"
+        "phase and storage progress: done, rate, ETA).  KIND is named as kubectl names it: the kind, its plural or a\n"
         "short name, in any case (vm, vmi, vmim, pvc, pv, dv, kubevirt, events), or 'all'.\n"
         "Without -n every namespace is listed.  An unknown kind, or a NAME not in the\n"
         "store, is an error (exit 1) in kubectl's words.\n");
@@ -32,7 +86,7 @@ int cmd_get(int argc, char **argv)
     };
     const char *store = NULL, *ns = NULL;
     const struct k8s_kind_info *kind = NULL;
-    bool yaml = false, all;
+    bool yaml = false, wide = false, all;
     json_t *objs, *sel, *o;
     size_t i;
     char *text;
@@ -45,11 +99,12 @@ int cmd_get(int argc, char **argv)
         case 'n': ns = optarg; break;
         case 'A': ns = NULL; break;
         case 'o':
-            if (strcmp(optarg, "json") && strcmp(optarg, "yaml")) {
-                cli_error("get", "-o '%s': use json or yaml", optarg);
+            if (strcmp(optarg, "json") && strcmp(optarg, "yaml") && strcmp(optarg, "wide")) {
+                cli_error("get", "-o '%s': use json, yaml or wide", optarg);
                 return EXIT_USAGE;
             }
             yaml = !strcmp(optarg, "yaml");
+            wide = !strcmp(optarg, "wide");
             break;
         case 'h': usage(stdout); return EXIT_DONE;
         default: usage(stderr); return EXIT_USAGE;
@@ -96,12 +151,17 @@ int cmd_get(int argc, char **argv)
             rc = EXIT_FAILED;
         }
     }
-    text = yaml ? k8s_dump_yaml(sel) : k8s_dump_json(sel);
-    if (text && (rc == EXIT_DONE || json_array_size(sel)))
-        fputs(text, stdout);
-    if (!text)
-        rc = EXIT_FAILED;
-    free(text);
+    if (wide) {
+        if (rc == EXIT_DONE || json_array_size(sel))
+            print_table(sel, kind);
+    } else {
+        text = yaml ? k8s_dump_yaml(sel) : k8s_dump_json(sel);
+        if (text && (rc == EXIT_DONE || json_array_size(sel)))
+            fputs(text, stdout);
+        if (!text)
+            rc = EXIT_FAILED;
+        free(text);
+    }
     json_decref(sel);
     json_decref(objs);
     return rc;

@@ -31,6 +31,7 @@
 
 #define MAX_JOBS 64
 #define ROUND_MS 500
+#define PROGRESS_EVERY_S 2   /* how often a running migration's progress is written */
 
 struct tracked {
     char ns[254], name[254];     /* the VMIM */
@@ -38,6 +39,9 @@ struct tracked {
     void *handle;
     enum k8s_engine_phase phase;
     bool cancelled;
+    json_t *vols;                /* the VMI's migratedVolumes at the start (owned) */
+    struct k8s_progress prog;
+    time_t written;              /* when the progress was last written */
 };
 
 struct ctl {
@@ -234,6 +238,7 @@ static int start_job(struct ctl *c, const json_t *world, const json_t *vmim, str
     snprintf(t->name, sizeof t->name, "%s", k8s_name(vmim));
     snprintf(t->vmi, sizeof t->vmi, "%s", vminame);
     t->phase = K8S_ENGINE_SCHEDULING;
+    t->vols = json_deep_copy(mv);
     clog_(c, "migration %s: started (%zu volume%s, %s)", ref, n, n == 1 ? "" : "s", sw);
     return 0;
 }
@@ -244,6 +249,48 @@ static struct tracked *tracked_for(struct ctl *c, const char *ns, const char *na
         if (!strcmp(c->jobs[i].ns, ns) && !strcmp(c->jobs[i].name, name))
             return &c->jobs[i];
     return NULL;
+}
+
+/* status.migrationState of the migration object, with the fields of
+ * KubeVirt's VirtualMachineInstanceMigrationState that a volmig run fills. */
+static void set_migration_state(json_t *vmim, enum k8s_engine_phase p, const char *msg, time_t now)
+{
+    json_t *ms = k8s_mkpath(vmim, "status.migrationState");
+    char when[32];
+
+    k8s_format_time(now, when);
+    if (p == K8S_ENGINE_SCHEDULING || !json_object_get(ms, "startTimestamp"))
+        json_object_set_new(ms, "startTimestamp", json_string(when));
+    if (p == K8S_ENGINE_SUCCEEDED || p == K8S_ENGINE_FAILED) {
+        json_object_set_new(ms, "endTimestamp", json_string(when));
+        json_object_set_new(ms, "completed", json_boolean(p == K8S_ENGINE_SUCCEEDED));
+        if (p == K8S_ENGINE_FAILED) {
+            json_object_set_new(ms, "failed", json_true());
+            if (msg && *msg)
+                json_object_set_new(ms, "failureReason", json_string(msg));
+        }
+    }
+}
+
+/* The volmig.io/progress annotation from the job's last sample. */
+static void set_progress(json_t *vmim, struct tracked *t, time_t now)
+{
+    json_t *v = k8s_progress_json(&t->prog, t->vols, now);
+    char *text = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
+
+    if (text)
+        json_object_set_new(k8s_mkpath(vmim, "metadata.annotations"), K8S_ANNOT_PROGRESS,
+                            json_string(text));
+    free(text);
+    json_decref(v);
+    t->written = now;
+}
+
+static void release_job(struct ctl *c, struct tracked *t)
+{
+    c->cfg->ops->release(c->cfg->engine, t->handle);
+    json_decref(t->vols);
+    t->vols = NULL;
 }
 
 /* Starts jobs for new migration objects, moves phases of running ones into
@@ -281,9 +328,11 @@ static int drive_engine(struct ctl *c, json_t *world, time_t now, bool *busy)
         if (start_job(c, world, o, t, why, sizeof why) == 0) {
             c->njobs++;
             set_phase(o, "Scheduling", NULL, now);
+            set_migration_state(o, K8S_ENGINE_SCHEDULING, NULL, now);
         } else {
             clog_(c, "migration %s/%s: cannot start: %s", k8s_namespace(o), k8s_name(o), why);
             set_phase(o, "Failed", why, now);
+            set_migration_state(o, K8S_ENGINE_FAILED, why, now);
             if (c->cfg->failed)
                 (*c->cfg->failed)++;
         }
@@ -309,6 +358,20 @@ static int drive_engine(struct ctl *c, json_t *world, time_t now, bool *busy)
         }
         if (c->cfg->ops->poll(c->cfg->engine, t->handle, &p, &lost, msg, sizeof msg) < 0)
             p = K8S_ENGINE_FAILED;
+        {
+            long long done, total;
+
+            if (k8s_progress_parse(msg, &done, &total))
+                k8s_progress_sample(&t->prog, done, total, now);
+        }
+        if (vmim && p == t->phase && p == K8S_ENGINE_RUNNING && t->prog.known &&
+            now - t->written >= PROGRESS_EVERY_S) {
+            json_t *seen = json_deep_copy(vmim);
+
+            set_progress(vmim, t, now);
+            write_if_unchanged(c->cfg->store, seen, vmim);
+            json_decref(seen);
+        }
         if (vmim && p != t->phase) {
             json_t *seen = json_deep_copy(vmim);
 
@@ -316,6 +379,10 @@ static int drive_engine(struct ctl *c, json_t *world, time_t now, bool *busy)
             if (p == K8S_ENGINE_SUCCEEDED && t->phase < K8S_ENGINE_RUNNING)
                 set_phase(vmim, k8s_engine_phase_name(K8S_ENGINE_RUNNING), NULL, now);
             set_phase(vmim, k8s_engine_phase_name(p), p == K8S_ENGINE_FAILED ? msg : NULL, now);
+            if (p == K8S_ENGINE_SUCCEEDED || p == K8S_ENGINE_FAILED)
+                set_migration_state(vmim, p, msg, now);
+            if (t->prog.known)
+                set_progress(vmim, t, now);
             if (lost) {
                 /* QEMU itself is gone: the VMI is final.  The reconcile step
                  * then asks for manual recovery. */
@@ -338,7 +405,7 @@ static int drive_engine(struct ctl *c, json_t *world, time_t now, bool *busy)
         }
         t->phase = p;
         if (p == K8S_ENGINE_SUCCEEDED || p == K8S_ENGINE_FAILED) {
-            c->cfg->ops->release(c->cfg->engine, t->handle);
+            release_job(c, t);
             c->jobs[j] = c->jobs[--c->njobs];
             j--;
         }
@@ -411,7 +478,7 @@ int k8s_controller_run(const struct k8s_controller_config *cfg)
 out:
     for (int j = 0; j < c.njobs; j++) {
         cfg->ops->cancel(cfg->engine, c.jobs[j].handle);
-        cfg->ops->release(cfg->engine, c.jobs[j].handle);
+        release_job(&c, &c.jobs[j]);
     }
     if (in >= 0)
         close(in);

@@ -161,6 +161,30 @@ bool k8s_migration_backoff(const json_t *world, const json_t *vmim, time_t now, 
  * Returns the final world (caller owns it), or NULL with err_msg() set. */
 json_t *k8s_reconcile_fixed_point(const json_t *world, time_t now, int max_steps);
 
+/* ---- progress.c: storage progress on the migration object ---- */
+
+/* The annotation, on a VirtualMachineInstanceMigration the controller runs,
+ * holding JSON: {"volumes":[{"volume","source","destination","doneBytes",
+ * "totalBytes"}], "doneBytes", "totalBytes", "percent", "bytesPerSecond",
+ * "etaSeconds" (null: not known yet), "updated"}.  Per-volume bytes are
+ * null when several volumes move (the engine reports their sum). */
+#define K8S_ANNOT_PROGRESS "volmig.io/progress"
+
+struct k8s_progress {
+    long long done, total;      /* bytes, all volumes */
+    double rate;                /* bytes/s, smoothed; 0: not known yet */
+    time_t started, sampled;    /* first sample, last rate sample */
+    long long sampled_done;
+    bool known;                 /* a sample was taken */
+};
+
+/* "copied DONE of TOTAL bytes", the engine's progress message. */
+bool k8s_progress_parse(const char *msg, long long *done, long long *total);
+/* Takes a sample at NOW; the rate moves once a second at most. */
+void k8s_progress_sample(struct k8s_progress *p, long long done, long long total, time_t now);
+/* The annotation's value for MIGRATED (the VMI's migratedVolumes). */
+json_t *k8s_progress_json(const struct k8s_progress *p, const json_t *migrated, time_t now);
+
 /* ---- store.c: the embedded store, a directory of manifests ---- */
 
 /* File name of an object in the store: KIND_NAMESPACE_NAME.yaml

@@ -16,7 +16,7 @@ expect 2 "store is required" "$VOLMIG" controller --once
 expect 2 "positive number" "$VOLMIG" controller --store "$T/s" --once --timeout 0
 expect 2 "unexpected argument" "$VOLMIG" controller --store "$T/s" extra
 expect 2 "usage" "$VOLMIG" get --store "$T/s"
-expect 2 "use json or yaml" "$VOLMIG" get --store "$T/s" -o xml VirtualMachine
+expect 2 "use json, yaml or wide" "$VOLMIG" get --store "$T/s" -o xml VirtualMachine
 expect 2 "only with --once" "$VOLMIG" controller --store "$T/s" --timeout 5
 expect 2 "positive number" "$VOLMIG" controller --store "$T/s" --once --timeout 5x
 
