@@ -14,6 +14,12 @@
  *   - a migration object annotated volmig.io/migrate-uri: URI goes to
  *     another host with migrate:URI, each volume to the NBD URI in the
  *     VMIM annotation volmig.io/target.VOLUME.
+ *
+ * It stands in for KubeVirt's migration controller and virt-handler: a
+ * Pending migration held by KubeVirt's backoff (k8s_migration_backoff) is
+ * not started yet; a running one gets its phases, KubeVirt's
+ * status.migrationState fields and volmig's progress annotation; the VMI's
+ * status.migrationState follows the migration in progress.
  */
 #include "k8s/controller.h"
 #include "engine/error.h"
@@ -272,6 +278,40 @@ static void set_migration_state(json_t *vmim, enum k8s_engine_phase p, const cha
     }
 }
 
+/* The VMI's status.migrationState, as virt-handler keeps it for the
+ * migration in progress: a new one replaces the last one's (so that an old
+ * targetNodeDomainReadyTimestamp does not stop the next cancellation);
+ * success marks the target domain ready, which is when the VM runs on the
+ * destinations. */
+static void vmi_migration_state(const char *store, json_t *world, const struct tracked *t,
+                                const json_t *vmim, enum k8s_engine_phase p, time_t now)
+{
+    json_t *vmi = find(world, "VirtualMachineInstance", t->ns, t->vmi), *seen, *ms;
+    const char *uid = k8s_get_str(vmim, "metadata.uid");
+    char when[32];
+
+    if (!vmi)
+        return;
+    seen = json_deep_copy(vmi);
+    k8s_format_time(now, when);
+    if (p == K8S_ENGINE_SCHEDULING) {
+        ms = json_pack("{s:s, s:s}", "startTimestamp", when, "mode", "PreCopy");
+        if (uid)
+            json_object_set_new(ms, "migrationUid", json_string(uid));
+        json_object_set_new(k8s_mkpath(vmi, "status"), "migrationState", ms);
+    } else {
+        ms = k8s_mkpath(vmi, "status.migrationState");
+        json_object_set_new(ms, "endTimestamp", json_string(when));
+        json_object_set_new(ms, "completed", json_true());
+        if (p == K8S_ENGINE_SUCCEEDED)
+            json_object_set_new(ms, "targetNodeDomainReadyTimestamp", json_string(when));
+        else
+            json_object_set_new(ms, "failed", json_true());
+    }
+    write_if_unchanged(store, seen, vmi);
+    json_decref(seen);
+}
+
 /* The volmig.io/progress annotation from the job's last sample. */
 static void set_progress(json_t *vmim, struct tracked *t, time_t now)
 {
@@ -329,6 +369,7 @@ static int drive_engine(struct ctl *c, json_t *world, time_t now, bool *busy)
             c->njobs++;
             set_phase(o, "Scheduling", NULL, now);
             set_migration_state(o, K8S_ENGINE_SCHEDULING, NULL, now);
+            vmi_migration_state(c->cfg->store, world, t, o, K8S_ENGINE_SCHEDULING, now);
         } else {
             clog_(c, "migration %s/%s: cannot start: %s", k8s_namespace(o), k8s_name(o), why);
             set_phase(o, "Failed", why, now);
@@ -379,8 +420,11 @@ static int drive_engine(struct ctl *c, json_t *world, time_t now, bool *busy)
             if (p == K8S_ENGINE_SUCCEEDED && t->phase < K8S_ENGINE_RUNNING)
                 set_phase(vmim, k8s_engine_phase_name(K8S_ENGINE_RUNNING), NULL, now);
             set_phase(vmim, k8s_engine_phase_name(p), p == K8S_ENGINE_FAILED ? msg : NULL, now);
-            if (p == K8S_ENGINE_SUCCEEDED || p == K8S_ENGINE_FAILED)
+            if (p == K8S_ENGINE_SUCCEEDED || p == K8S_ENGINE_FAILED) {
                 set_migration_state(vmim, p, msg, now);
+                if (!lost)
+                    vmi_migration_state(c->cfg->store, world, t, vmim, p, now);
+            }
             if (t->prog.known)
                 set_progress(vmim, t, now);
             if (lost) {

@@ -62,6 +62,8 @@ vmi=$(get VirtualMachineInstance vm1 | jq -c '.items[0]')
 assert_eq "$(jq -r '.status.volumeStatus[0].persistentVolumeClaimInfo.claimName' <<<"$vmi")" dst-pvc "VMI volumeStatus"
 assert_eq "$(jq -r '[.status.conditions[]? | select(.type=="VolumesChange")] | length' <<<"$vmi")" 0 "VMI VolumesChange"
 assert_eq "$(jq -r '.status.migratedVolumes // "none"' <<<"$vmi")" none "VMI migratedVolumes"
+assert_eq "$(jq -c '.status.migrationState | [.completed, (.targetNodeDomainReadyTimestamp != null)]' <<<"$vmi")" \
+    "[true,true]" "VMI migrationState after success"
 
 log "cancellation: the user re-applies the original manifest mid-copy"
 # KubeVirt's bandwidth limit for migrations slows the copies from here on.
@@ -105,6 +107,10 @@ assert_eq "$(jq -r '.spec.volumes[0].persistentVolumeClaim.claimName' <<<"$vmi")
 assert_eq "$(jq -r '.status.migratedVolumes[0] | .sourcePVCInfo.claimName + "->" + .destinationPVCInfo.claimName' <<<"$vmi")" \
     "dst-pvc->dstc-pvc" "VMI migratedVolumes mid-flight"
 assert_eq "$(jq -r '.status.conditions[] | select(.type=="VolumesChange") | .status' <<<"$vmi")" True "VolumesChange mid-flight"
+# a new migration replaces the last one's state: its target is not ready, so
+# the cancellation below deletes the migration object
+assert_eq "$(jq -c '.status.migrationState | [.completed, .targetNodeDomainReadyTimestamp]' <<<"$vmi")" \
+    "[null,null]" "VMI migrationState mid-flight"
 "$VOLMIG" apply -f "$T/update.yaml" --store "$S" >/dev/null || fail "re-apply the previous manifest"
 wait_for 60 sh -c "[ \$('$VOLMIG' get --store '$S' VirtualMachineInstanceMigration | jq '[.items[] | select(.status.phase==\"Running\")] | length') = 0 ]" \
     || { cat "$T/ctlc.log"; fail "the migration object was not removed on cancellation"; }
