@@ -168,6 +168,14 @@ static void test_validate(void **state)
     assert_int_equal(k8s_validate(json_array_get(d, 0)), -1);
     assert_non_null(strstr(err_msg(), "spec.vmiName: missing"));
     json_decref(a);
+    /* the reconcile step makes a DataVolume of a template's spec */
+    a = parse("apiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {name: v}\n"
+              "spec:\n  dataVolumeTemplates:\n  - {metadata: {name: d}, spec: oops}\n"
+              "  template: {spec: {}}\n");
+    assert_int_equal(k8s_validate(json_array_get(a, 0)), -1);
+    assert_string_equal(err_msg(), "VirtualMachine v: spec.dataVolumeTemplates[0].spec: expected "
+                        "an object, got a string");
+    json_decref(a);
     json_decref(b);
     json_decref(c);
     json_decref(d);
