@@ -90,6 +90,15 @@ assert_eq "$(events)" VolumeMigrationCancelled,SuccessfulDelete events
 assert_eq "$(q "$(cond "$VM" Failure)")" "- - -" "no Failure"
 assert_eq "$(q "$(cond "$VM" RestartRequired)")" "- - -" "no RestartRequired"
 
+log "reverted after the target domain was ready: the migration object is kept"
+rec reverted-target-ready 2026-08-01T10:00:40Z
+assert_eq "$(vmiclaim)" src-pvc "VMI spec back on the source"
+assert_eq "$(q "$(cond "$VMI" VolumesChange)")" "False VolumesChangeCancellation -" "VMI VolumesChange"
+assert_eq "$(q "$VMIMS | map(.status.phase) | join(\",\")")" Running "the migration object is kept"
+assert_eq "$(events)" VolumeMigrationCancelled,VolumeMigrationKept events
+q '.items[] | select(.reason == "VolumeMigrationKept") | .message' | grep -q "target domain was ready at 2026-08-01T10:00:30Z" \
+    || fail "VolumeMigrationKept message"
+
 log "succeeded: the VMI is on the destination, the VM keeps its record"
 rec succeeded 2026-08-01T10:02:05Z
 assert_eq "$(q "$(cond "$VMI" VolumesChange)")" "- - -" "VMI VolumesChange removed"
@@ -113,4 +122,11 @@ assert_eq "$(vmstate)" "rootdisk:src-pvc->dst-pvc" "VM state kept"
 assert_eq "$(events)" ManualRecoveryRequired,FailedCreate events
 q '.items[] | select(.reason == "FailedCreate") | .message' | grep -q "^VM recovery required: Volume migration failed" \
     || fail "FailedCreate message"
+log "VMI final: manual recovery too, the final VMI is left alone"
+rec vmi-final 2026-08-01T10:01:05Z
+assert_eq "$(q "$(cond "$VM" ManualRecoveryRequired)")" \
+    "True VMI was removed or was final during the volume migration -" "ManualRecoveryRequired"
+assert_eq "$(q "$VMIMS | length")" 1 "no new migration for a final VMI"
+assert_eq "$(events)" VolumeMigrationFailed,ManualRecoveryRequired events
+unchanged_but vmi-final "map(select(.kind != \"VirtualMachine\"))"
 log "ok"
