@@ -20,6 +20,15 @@ expect 2 "use json, yaml or wide" "$VOLMIG" get --store "$T/s" -o xml VirtualMac
 expect 2 "only with --once" "$VOLMIG" controller --store "$T/s" --timeout 5
 expect 2 "positive number" "$VOLMIG" controller --store "$T/s" --once --timeout 5x
 
+expect 2 "use strict, warn or ignore" "$VOLMIG" apply -f "$TOP/tests/fixtures/k8s/guide-update.yaml" --store "$T/v" --validate maybe
+test ! -e "$T/v" || fail "a usage error wrote the store"
+expect 2 "a NAME needs a KIND" "$VOLMIG" get --store "$T/s" all vm1
+expect 1 "standard input can be read only once" "$VOLMIG" reconcile -f - -f -
+mkdir "$T/d"; printf 'kind: [broken\n' >"$T/d/bad.yaml"
+expect 1 "$T/d/bad.yaml:2:1" "$VOLMIG" reconcile -f "$T/d"
+expect 1 "$T/d/bad.yaml:2:1" "$VOLMIG" apply -f "$T/d" --store "$T/v"
+test ! -e "$T/v" || fail "a bad manifest in a directory wrote the store"
+
 log "a missing store is an error, unless asked to create it"
 expect 1 "store $T/typo: No such file or directory" "$VOLMIG" controller --store "$T/typo" --once --timeout 10
 test ! -e "$T/typo" || fail "the controller created the store it was told of by mistake"
