@@ -79,6 +79,14 @@ static int check(json_t *o, enum validate validate)
     return 0;
 }
 
+/* A usage error: the line naming the flag is printed already; no help
+ * text to scroll it away. */
+static int usage_error(void)
+{
+    fprintf(stderr, "see volmig apply --help\n");
+    return EXIT_USAGE;
+}
+
 int cmd_apply(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -102,7 +110,7 @@ int cmd_apply(int argc, char **argv)
         case 'f':
             if (nfiles == MAX_FILES) {
                 cli_error("apply", "-f: at most %d files", MAX_FILES);
-                return EXIT_USAGE;
+                return usage_error();
             }
             files[nfiles++] = optarg;
             break;
@@ -116,18 +124,17 @@ int cmd_apply(int argc, char **argv)
                 validate = VALIDATE_IGNORE;
             else {
                 cli_error("apply", "--validate '%s': use strict, warn or ignore", optarg);
-                return EXIT_USAGE;
+                return usage_error();
             }
             break;
         case 'h': usage(stdout); return EXIT_DONE;
-        default: usage(stderr); return EXIT_USAGE;
+        default: return usage_error();
         }
     }
     if (!nfiles || !dir || optind != argc) {
         cli_error("apply", "%s", optind != argc ? "unexpected argument" :
                   "-f FILE and --store DIR are required");
-        usage(stderr);
-        return EXIT_USAGE;
+        return usage_error();
     }
     if (!(objs = k8s_load_paths(files, nfiles))) {
         cli_error("apply", "%s", err_msg());

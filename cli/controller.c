@@ -66,6 +66,14 @@ static void usage(FILE *f)
         "path.  SIGINT/SIGTERM: running migrations are cancelled, then it exits.\n");
 }
 
+/* A usage error: the line naming the flag is printed already; no help
+ * text to scroll it away. */
+static int usage_error(void)
+{
+    fprintf(stderr, "see volmig controller --help\n");
+    return EXIT_USAGE;
+}
+
 int cmd_controller(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -95,21 +103,21 @@ int cmd_controller(int argc, char **argv)
             cfg.timeout_s = cli_parse_seconds(optarg);
             if (cfg.timeout_s <= 0) {
                 cli_error("controller", "--timeout '%s': a positive number of seconds", optarg);
-                return EXIT_USAGE;
+                return usage_error();
             }
             break;
         case 'h': usage(stdout); return EXIT_DONE;
-        default: usage(stderr); return EXIT_USAGE;
+        default: return usage_error();
         }
     }
     if (!cfg.store || optind < argc) {
         cli_error("controller", optind < argc ? "unexpected argument" : "--store is required");
-        return EXIT_USAGE;
+        return usage_error();
     }
     if (cfg.timeout_s && !cfg.once) {
         cli_error("controller", "--timeout %d: only with --once (the controller otherwise runs "
                   "until SIGINT or SIGTERM)", cfg.timeout_s);
-        return EXIT_USAGE;
+        return usage_error();
     }
     if (!create && stat(cfg.store, &st) < 0) {
         cli_error("controller", "store %s: %s (volmig apply creates it; --create-store starts "

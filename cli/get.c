@@ -74,6 +74,14 @@ static void usage(FILE *f)
         "store, is an error (exit 1) in kubectl's words.\n");
 }
 
+/* A usage error: the line naming the flag is printed already; no help
+ * text to scroll it away. */
+static int usage_error(void)
+{
+    fprintf(stderr, "see volmig get --help\n");
+    return EXIT_USAGE;
+}
+
 int cmd_get(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -101,18 +109,18 @@ int cmd_get(int argc, char **argv)
         case 'o':
             if (strcmp(optarg, "json") && strcmp(optarg, "yaml") && strcmp(optarg, "wide")) {
                 cli_error("get", "-o '%s': use json, yaml or wide", optarg);
-                return EXIT_USAGE;
+                return usage_error();
             }
             yaml = !strcmp(optarg, "yaml");
             wide = !strcmp(optarg, "wide");
             break;
         case 'h': usage(stdout); return EXIT_DONE;
-        default: usage(stderr); return EXIT_USAGE;
+        default: return usage_error();
         }
     }
     if (!store || optind >= argc) {
         cli_error("get", "usage: volmig get --store DIR KIND [NAME...]");
-        return EXIT_USAGE;
+        return usage_error();
     }
     all = !strcmp(argv[optind], "all");
     if (!all && !(kind = k8s_kind_lookup(argv[optind]))) {
@@ -121,7 +129,7 @@ int cmd_get(int argc, char **argv)
     }
     if (all && argc - optind > 1) {
         cli_error("get", "a NAME needs a KIND, not 'all'");
-        return EXIT_USAGE;
+        return usage_error();
     }
     objs = k8s_store_load(store);
     if (!objs) {

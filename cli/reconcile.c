@@ -35,6 +35,14 @@ static void usage(FILE *f)
         "Exit status: 0 done, 1 invalid objects, 2 bad usage.\n");
 }
 
+/* A usage error: the line naming the flag is printed already; no help
+ * text to scroll it away. */
+static int usage_error(void)
+{
+    fprintf(stderr, "see volmig reconcile --help\n");
+    return EXIT_USAGE;
+}
+
 int cmd_reconcile(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -58,7 +66,7 @@ int cmd_reconcile(int argc, char **argv)
         case 'f':
             if (nfiles == MAX_FILES) {
                 cli_error("reconcile", "-f: at most %d files", MAX_FILES);
-                return EXIT_USAGE;
+                return usage_error();
             }
             files[nfiles++] = optarg;
             break;
@@ -66,21 +74,20 @@ int cmd_reconcile(int argc, char **argv)
         case 'n':
             if (k8s_parse_time(optarg, &now) < 0) {
                 cli_error("reconcile", "--now: %s", err_msg());
-                return EXIT_USAGE;
+                return usage_error();
             }
             break;
         case 'h': usage(stdout); return EXIT_DONE;
-        default: usage(stderr); return EXIT_USAGE;
+        default: return usage_error();
         }
     }
     if (!nfiles || optind != argc) {
         cli_error("reconcile", "%s", !nfiles ? "-f FILE is required" : "unexpected argument");
-        usage(stderr);
-        return EXIT_USAGE;
+        return usage_error();
     }
     if (strcmp(fmt, "yaml") && strcmp(fmt, "json")) {
         cli_error("reconcile", "-o '%s': expected yaml or json", fmt);
-        return EXIT_USAGE;
+        return usage_error();
     }
     if (!(world = k8s_load_paths(files, nfiles))) {
         cli_error("reconcile", "%s", err_msg());

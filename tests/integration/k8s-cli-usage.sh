@@ -29,6 +29,14 @@ expect 1 "$T/d/bad.yaml:2:1" "$VOLMIG" reconcile -f "$T/d"
 expect 1 "$T/d/bad.yaml:2:1" "$VOLMIG" apply -f "$T/d" --store "$T/v"
 test ! -e "$T/v" || fail "a bad manifest in a directory wrote the store"
 
+# a usage error is the line naming the problem and a pointer to --help
+for sub in apply reconcile controller get; do
+    rc=0; out=$("$VOLMIG" $sub --bogus 2>&1) || rc=$?
+    assert_eq $rc 2 "$sub --bogus"
+    [ "$(wc -l <<<"$out")" -le 2 ] || fail "$sub --bogus printed $(wc -l <<<"$out") lines: $out"
+    assert_eq "$(tail -n 1 <<<"$out")" "see volmig $sub --help" "$sub: the last line"
+done
+
 log "a missing store is an error, unless asked to create it"
 expect 1 "store $T/typo: No such file or directory" "$VOLMIG" controller --store "$T/typo" --once --timeout 10
 test ! -e "$T/typo" || fail "the controller created the store it was told of by mistake"
