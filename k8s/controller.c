@@ -23,7 +23,7 @@
  */
 #include "k8s/controller.h"
 #include "engine/error.h"
-#include "k8s/k8s.h"
+#include "k8s/internal.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -326,6 +326,42 @@ static void set_progress(json_t *vmim, struct tracked *t, time_t now)
     t->written = now;
 }
 
+/* The migration object was deleted (a cancellation) after the engine had
+ * switched the VM over: QEMU runs on the destinations while the VMI names
+ * the sources.  KubeVirt guards this with targetNodeDomainReadyTimestamp,
+ * which the engine's phases cannot give before the switch; say it loudly,
+ * in the log and as a Warning on the VMI. */
+static void cancelled_too_late(struct ctl *c, const struct tracked *t, time_t now)
+{
+    char when[32], name[300], msg[1024];
+    const char *parts[3] = { t->ns, t->name, "too-late" };
+    json_t *e;
+
+    snprintf(msg, sizeof msg, "migration %s was cancelled after it had switched the VM over: "
+             "QEMU now runs on the destination volumes of %s, while the VMI names the sources; "
+             "point the VM at the destinations (or migrate back) before it restarts",
+             t->name, t->vmi);
+    clog_(c, "migration %s/%s: %s", t->ns, t->name, msg);
+    k8s_format_time(now, when);
+    snprintf(name, sizeof name, "%.200s.%016llx", t->vmi,
+             (unsigned long long)k8s_hash(parts, 3));
+    e = json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s, s:s, s:s, s:s}, s:s, s:s, s:s, s:i, s:s,"
+                  " s:s, s:{s:s}}",
+                  "apiVersion", "v1", "kind", "Event", "metadata", "name", name, "namespace", t->ns,
+                  "involvedObject", "apiVersion", "kubevirt.io/v1", "kind",
+                  "VirtualMachineInstance", "name", t->vmi, "namespace", t->ns,
+                  "reason", "VolumeMigrationCancelledTooLate", "message", msg, "type", "Warning",
+                  "count", 1, "firstTimestamp", when, "lastTimestamp", when, "source",
+                  "component", "volmig");
+    if (e && !*t->ns) {
+        json_object_del(json_object_get(e, "metadata"), "namespace");
+        json_object_del(json_object_get(e, "involvedObject"), "namespace");
+    }
+    if (e && k8s_store_write(c->cfg->store, e) < 0)
+        err_clear();
+    json_decref(e);
+}
+
 static void release_job(struct ctl *c, struct tracked *t)
 {
     c->cfg->ops->release(c->cfg->engine, t->handle);
@@ -399,6 +435,8 @@ static int drive_engine(struct ctl *c, json_t *world, time_t now, bool *busy)
         }
         if (c->cfg->ops->poll(c->cfg->engine, t->handle, &p, &lost, msg, sizeof msg) < 0)
             p = K8S_ENGINE_FAILED;
+        if (!vmim && t->cancelled && p == K8S_ENGINE_SUCCEEDED)
+            cancelled_too_late(c, t, now);
         {
             long long done, total;
 
