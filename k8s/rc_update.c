@@ -84,6 +84,31 @@ static void unset_missing(json_t *vmi)
         rc_cond_remove(vmi, K8S_COND_VOLUMES_CHANGE, NULL);
 }
 
+/* migratedVolumes set while the VMI spec still names a source that the VM
+ * moved to its destination: the acceptance stopped between
+ * PatchVMIStatusWithMigratedVolumes and PatchVMIVolumes (or a store written
+ * by volmig before it kept KubeVirt's representation).  Finish it, so that
+ * the update in flight is not read as an invalid change. */
+static void finish_patch(json_t *vm, json_t *vmi)
+{
+    size_t i;
+    json_t *e;
+
+    json_array_foreach(k8s_get(vmi, "status.migratedVolumes"), i, e) {
+        const char *name = k8s_get_str(e, "volumeName");
+        json_t *iv = rc_named(rc_vmi_volumes(vmi), name), *v = rc_named(rc_vm_volumes(vm), name);
+
+        if (iv && v && rc_str_eq(rc_vol_claim(iv), k8s_get_str(e, "sourcePVCInfo.claimName")) &&
+            rc_str_eq(rc_vol_claim(v), k8s_get_str(e, "destinationPVCInfo.claimName"))) {
+            json_t *want = json_deep_copy(v);
+
+            json_object_clear(iv);
+            json_object_update(iv, want);
+            json_decref(want);
+        }
+    }
+}
+
 void rc_volume_update(struct rc *rc, json_t *vm, json_t *vmi)
 {
     const char *strategy = k8s_get_str(vm, "spec.updateVolumesStrategy");
@@ -91,6 +116,7 @@ void rc_volume_update(struct rc *rc, json_t *vm, json_t *vmi)
     char other[1024] = "", msg[600];
     size_t n;
 
+    finish_patch(vm, vmi);
     if (rc_cancel(rc, vm, vmi))
         return;
     if (strategy && strcmp(strategy, "Migration") && strcmp(strategy, "Replacement")) {

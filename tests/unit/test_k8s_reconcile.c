@@ -399,6 +399,30 @@ static void test_sequential_update_of_another_volume(void **state)
     json_decref(w);
 }
 
+/* A VMI whose spec still names the source while migratedVolumes is set
+ * (an acceptance cut short, or a store from an older volmig): the patch is
+ * finished, and the update goes on. */
+static void test_unfinished_patch_is_finished(void **state)
+{
+    json_t *w = run(load(), T0), *vmi, *vmim;
+
+    (void)state;
+    vmi = obj(w, "VirtualMachineInstance", "vm-dv");
+    json_object_set_new(k8s_get(json_array_get(k8s_get(vmi, "spec.volumes"), 0), "dataVolume"),
+                        "name", json_string("src-dv"));
+    vmim = obj(w, "VirtualMachineInstanceMigration", NULL);
+    vmim_set_phase(vmim, "Running", T0 + 2);
+    w = run(w, T0 + 5);
+    vmi = obj(w, "VirtualMachineInstance", "vm-dv");
+    assert_string_equal(k8s_get_str(json_array_get(k8s_get(vmi, "spec.volumes"), 0),
+                                    "dataVolume.name"), "dst-dv");
+    assert_null(k8s_cond_get(obj(w, "VirtualMachine", "vm-dv"), "Failure"));
+    assert_true(k8s_cond_true(vmi, "VolumesChange"));
+    assert_int_equal(count(w, "VirtualMachineInstanceMigration"), 1);
+    assert_null(event(w, "VolumeMigrationCancelled", NULL));
+    json_decref(w);
+}
+
 /* ---- failure and backoff ---- */
 
 /* The unfinished migration of the VMI: the one the engine would run. */
@@ -901,6 +925,7 @@ int main(void)
         cmocka_unit_test(test_revert_after_success_is_a_new_update),
         cmocka_unit_test(test_other_claim_for_migrating_volume_is_invalid),
         cmocka_unit_test(test_sequential_update_of_another_volume),
+        cmocka_unit_test(test_unfinished_patch_is_finished),
         cmocka_unit_test(test_backoff),
         cmocka_unit_test(test_backoff_resets_after_success),
         cmocka_unit_test(test_backoff_ignores_user_migrations),
