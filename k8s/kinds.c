@@ -82,6 +82,8 @@ static const char *const *const meta_fields = F("name", "generateName", "namespa
 static const char *const *const vm_spec = F("running", "runStrategy", "instancetype", "preference",
     "template", "dataVolumeTemplates", "updateVolumesStrategy");
 static const char *const *const template_fields = F("metadata", "spec");
+static const char *const *const dv_template_fields = F("apiVersion", "kind", "metadata", "spec",
+    "status");
 static const char *const *const vmi_spec = F("priorityClassName", "domain", "nodeSelector",
     "affinity", "schedulerName", "serviceAccountName", "tolerations", "topologySpreadConstraints",
     "evictionStrategy", "startStrategy", "terminationGracePeriodSeconds", "volumes",
@@ -156,7 +158,7 @@ json_t *k8s_unknown_fields(const json_t *obj)
         check_vmi_spec(k8s_get(obj, "spec.template.spec"), "spec.template.spec", out);
         json_array_foreach(k8s_get(obj, "spec.dataVolumeTemplates"), i, t) {
             snprintf(p, sizeof p, "spec.dataVolumeTemplates[%zu]", i);
-            check(t, p, template_fields, out);
+            check(t, p, dv_template_fields, out);
             snprintf(p, sizeof p, "spec.dataVolumeTemplates[%zu].spec", i);
             check(json_object_get(t, "spec"), p, dv_spec, out);
         }

@@ -96,6 +96,13 @@ assert_eq "$(cat "$T/err")" "" "no warning for the guide's own manifests"
 "$VOLMIG" apply -f "$T/typo.yaml" --store "$T/s4" --validate ignore >/dev/null 2>"$T/err" || fail "ignore"
 assert_eq "$(cat "$T/err")" "" "--validate ignore"
 
+# no false alarms: KubeVirt's own objects pass strict validation
+for f in "$F"/snapshots/*.yaml "$F"/guide-*.yaml "$F"/example/*.yaml; do
+    "$VOLMIG" apply -f "$f" --store "$T/strict" --validate strict >/dev/null 2>"$T/err" \
+        || fail "strict validation refused $f: $(cat "$T/err")"
+    rm -rf "$T/strict"
+done
+
 log "several -f, a directory, -f -, concatenated JSON"
 mkdir "$T/dir"
 obj PersistentVolumeClaim v1 a >"$T/dir/a.yaml"

@@ -312,7 +312,8 @@ static void test_unknown_fields(void **state)
     json_t *v = parse("apiVersion: kubevirt.io/v1\nkind: VirtualMachine\n"
                       "metadata: {name: a, labelz: {}}\n"
                       "spec:\n  updateVolumeStrategy: Migration\n  runStrategy: Always\n"
-                      "  dataVolumeTemplates:\n  - metadata: {name: d}\n    spec: {storage: {}, sorce: {}}\n"
+                      "  dataVolumeTemplates:\n  - apiVersion: cdi.kubevirt.io/v1beta1\n    kind: DataVolume\n"
+                      "    metadata: {name: d}\n    spec: {storage: {}, sorce: {}}\n"
                       "  template:\n    spec:\n      domain: {}\n"
                       "      volumes:\n      - {name: x, dataVolume: {name: d}, persistentVolumeClam: {}}\n"
                       "stauts: {}\n");
