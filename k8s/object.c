@@ -489,6 +489,7 @@ int k8s_validate(const json_t *obj)
         OPT("spec.runStrategy", T_STR);
         OPT("spec.running", T_BOOL);
         REQ("spec.dataVolumeTemplates[].metadata.name", T_STR);
+        OPT("spec.dataVolumeTemplates[].spec", T_OBJ);
         REQ("spec.template", T_OBJ);
         REQ("spec.template.spec", T_OBJ);
         check_volumes(&c, obj, "spec.template.spec");

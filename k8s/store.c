@@ -90,7 +90,8 @@ json_t *k8s_store_load(const char *dir)
     }
     closedir(d);
     d = NULL;
-    qsort(names, n, sizeof *names, cmp_str);
+    if (n)   /* qsort may not be given NULL, even for nothing */
+        qsort(names, n, sizeof *names, cmp_str);
     for (size_t i = 0; i < n; i++) {
         char path[4096];
         json_t *docs, *o;
