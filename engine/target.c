@@ -206,13 +206,27 @@ int target_extents(struct target *t, uint64_t off, uint64_t len,
     return n;
 }
 
-void target_prep_read(const struct target *t, struct io_uring_sqe *sqe, void *buf,
+static void prep_read(const struct target *t, int fd, struct io_uring_sqe *sqe, void *buf,
                       uint32_t len, uint64_t off)
 {
     if (t->fixed_index >= 0)
-        io_uring_prep_read_fixed(sqe, t->fd, buf, len, off, t->fixed_index);
+        io_uring_prep_read_fixed(sqe, fd, buf, len, off, t->fixed_index);
     else
-        io_uring_prep_read(sqe, t->fd, buf, len, off);
+        io_uring_prep_read(sqe, fd, buf, len, off);
+}
+
+void target_prep_read(const struct target *t, struct io_uring_sqe *sqe, void *buf,
+                      uint32_t len, uint64_t off)
+{
+    prep_read(t, t->fd, sqe, buf, len, off);
+}
+
+/* The registered buffers belong to the ring, not to a descriptor, so the
+ * buffered twin reads into them as well. */
+void target_cache_prep_read(const struct target *t, struct io_uring_sqe *sqe, void *buf,
+                            uint32_t len, uint64_t off)
+{
+    prep_read(t, t->cache_fd, sqe, buf, len, off);
 }
 
 void target_prep_write(const struct target *t, struct io_uring_sqe *sqe, const void *buf,

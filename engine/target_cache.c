@@ -88,15 +88,6 @@ bool target_cache_holds(const struct target *t, uint64_t off, uint64_t len)
     return cs.nr_cache >= pages;
 }
 
-void target_cache_prep_read(const struct target *t, struct io_uring_sqe *sqe, void *buf,
-                            uint32_t len, uint64_t off)
-{
-    if (t->fixed_index >= 0)
-        io_uring_prep_read_fixed(sqe, t->cache_fd, buf, len, off, t->fixed_index);
-    else
-        io_uring_prep_read(sqe, t->cache_fd, buf, len, off);
-}
-
 void target_cache_close(struct target *t)
 {
     if (t->cache_fd >= 0)
