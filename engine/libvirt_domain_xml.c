@@ -207,7 +207,7 @@ int lvd_disk_find(const struct lvd_disk *v, size_t n, const char *name)
     if (found >= 0)
         return found;
     list_names(v, n, names, sizeof names);
-    err_set(ENOENT, "the domain has no disk %s (its disks: %s)", name, names);
+    err_set(0, "the domain has no disk %s (its disks: %s)", name, names);
     return -1;
 }
 

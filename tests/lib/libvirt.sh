@@ -4,9 +4,15 @@
 # first, so tests can call it each time.
 #
 #   tests/lib/libvirt.sh daemon              libvirtd is running and answers
-#   tests/lib/libvirt.sh start NAME IMAGE    a transient type='qemu' domain
-#                                            with IMAGE (raw) as its disk vda
-#   tests/lib/libvirt.sh destroy NAME        stops it (nothing stays defined)
+#   tests/lib/libvirt.sh start NAME IMAGE... a transient type='qemu' domain
+#                                            with the IMAGEs (raw) as its
+#                                            disks vda, vdb, ...
+#   tests/lib/libvirt.sh define NAME IMAGE... the same, persistent (defined,
+#                                            then started), as KubeVirt's
+#                                            virt-launcher has it
+#   tests/lib/libvirt.sh destroy NAME        stops it, and undefines a
+#                                            persistent one (nothing stays
+#                                            defined)
 #
 # What the daemon needs on a bare machine: the users and groups the Debian
 # package expects, its directories, and a qemu.conf that runs QEMU as root
@@ -62,15 +68,12 @@ daemon() {
     die "libvirtd does not answer on $URI"
 }
 
-start() {
-    local name=$1 image=$2
-    daemon
-    if virsh -c "$URI" domstate "$name" 2>/dev/null | grep -q running; then
-        return 0
-    fi
-    local xml
-    xml=$(mktemp /tmp/volmig-domain.XXXXXX.xml)
-    cat >"$xml" <<EOF
+# The domain XML: a type='qemu' guest with no OS, the IMAGEs (raw) as
+# virtio disks vda, vdb, ...
+domain_xml() { # NAME IMAGE...
+    local name=$1 i=0 img letters=abcdefghijklmnop
+    shift
+    cat <<EOF
 <domain type='qemu'>
   <name>$name</name>
   <memory unit='MiB'>64</memory>
@@ -80,30 +83,56 @@ start() {
   <on_crash>destroy</on_crash>
   <devices>
     <emulator>$(command -v qemu-system-x86_64)</emulator>
+EOF
+    for img in "$@"; do
+        cat <<EOF
     <disk type='file' device='disk'>
       <driver name='qemu' type='raw'/>
-      <source file='$image'/>
-      <target dev='vda' bus='virtio'/>
+      <source file='$img'/>
+      <target dev='vd${letters:$i:1}' bus='virtio'/>
     </disk>
+EOF
+        i=$((i + 1))
+    done
+    cat <<EOF
     <memballoon model='none'/>
   </devices>
 </domain>
 EOF
-    if ! virsh -c "$URI" create "$xml" >/dev/null; then
-        rm -f "$xml"
-        tail -n 20 "/var/log/libvirt/qemu/$name.log" >&2 2>/dev/null || true
-        die "domain $name did not start"
+}
+
+start() { # transient|persistent NAME IMAGE...
+    local kind=$1 name=$2 xml ok=1
+    shift 2
+    daemon
+    if virsh -c "$URI" domstate "$name" 2>/dev/null | grep -q running; then
+        return 0
+    fi
+    xml=$(mktemp /tmp/volmig-domain.XXXXXX.xml)
+    domain_xml "$name" "$@" >"$xml"
+    if [ "$kind" = transient ]; then
+        virsh -c "$URI" create "$xml" >/dev/null || ok=0
+    else
+        { virsh -c "$URI" define "$xml" >/dev/null && virsh -c "$URI" start "$name" >/dev/null; } \
+            || ok=0
     fi
     rm -f "$xml"
+    if [ $ok = 0 ]; then
+        tail -n 20 "/var/log/libvirt/qemu/$name.log" >&2 2>/dev/null || true
+        destroy "$name"
+        die "domain $name did not start"
+    fi
 }
 
 destroy() {
     virsh -c "$URI" destroy "$1" >/dev/null 2>&1 || true
+    virsh -c "$URI" undefine "$1" >/dev/null 2>&1 || true
 }
 
 case "${1:-}" in
     daemon) daemon ;;
-    start) [ $# = 3 ] || die "usage: start NAME IMAGE"; start "$2" "$3" ;;
+    start) [ $# -ge 3 ] || die "usage: start NAME IMAGE..."; shift; start transient "$@" ;;
+    define) [ $# -ge 3 ] || die "usage: define NAME IMAGE..."; shift; start persistent "$@" ;;
     destroy) [ $# = 2 ] || die "usage: destroy NAME"; destroy "$2" ;;
-    *) die "usage: libvirt.sh daemon | start NAME IMAGE | destroy NAME" ;;
+    *) die "usage: libvirt.sh daemon | start NAME IMAGE... | define NAME IMAGE... | destroy NAME" ;;
 esac
