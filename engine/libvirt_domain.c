@@ -497,18 +497,17 @@ static int check_persistent_source(struct lvd *c, const char *target, const stru
 }
 
 static int check_dest_size(struct lvd *c, const char *target, const struct target_uri *dest,
-                           const struct client_tls *tls, int timeout_ms, bool *blockdev)
+                           const struct client_tls *tls, int timeout_ms, struct lvd_fit *fit)
 {
     uint64_t cap, size;
     char what[4600];
 
-    *blockdev = false;
     if (lvd_capacity(c, target, &cap) < 0)
         return -1;
     if (dest->kind == URI_FILE) {
         /* REUSE_EXT: libvirt would refuse a missing file itself ("missing
          * destination file"), but after taking its job lock. */
-        if (probe_file_target(dest->path, &size, blockdev) < 0)
+        if (probe_file_target(dest->path, &size, &fit->blockdev) < 0)
             return -1;
         snprintf(what, sizeof what, "%s", dest->path);
     } else {
@@ -516,16 +515,20 @@ static int check_dest_size(struct lvd *c, const char *target, const struct targe
             return -1;
         nbd_uri_text(dest, tls != NULL, what, sizeof what);
     }
-    return probe_fits(what, size, target, cap);
+    if (probe_fits(what, size, target, cap) < 0)
+        return -1;
+    fit->slice = size > cap ? cap : 0;
+    return 0;
 }
 
 int lvd_copy_check(struct lvd *c, const char *target, const struct target_uri *dest,
-                   const struct client_tls *tls, int timeout_ms, bool *blockdev)
+                   const struct client_tls *tls, int timeout_ms, struct lvd_fit *fit)
 {
     struct lvd_disk *v;
     size_t n;
     int i, rc = -1;
 
+    memset(fit, 0, sizeof *fit);
     if ((i = disk_of(c, false, target, &v, &n)) < 0)
         return -1;
     if (v[i].mirror)
@@ -533,19 +536,19 @@ int lvd_copy_check(struct lvd *c, const char *target, const struct target_uri *d
     else if (lvd_disk_is(&v[i], dest))
         err_set(EINVAL, "libvirt: %s disk %s already runs on its destination", c->name, target);
     else if (check_persistent_source(c, target, &v[i]) == 0 &&
-             check_dest_size(c, target, dest, tls, timeout_ms, blockdev) == 0)
+             check_dest_size(c, target, dest, tls, timeout_ms, fit) == 0)
         rc = 0;
     lvd_disks_free(v, n);
     return rc;
 }
 
 int lvd_copy_start(struct lvd *c, const char *target, const struct target_uri *dest,
-                   bool blockdev, const struct lvd_copy_opts *o)
+                   const struct lvd_fit *fit, const struct lvd_copy_opts *o)
 {
     virTypedParameterPtr params = NULL;
     int nparams = 0, maxparams = 0, rc = -1;
     unsigned flags = VIR_DOMAIN_BLOCK_COPY_REUSE_EXT;
-    char *xml = lvd_dest_xml(dest, blockdev, o->format);
+    char *xml = lvd_dest_xml(dest, fit->blockdev, o->format, fit->slice);
 
     if (!xml)
         return -1;
@@ -602,8 +605,9 @@ int lvd_wait_ready(struct lvd *c, const char *target, int64_t deadline)
     if (s == VIR_DOMAIN_BLOCK_JOB_READY)
         return 0;
     if (s >= 0)
-        err_set(0, "libvirt: the block copy of %s disk %s %s before it was ready", c->name,
-                target, status_name(s));
+        err_set(0, "libvirt: the block copy of %s disk %s %s before it was ready (libvirt "
+                "does not pass QEMU's reason on: see the domain's QEMU log)", c->name, target,
+                status_name(s));
     else if (!mirror)
         err_set(ENOENT, "libvirt: %s disk %s has no block copy", c->name, target);
     return -1;

@@ -73,8 +73,11 @@ bool lvd_disk_same_source(const struct lvd_disk *a, const struct lvd_disk *b);
 
 /* The <disk> XML of a block copy destination: type='file', type='block'
  * (blockdev) or type='network' protocol='nbd' (TCP or unix socket, tls='yes'
- * for nbds).  format NULL means raw.  malloc'd, or NULL with err_msg(). */
-char *lvd_dest_xml(const struct target_uri *dest, bool blockdev, const char *format);
+ * for nbds).  format NULL means raw.  slice, when not 0, limits the
+ * destination to its first slice bytes (<slice type='storage'>).
+ * malloc'd, or NULL with err_msg(). */
+char *lvd_dest_xml(const struct target_uri *dest, bool blockdev, const char *format,
+                   uint64_t slice);
 
 /* The source as one line: "file:PATH", "nbd://H:P/EXPORT", ... into buf. */
 void lvd_disk_source_text(const struct lvd_disk *d, char *buf, size_t len);
@@ -108,9 +111,15 @@ int lvd_capacity(struct lvd *c, const char *target, uint64_t *size);
  *     XML (otherwise libvirt would not carry the pivot into it, silently);
  *   - dest exists (a file or block device, or an NBD server answering
  *     within timeout_ms; tls for nbds) and holds the disk's capacity.
- * *blockdev tells whether a file: destination is a block device. */
+ * fit gets what lvd_copy_start needs to know about dest. */
+struct lvd_fit {
+    bool blockdev;             /* a file: destination that is a block device */
+    uint64_t slice;            /* the disk's capacity when dest is larger, else 0:
+                                  QEMU's mirror wants both ends the same size,
+                                  so libvirt is given a storage slice */
+};
 int lvd_copy_check(struct lvd *c, const char *target, const struct target_uri *dest,
-                   const struct client_tls *tls, int timeout_ms, bool *blockdev);
+                   const struct client_tls *tls, int timeout_ms, struct lvd_fit *fit);
 
 struct lvd_copy_opts {
     uint64_t bandwidth;        /* bytes/s, 0: unlimited */
@@ -123,7 +132,7 @@ struct lvd_copy_opts {
 /* Starts libvirt's block copy of target onto dest (which must exist:
  * REUSE_EXT).  Returns once the job runs; lvd_wait_ready follows. */
 int lvd_copy_start(struct lvd *c, const char *target, const struct target_uri *dest,
-                   bool blockdev, const struct lvd_copy_opts *o);
+                   const struct lvd_fit *fit, const struct lvd_copy_opts *o);
 
 /* Waits for the copy of target to be READY (the BLOCK_JOB_2 event, or
  * <mirror ready='yes'> for a job started by someone else).  -1 when the

@@ -307,7 +307,27 @@ static void sb_attr(struct sbuf *b, const char *name, const char *v)
     sb_str(b, "'");
 }
 
-char *lvd_dest_xml(const struct target_uri *u, bool blockdev, const char *format)
+/* libvirt 9.0 takes <slices> in any <source> and puts a raw node with
+ * offset and size over the storage (src/conf/domain_conf.c
+ * virDomainStorageSourceParseSlices; src/qemu/qemu_block.c
+ * qemuBlockStorageSourceNeedsStorageSliceLayer), for block copy
+ * destinations too (qemuDomainBlockCopyCommon prepares the mirror like a
+ * disk); the slice is kept in the persistent definition after a pivot. */
+static void sb_slice(struct sbuf *b, uint64_t slice)
+{
+    char size[32];
+
+    if (!slice)
+        return;
+    snprintf(size, sizeof size, "%llu", (unsigned long long)slice);
+    sb_str(b, "<slices><slice");
+    sb_attr(b, "type", "storage");
+    sb_attr(b, "offset", "0");
+    sb_attr(b, "size", size);
+    sb_str(b, "/></slices>");
+}
+
+char *lvd_dest_xml(const struct target_uri *u, bool blockdev, const char *format, uint64_t slice)
 {
     struct sbuf b = { 0 };
 
@@ -319,7 +339,9 @@ char *lvd_dest_xml(const struct target_uri *u, bool blockdev, const char *format
     sb_str(&b, "/><source");
     if (u->kind == URI_FILE) {
         sb_attr(&b, blockdev ? "dev" : "file", u->path);
-        sb_str(&b, "/>");
+        sb_str(&b, ">");
+        sb_slice(&b, slice);
+        sb_str(&b, "</source>");
     } else {
         sb_attr(&b, "protocol", "nbd");
         if (u->export_name[0])      /* absent: the default export "" */
@@ -334,7 +356,9 @@ char *lvd_dest_xml(const struct target_uri *u, bool blockdev, const char *format
             sb_attr(&b, "name", u->host);
             sb_attr(&b, "port", nbd_port(u->port));
         }
-        sb_str(&b, "/></source>");
+        sb_str(&b, "/>");
+        sb_slice(&b, slice);
+        sb_str(&b, "</source>");
     }
     sb_str(&b, "</disk>");
     if (b.oom) {

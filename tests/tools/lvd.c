@@ -38,7 +38,7 @@ struct vol {
     const char *name;
     char *target;
     struct target_uri dest;
-    bool blockdev;
+    struct lvd_fit fit;
     bool started;
     char old_text[4400];
 };
@@ -159,7 +159,7 @@ static int check_all(struct lvd *c, struct vol *v, int n)
 {
     for (int i = 0; i < n; i++)
         if (lvd_copy_check(c, v[i].target, &v[i].dest, NULL, opt.timeout * 1000,
-                           &v[i].blockdev) < 0)
+                           &v[i].fit) < 0)
             return -1;
     return 0;
 }
@@ -183,7 +183,7 @@ static int start_all(struct lvd *c, struct vol *v, int n)
     if (check_all(c, v, n) < 0)
         return -1;
     for (int i = 0; i < n; i++) {
-        if (lvd_copy_start(c, v[i].target, &v[i].dest, v[i].blockdev, &opt.copy) < 0) {
+        if (lvd_copy_start(c, v[i].target, &v[i].dest, &v[i].fit, &opt.copy) < 0) {
             abort_started(c, v, n);
             return -1;
         }

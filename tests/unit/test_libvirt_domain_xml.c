@@ -137,9 +137,9 @@ static void test_dest_xml(void **state)
 
     (void)state;
     assert_int_equal(target_uri_parse("file:/tmp/it's&<new>.img", &u), 0);
-    x = lvd_dest_xml(&u, false, NULL);
+    x = lvd_dest_xml(&u, false, NULL, 0);
     assert_string_equal(x, "<disk type='file'><driver name='qemu' type='raw'/>"
-                           "<source file='/tmp/it&apos;s&amp;&lt;new&gt;.img'/></disk>");
+                           "<source file='/tmp/it&apos;s&amp;&lt;new&gt;.img'></source></disk>");
     /* It reads back as a disk that is the destination. */
     snprintf(doc, sizeof doc, "<domain><devices>%s</devices></domain>", x);
     free(x);
@@ -148,23 +148,25 @@ static void test_dest_xml(void **state)
     lvd_disks_free(v, n);
 
     assert_int_equal(target_uri_parse("file:/dev/sdb", &u), 0);
-    x = lvd_dest_xml(&u, true, "qcow2");
+    x = lvd_dest_xml(&u, true, "qcow2", 1048576);
     assert_string_equal(x, "<disk type='block'><driver name='qemu' type='qcow2'/>"
-                           "<source dev='/dev/sdb'/></disk>");
+                           "<source dev='/dev/sdb'><slices><slice type='storage' offset='0' "
+                           "size='1048576'/></slices></source></disk>");
     free(x);
 
     assert_int_equal(target_uri_parse("nbds://h.example:10811/vol%201", &u), 0);
-    x = lvd_dest_xml(&u, false, NULL);
+    x = lvd_dest_xml(&u, false, NULL, 0);
     assert_string_equal(x, "<disk type='network'><driver name='qemu' type='raw'/>"
                            "<source protocol='nbd' name='vol 1' tls='yes'>"
                            "<host name='h.example' port='10811'/></source></disk>");
     free(x);
 
     assert_int_equal(target_uri_parse("nbd+unix:///e?socket=/run/x.sock", &u), 0);
-    x = lvd_dest_xml(&u, false, NULL);
+    x = lvd_dest_xml(&u, false, NULL, 4096);
     assert_string_equal(x, "<disk type='network'><driver name='qemu' type='raw'/>"
                            "<source protocol='nbd' name='e'>"
-                           "<host transport='unix' socket='/run/x.sock'/></source></disk>");
+                           "<host transport='unix' socket='/run/x.sock'/><slices><slice "
+                           "type='storage' offset='0' size='4096'/></slices></source></disk>");
     snprintf(doc, sizeof doc, "<domain><devices>%s</devices></domain>", x);
     free(x);
     assert_int_equal(lvd_parse_disks(doc, &v, &n), 0);
