@@ -260,12 +260,16 @@ static int job_wait(struct lvd *c, const char *target, unsigned want, int64_t de
             break;
         }
         if (e->stopped || e->closed) {
-            err_set(0, "libvirt: %s of %s disk %s: %s", what, c->name, target,
+            err_set(0, "libvirt: %s disk %s: %s: %s", c->name, target, what,
                     e->stopped ? "the domain stopped" : "the connection to libvirtd closed");
             break;
         }
         if (!slot || now >= deadline) {
-            err_set(ETIMEDOUT, "libvirt: %s of %s disk %s", what, c->name, target);
+            if (slot)
+                err_set(ETIMEDOUT, "libvirt: %s disk %s: %s", c->name, target, what);
+            else
+                err_set(E2BIG, "libvirt: %s disk %s: more than %d disks", c->name, target,
+                        LVD_MAX_DISKS);
             break;
         }
         clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -280,6 +284,26 @@ static int job_wait(struct lvd *c, const char *target, unsigned want, int64_t de
     }
     pthread_mutex_unlock(&e->lock);
     return rc;
+}
+
+/* -1 with err_msg() when the domain stopped or libvirtd went away: the
+ * live XML of a stopped persistent domain is its definition, which has
+ * no job to wait for. */
+static int still_there(struct lvd *c, const char *target, const char *what)
+{
+    bool stopped, closed;
+
+    pthread_mutex_lock(&c->ev->lock);
+    stopped = c->ev->stopped;
+    closed = c->ev->closed;
+    pthread_mutex_unlock(&c->ev->lock);
+    if (!stopped && !closed && virDomainIsActive(c->dom) != 1)
+        stopped = true;
+    if (!stopped && !closed)
+        return 0;
+    err_set(0, "libvirt: %s disk %s: %s: %s", c->name, target, what,
+            closed ? "the connection to libvirtd closed" : "the domain stopped");
+    return -1;
 }
 
 static const char *status_name(int s)
@@ -592,7 +616,8 @@ int lvd_wait_ready(struct lvd *c, const char *target, int64_t deadline)
     int i, s;
 
     /* A job started before this handle existed already sent its READY. */
-    if ((i = disk_of(c, false, target, &v, &n)) < 0)
+    if (still_there(c, target, "waiting for READY") < 0 ||
+        (i = disk_of(c, false, target, &v, &n)) < 0)
         return -1;
     mirror = v[i].mirror;
     ready = v[i].mirror_ready;
@@ -601,14 +626,14 @@ int lvd_wait_ready(struct lvd *c, const char *target, int64_t deadline)
         return 0;
     /* No <mirror>: the job ended or never began; an event may say how. */
     s = job_wait(c, target, want, mirror ? deadline : clock_ms(),
-                 "waiting for the block copy to be ready");
+                 "waiting for READY");
     if (s == VIR_DOMAIN_BLOCK_JOB_READY)
         return 0;
     if (s >= 0)
         err_set(0, "libvirt: the block copy of %s disk %s %s before it was ready (libvirt "
                 "does not pass QEMU's reason on: see the domain's QEMU log)", c->name, target,
                 status_name(s));
-    else if (!mirror)
+    else if (!mirror && still_there(c, target, "waiting for READY") == 0)
         err_set(ENOENT, "libvirt: %s disk %s has no block copy", c->name, target);
     return -1;
 }
@@ -672,7 +697,8 @@ int lvd_finish(struct lvd *c, const char *target, bool pivot, int64_t deadline)
         lv_err(pivot ? "pivot of %s disk %s" : "abort of %s disk %s", c->name, target);
         return -1;
     }
-    s = job_wait(c, target, want, deadline, pivot ? "waiting for the pivot" : "waiting for the abort");
+    s = job_wait(c, target, want, deadline,
+                 pivot ? "waiting for the pivot to end" : "waiting for the abort to end");
     if (s < 0)
         return -1;
     if (pivot ? s != VIR_DOMAIN_BLOCK_JOB_COMPLETED : s == VIR_DOMAIN_BLOCK_JOB_FAILED) {

@@ -330,6 +330,7 @@ int main(int argc, char **argv)
     struct lvd *c;
     int i = 1, n = 0, rc;
 
+    setvbuf(stdout, NULL, _IOLBF, 0);   /* tests watch the progress lines */
     if (i + 1 < argc && !strcmp(argv[i], "--uri")) {
         opt.uri = argv[i + 1];
         i += 2;
