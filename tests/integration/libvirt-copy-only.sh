@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Copy only (switchover none) through libvirt: a persistent domain's vda
-# copied to a new file by block copy, READY, guest writes, then an abort
+# copied to a new file by block copy (write-blocking, with granularity and
+# buffer size), READY, guest writes, then an abort
 # without pivot.  libvirt (live and persistent XML) still names the old
 # file, no job is left, and the copy equals the source, the writes made
 # while the mirror ran included (QEMU completes a READY mirror on a
@@ -14,8 +15,13 @@ dd if=/dev/urandom of="$T/src.img" bs=1M count=24 status=none
 truncate -s 64M "$T/src.img" "$T/copy.img" "$T/copy2.img" "$T/t.img"
 lv_domain "$DOM" persistent "$T/src.img"
 
-"$LVD" "$DOM" start vda="file:$T/copy.img" || fail "start"
+"$LVD" "$DOM" start --sync-writes --granularity 65536 --buf-size $((1 << 20)) \
+    vda="file:$T/copy.img" || fail "start"
 "$LVD" "$DOM" wait-ready vda >/dev/null || fail "wait-ready"
+# libvirt's status XML records the job's flags: REUSE_EXT (0x2),
+# TRANSIENT_JOB (0x4, a persistent domain), SYNCHRONOUS_WRITES (0x8).
+grep -q "<blockjob name='copy-vda-[^']*' type='copy' state='ready'.* jobflags='0xe'" \
+    "/var/run/libvirt/qemu/$DOM.xml" || fail "job flags: $(grep blockjob "/var/run/libvirt/qemu/$DOM.xml")"
 lv_write "$DOM" vda 0x5a 2M 1M
 lv_write "$DOM" vda 0x77 63M 64k
 log "abort without pivot: libvirt stays on src.img"
