@@ -10,18 +10,34 @@
 #   lv_source DOM DISK [--inactive]  the source libvirt names for DISK
 #   lv_no_job DOM DISK               libvirt has no block job on DISK
 #   lv_state DOM                     virsh domstate
+#   lv_hosts_up                      two hosts: network namespaces SRC_NS and
+#                                    DST_NS (netns.sh), each with a libvirtd
+#                                    of its own (libvirt.sh host-up) at
+#                                    SRC_URI and DST_URI; taken down on exit
 require libvirtd virsh qemu-system-x86_64
 [ "$(id -u)" = 0 ] || skip "libvirtd for a system domain needs root"
 LV="$TOP/tests/lib/libvirt.sh"
 LVD="$TOP/$BUILD/tests/tools/lvd"
 VIRSH=(virsh -q -c qemu:///system)
 [ -x "$LVD" ] || fail "no $LVD (make all)"
-_lv_domains=()
+_lv_domains=() _lv_hosts=() _lv_netns=0
 
 lv_cleanup() {
     local d
     for d in "${_lv_domains[@]}"; do "$LV" destroy "$d"; done
+    for d in "${_lv_hosts[@]}"; do "$LV" host-down "$d"; done
+    [ $_lv_netns = 1 ] && netns_down
     cleanup
+}
+
+lv_hosts_up() {
+    . "$TOP/tests/lib/netns.sh"
+    _lv_netns=1
+    netns_up || fail "cannot make network namespaces"
+    SRC_HOST=lvsrc$$ DST_HOST=lvdst$$
+    _lv_hosts+=("$SRC_HOST" "$DST_HOST")
+    SRC_URI=$("$LV" host-up "$SRC_HOST" "$SRC_NS") || fail "no libvirtd for $SRC_HOST"
+    DST_URI=$("$LV" host-up "$DST_HOST" "$DST_NS") || fail "no libvirtd for $DST_HOST"
 }
 trap lv_cleanup EXIT
 
