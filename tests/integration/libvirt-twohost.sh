@@ -5,7 +5,8 @@
 # reached as qemu+unix:///system?socket=PATH.  Each runs a persistent
 # domain of the same name that the other and the system libvirtd do not
 # see, with its QEMU in the host's network namespace; engine/libvirt_domain
-# pivots a disk through such a URI.  Then everything is taken down: no
+# pivots a disk through such a URI, and libvirt refuses a migration to the
+# other host while a block copy runs.  Then everything is taken down: no
 # daemon, QEMU, namespace or directory is left, also when the test fails
 # half-way (checked in a child that fails on purpose).
 . "$(dirname "$0")/../lib/common.sh"
@@ -49,7 +50,7 @@ u_src=$(uuid "$SRC_URI") u_dst=$(uuid "$DST_URI") u_sys=$(uuid qemu:///system)
 
 DOM=volmig-lvtwo-$$
 dd if=/dev/urandom of="$T/src.img" bs=1M count=8 status=none
-truncate -s 64M "$T/src.img" "$T/dst.img" "$T/new.img"
+truncate -s 64M "$T/src.img" "$T/dst.img" "$T/new.img" "$T/back.img"
 LIBVIRT_URI=$SRC_URI "$LV" define "$DOM" "$T/src.img" || fail "define on $SRC_HOST"
 LIBVIRT_URI=$DST_URI "$LV" define "$DOM" "$T/dst.img" || fail "define on $DST_HOST"
 for side in SRC DST; do
@@ -69,6 +70,17 @@ assert_eq "$(virsh -c "$SRC_URI" domblklist "$DOM" --inactive | awk '$1 == "vda"
     "$T/new.img" "src persistent vda"
 assert_eq "$(virsh -c "$DST_URI" domblklist "$DOM" --inactive | awk '$1 == "vda" { print $2 }')" \
     "$T/dst.img" "dst persistent vda"
+
+log "a migration to the other host while a block copy runs is refused by libvirt"
+"$LVD" --uri "$SRC_URI" "$DOM" start --bandwidth $((1 << 20)) vda="file:$T/back.img" || fail "start"
+set +e
+virsh -c "$SRC_URI" migrate --live --p2p --persistent --undefinesource "$DOM" "$DST_URI" \
+    >"$T/out" 2>&1; rc=$?
+set -e
+[ $rc != 0 ] || fail "the migration was not refused"
+grep -q "domain has active block job" "$T/out" || fail "unexpected: $(cat "$T/out")"
+"$LVD" --uri "$SRC_URI" "$DOM" finish abort vda || fail "abort"
+assert_eq "$(virsh -c "$SRC_URI" domstate "$DOM")" running "the source domain after the refusal"
 
 log "take both down"
 "$LV" host-down "$SRC_HOST"
