@@ -72,8 +72,8 @@ bool lvd_disk_is(const struct lvd_disk *d, const struct target_uri *dest);
 bool lvd_disk_same_source(const struct lvd_disk *a, const struct lvd_disk *b);
 
 /* The <disk> XML of a block copy destination: type='file', type='block'
- * (blockdev) or type='network' protocol='nbd' (TCP or unix socket, tls='yes'
- * for nbds).  format NULL means raw.  slice, when not 0, limits the
+ * (blockdev) or type='network' protocol='nbd' (TCP or unix socket; tls='yes'
+ * for nbds, with libvirt's x509 certificates, else tls='no').  format NULL means raw.  slice, when not 0, limits the
  * destination to its first slice bytes (<slice type='storage'>).
  * malloc'd, or NULL with err_msg(). */
 char *lvd_dest_xml(const struct target_uri *dest, bool blockdev, const char *format,

@@ -346,8 +346,11 @@ char *lvd_dest_xml(const struct target_uri *u, bool blockdev, const char *format
         sb_attr(&b, "protocol", "nbd");
         if (u->export_name[0])      /* absent: the default export "" */
             sb_attr(&b, "name", u->export_name);
-        if (u->tls)
-            sb_attr(&b, "tls", "yes");
+        /* Always said: an absent tls takes qemu.conf's nbd_tls
+         * (src/qemu/qemu_domain.c qemuProcessPrepareStorageSourceTLSNBD).
+         * With tls='yes' QEMU uses x509 certificates from qemu.conf's
+         * nbd_tls_x509_cert_dir; libvirt has no PSK for NBD. */
+        sb_attr(&b, "tls", u->tls ? "yes" : "no");
         sb_str(&b, "><host");
         if (u->kind == URI_NBD_UNIX) {
             sb_attr(&b, "transport", "unix");

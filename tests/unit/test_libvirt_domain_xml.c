@@ -164,7 +164,7 @@ static void test_dest_xml(void **state)
     assert_int_equal(target_uri_parse("nbd+unix:///e?socket=/run/x.sock", &u), 0);
     x = lvd_dest_xml(&u, false, NULL, 4096);
     assert_string_equal(x, "<disk type='network'><driver name='qemu' type='raw'/>"
-                           "<source protocol='nbd' name='e'>"
+                           "<source protocol='nbd' name='e' tls='no'>"
                            "<host transport='unix' socket='/run/x.sock'/><slices><slice "
                            "type='storage' offset='0' size='4096'/></slices></source></disk>");
     snprintf(doc, sizeof doc, "<domain><devices>%s</devices></domain>", x);
