@@ -4,9 +4,11 @@
 # pivot (tests/tools/lvd over engine/libvirt_domain.h): libvirt's live and
 # persistent XML name the new file, no job is left, and after `virsh
 # destroy` + `virsh start` QEMU runs on the new file, whose bytes equal the
-# source's, guest writes during the copy included.
+# source's, guest writes during the copy included.  Then a transient
+# domain's disk, named by its source path, onto a block device.
 . "$(dirname "$0")/../lib/common.sh"
 . "$TOP/tests/lib/libvirt-helpers.sh"
+require losetup
 
 DOM=volmig-lvpivot-$$
 dd if=/dev/urandom of="$T/src.img" bs=1M count=24 status=none
@@ -43,4 +45,18 @@ lv_write "$DOM" vda 0x33 8M 64k
 "${VIRSH[@]}" destroy "$DOM" >/dev/null
 assert_eq "$(od -An -tx1 -j $((8 << 20)) -N 1 "$T/new.img" | tr -d ' ')" 33 "new.img at 8M"
 cmp -s "$T/src.img" "$T/new.img" && fail "src.img changed after the pivot"
+
+log "a transient domain pivoted by its source path onto a block device"
+truncate -s 64M "$T/t.img" "$T/blk.img"
+dd if=/dev/urandom of="$T/t.img" bs=1M count=4 conv=notrunc status=none
+dev=$(losetup -f --show "$T/blk.img") || fail "losetup"
+track_loop "$dev"
+lv_domain "$DOM-t" transient "$T/t.img"
+"$LVD" "$DOM-t" copy "$T/t.img=file:$dev" >/dev/null || fail "copy onto $dev"
+assert_eq "$(lv_source "$DOM-t" vda)" "$dev" "live XML"
+"${VIRSH[@]}" dumpxml "$DOM-t" | grep -q "<disk type='block' device='disk'>" \
+    || fail "not a block disk: $("${VIRSH[@]}" dumpxml "$DOM-t" | grep -A3 '<disk')"
+lv_no_job "$DOM-t" vda
+"${VIRSH[@]}" destroy "$DOM-t" >/dev/null
+same_bytes "$T/t.img" "$dev"
 log "ok"
