@@ -3,7 +3,7 @@
 
 BUILD   ?= build
 CC      ?= gcc
-PKGS    := liburing jansson libnbd libvirt libvirt-qemu libedit yaml-0.1 gnutls
+PKGS    := liburing jansson libnbd libvirt libvirt-qemu libxml-2.0 libedit yaml-0.1 gnutls
 SAN     ?=
 OPT     ?= -O2 -g
 CFLAGS  ?=
