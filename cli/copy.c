@@ -3,7 +3,7 @@
 #include "cli/cli.h"
 #include "engine/client_tls.h"
 #include "engine/copy.h"
-#include "engine/error.h"
+#include "common/error.h"
 #include "engine/uri.h"
 
 #include <getopt.h>

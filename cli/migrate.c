@@ -1,7 +1,7 @@
 /* volmig migrate: argument parsing and the progress display.  The work is
  * engine/migrate.c's. */
 #include "cli/cli.h"
-#include "engine/error.h"
+#include "common/error.h"
 #include "engine/migrate.h"
 
 #include <getopt.h>

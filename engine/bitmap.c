@@ -16,7 +16,7 @@
 #include "engine/bitmap.h"
 #include "engine/client_tls.h"
 #include "engine/target_probe.h"
-#include "engine/error.h"
+#include "common/error.h"
 #include "qmp/qmp.h"
 
 #include <ctype.h>

@@ -3,7 +3,7 @@
  * of an extent's flags means dirty.  Synchronous libnbd, one connection:
  * this runs between passes, when nothing else is in flight. */
 #include "engine/bitmap.h"
-#include "engine/error.h"
+#include "common/error.h"
 
 #include <errno.h>
 #include <libnbd.h>

@@ -19,9 +19,9 @@
  * it is submitted, so no completion can find a reused slot.
  */
 #include "engine/copy_internal.h"
-#include "engine/clock.h"
-#include "engine/bufpool.h"
-#include "engine/error.h"
+#include "common/clock.h"
+#include "common/bufpool.h"
+#include "common/error.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -71,19 +71,6 @@ static void fail_now(struct run *R)
         R->failerr = err_errno();
     }
     R->stopping = true;
-}
-
-struct io_uring_sqe *copy_get_sqe(struct copy *cp)
-{
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&cp->ring);
-
-    if (!sqe) {
-        io_uring_submit(&cp->ring);
-        sqe = io_uring_get_sqe(&cp->ring);
-    }
-    /* The ring has twice as many entries as there are request slots and a
-     * slot has one operation at a time, so after a submit there is room. */
-    return sqe;
 }
 
 /* ---- request state machine ---- */

@@ -5,7 +5,7 @@
 #define VOLMIG_COPY_INTERNAL_H
 
 #include "engine/copy.h"
-#include "engine/target.h"
+#include "common/target.h"
 #include "engine/uri.h"
 
 #include <libnbd.h>
@@ -118,6 +118,5 @@ int copy_nbd_notify(struct endpoint *ep, const struct pollfd *fds);
 /* A backend reports the end of an operation: res is the byte count moved
  * (reads/writes) or 0 (zeroes), or -errno. */
 void copy_complete(struct creq *r, int64_t res);
-struct io_uring_sqe *copy_get_sqe(struct copy *cp);
 
 #endif

@@ -2,7 +2,8 @@
  * built on engine/target.c (O_DIRECT probing, SEEK_DATA extents, the
  * fallocate capability latches). */
 #include "engine/copy_internal.h"
-#include "engine/error.h"
+#include "common/error.h"
+#include "common/uring.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -86,7 +87,7 @@ static int local_start(struct endpoint *ep, struct creq *r, enum ep_op op)
         local_do_inline(ep, r, op, buf, len);
         return 0;
     }
-    sqe = copy_get_sqe(ep->cp);
+    sqe = uring_get_sqe(&ep->cp->ring);
     switch (op) {
     case OP_READ:
         target_prep_read(&ep->t, sqe, buf, (uint32_t)len, r->io_pos);
@@ -120,12 +121,9 @@ static bool in_memory(int fd)
 
 static bool local_zero_unsupported(struct endpoint *ep, struct creq *r, int64_t res)
 {
-    if (res != -EOPNOTSUPP && res != -EINVAL && res != -ENOTTY)
+    if (!target_zero_unsupported(&ep->t, r->zmode ? FALLOC_FL_ZERO_RANGE : FALLOC_FL_PUNCH_HOLE,
+                                 res))
         return false;
-    if (r->zmode == 0)
-        ep->t.can_punch = false;
-    else
-        ep->t.can_zero_range = false;
     ep->can_zero = ep->t.can_punch || ep->t.can_zero_range;
     return true;
 }

@@ -8,8 +8,8 @@
  * is what every other one reads. */
 #include "engine/copy_internal.h"
 #include "engine/client_tls.h"
-#include "engine/clock.h"
-#include "engine/error.h"
+#include "common/clock.h"
+#include "common/error.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -2,7 +2,7 @@
  * whether a buffer is zeroes.  No I/O here, so the unit tests can cover
  * every case. */
 #include "engine/copy.h"
-#include "engine/error.h"
+#include "common/error.h"
 #include "engine/uri.h"
 
 #include <ctype.h>

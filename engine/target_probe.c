@@ -1,7 +1,7 @@
 #include "engine/target_probe.h"
 #include "engine/client_tls.h"
-#include "engine/clock.h"
-#include "engine/error.h"
+#include "common/clock.h"
+#include "common/error.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,5 +1,5 @@
 #include "engine/uri.h"
-#include "engine/error.h"
+#include "common/error.h"
 
 #include <ctype.h>
 #include <stdio.h>

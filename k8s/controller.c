@@ -16,7 +16,7 @@
  *     VMIM annotation volmig.io/target.VOLUME.
  */
 #include "k8s/controller.h"
-#include "engine/error.h"
+#include "common/error.h"
 #include "k8s/k8s.h"
 
 #include <errno.h>

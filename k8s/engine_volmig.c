@@ -1,5 +1,5 @@
 /* The controller's engine: each migration a `volmig migrate` child. */
-#include "engine/error.h"
+#include "common/error.h"
 #include "engine/job.h"
 #include "k8s/engine.h"
 

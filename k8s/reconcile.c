@@ -26,7 +26,7 @@
  * distinct message, by looking at the Events already in the world.
  */
 #include "k8s/internal.h"
-#include "engine/error.h"
+#include "common/error.h"
 
 #include <inttypes.h>
 #include <stdarg.h>

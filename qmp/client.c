@@ -1,8 +1,8 @@
 /* The QMP handle: ids, replies, the event queue, deadlines.  Transports
  * only move bytes or messages; everything QMP means lives here. */
 #include "qmp/internal.h"
-#include "engine/clock.h"
-#include "engine/error.h"
+#include "common/clock.h"
+#include "common/error.h"
 
 #include <errno.h>
 #include <inttypes.h>

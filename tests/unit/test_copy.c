@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "engine/copy.h"
-#include "engine/error.h"
+#include "common/error.h"
 #include "engine/uri.h"
 
 #define K 1024ULL

@@ -10,8 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engine/bufpool.h"
-#include "engine/target.h"
+#include "common/bufpool.h"
+#include "common/target.h"
 
 static void test_pool(void **state)
 {
