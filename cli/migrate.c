@@ -1,5 +1,5 @@
 /* volmig migrate: argument parsing and the progress display.  The work is
- * engine/migrate.c's. */
+ * engine/migrate_*.c's. */
 #include "cli/cli.h"
 #include "common/error.h"
 #include "engine/migrate.h"

@@ -6,7 +6,7 @@
 
 #include "engine/copy.h"
 #include "common/target.h"
-#include "engine/uri.h"
+#include "engine/target_uri.h"
 
 #include <libnbd.h>
 #include <liburing.h>

@@ -1,5 +1,5 @@
 /* The copier's local backend: a file or block device through io_uring,
- * built on engine/target.c (O_DIRECT probing, SEEK_DATA extents, the
+ * built on common/target.c (O_DIRECT probing, SEEK_DATA extents, the
  * fallocate capability latches). */
 #include "engine/copy_internal.h"
 #include "common/error.h"

@@ -7,7 +7,7 @@
  * multi-conn, which promises that what one connection writes and flushes
  * is what every other one reads. */
 #include "engine/copy_internal.h"
-#include "engine/client_tls.h"
+#include "engine/target_tls.h"
 #include "common/clock.h"
 #include "common/error.h"
 

@@ -3,7 +3,7 @@
  * every case. */
 #include "engine/copy.h"
 #include "common/error.h"
-#include "engine/uri.h"
+#include "engine/target_uri.h"
 
 #include <ctype.h>
 #include <string.h>

@@ -24,12 +24,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "engine/uri.h"
+#include "engine/target_uri.h"
 
 enum mig_switchover { MIG_SW_NONE, MIG_SW_PIVOT, MIG_SW_MIGRATE };
 
 /* mirror: QEMU's blockdev-mirror pushes (this file); bitmap: volmig's own
- * copier pulls and converges on dirty bitmaps (engine/bitmap.h). */
+ * copier pulls and converges on dirty bitmaps (engine/migrate_bitmap.h). */
 enum mig_mode { MIG_MODE_MIRROR, MIG_MODE_BITMAP };
 
 enum mig_result {

@@ -1,5 +1,5 @@
 #include "engine/target_probe.h"
-#include "engine/client_tls.h"
+#include "engine/target_tls.h"
 #include "common/clock.h"
 #include "common/error.h"
 

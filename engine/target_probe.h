@@ -4,7 +4,7 @@
 #ifndef VOLMIG_TARGET_PROBE_H
 #define VOLMIG_TARGET_PROBE_H
 
-#include "engine/uri.h"
+#include "engine/target_uri.h"
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,4 +1,4 @@
-/* The pure decisions of volmig migrate --mode bitmap (engine/bitmap.h):
+/* The pure decisions of volmig migrate --mode bitmap (engine/migrate_bitmap.h):
  * when to run another live pass and when to pause the guest for the last
  * one, the threshold that decides it, and the names the events carry.
  * converge() calls bitmap_decide() with the index of the pass that just
@@ -12,7 +12,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "engine/bitmap.h"
+#include "engine/migrate_bitmap.h"
 
 #define K 1024ULL
 #define M (1024ULL * 1024)

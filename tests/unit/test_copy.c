@@ -14,7 +14,7 @@
 
 #include "engine/copy.h"
 #include "common/error.h"
-#include "engine/uri.h"
+#include "engine/target_uri.h"
 
 #define K 1024ULL
 #define M (1024ULL * 1024)

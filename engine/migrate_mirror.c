@@ -1,6 +1,6 @@
 #include "engine/migrate.h"
-#include "engine/bitmap.h"
-#include "engine/client_tls.h"
+#include "engine/migrate_bitmap.h"
+#include "engine/target_tls.h"
 #include "engine/target_probe.h"
 #include "common/error.h"
 #include "qmp/qmp.h"

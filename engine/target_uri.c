@@ -1,4 +1,4 @@
-#include "engine/uri.h"
+#include "engine/target_uri.h"
 #include "common/error.h"
 
 #include <ctype.h>

@@ -1,4 +1,4 @@
-#include "engine/client_tls.h"
+#include "engine/target_tls.h"
 #include "common/error.h"
 
 #include <errno.h>

@@ -1,6 +1,6 @@
 /* volmig migrate --mode bitmap: the passes, the pause, and what volmig
  * adds to QEMU (an NBD server, exports, dirty bitmaps) and removes again.
- * The design is in engine/bitmap.h; the data moves through copy_run().
+ * The design is in engine/migrate_bitmap.h; the data moves through copy_run().
  *
  * Names: bitmap volmig-PID-bI-G and export volmig-PID-xI-G for volume I,
  * generation G.  Generation G's bitmap records while pass G copies; pass
@@ -13,8 +13,8 @@
  * started its server, so the tag is how a later run, sweeping what a dead
  * run left, knows that the server was not the dead run's to stop.
  */
-#include "engine/bitmap.h"
-#include "engine/client_tls.h"
+#include "engine/migrate_bitmap.h"
+#include "engine/target_tls.h"
 #include "engine/target_probe.h"
 #include "common/error.h"
 #include "qmp/qmp.h"

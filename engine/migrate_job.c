@@ -1,4 +1,4 @@
-#include "engine/job.h"
+#include "engine/migrate_job.h"
 #include "common/error.h"
 
 #include <errno.h>
