@@ -393,7 +393,7 @@ static int wait_events(struct run *R)
     struct copy *cp = &R->cp;
     int n = 1, ns = 0, r, rs, rd, timeout = 100;
     uint64_t v;
-    char saved[512];
+    struct err_saved saved;
 
     io_uring_submit(&cp->ring);
     fds[0] = (struct pollfd){ .fd = cp->efd, .events = POLLIN };
@@ -429,10 +429,10 @@ static int wait_events(struct run *R)
      * first failure's message is the one kept. */
     rs = cp->src.nconn ? copy_nbd_notify(&cp->src, fds + 1) : 0;
     if (rs < 0)
-        snprintf(saved, sizeof saved, "%s", err_msg());
+        err_save(&saved);
     rd = cp->dst.nconn ? copy_nbd_notify(&cp->dst, fds + 1 + ns) : 0;
     if (rs < 0 && rd < 0)
-        err_set(0, "%s", saved);
+        err_restore(saved.errnum, saved.msg);
     return rs < 0 || rd < 0 ? -1 : 0;
 }
 

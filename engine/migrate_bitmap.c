@@ -239,9 +239,9 @@ static int sweep(struct qmp *q, bool (*want)(int pid), bool stop_server, bool st
     json_t *ex = NULL, *nodes = NULL, *e, *bm;
     size_t i, j;
     int n = 0, left = 0, owned = 0;
-    char saved[1024];
+    struct err_saved saved;
 
-    snprintf(saved, sizeof saved, "%s", err_msg());
+    err_save(&saved);
     if (!qmp_is_open(q))
         return 0;
     if (qmp_call(q, "query-block-exports", NULL, &ex, dl(QMP_TIMEOUT_MS)) == 0) {
@@ -279,7 +279,7 @@ static int sweep(struct qmp *q, bool (*want)(int pid), bool stop_server, bool st
     }
     json_decref(ex);
     json_decref(nodes);
-    err_set(0, "%s", saved);
+    err_restore(saved.errnum, saved.msg);
     return n;
 }
 
@@ -394,9 +394,9 @@ static void remove_own_sock_dir(struct bm *b)
 /* Undoes what this run added; resumes the guest if we paused it. */
 static void cleanup(struct bm *b)
 {
-    char saved[1024];
+    struct err_saved saved;
 
-    snprintf(saved, sizeof saved, "%s", err_msg());
+    err_save(&saved);
     if (!qmp_is_open(b->q)) {
         remove_own_sock_dir(b);
         return;
@@ -412,7 +412,7 @@ static void cleanup(struct bm *b)
         b->stopped = false;
     }
     remove_own_sock_dir(b);
-    err_set(0, "%s", saved);
+    err_restore(saved.errnum, saved.msg);
 }
 
 /* ---- the NBD server, exports, bitmaps ---- */
@@ -578,12 +578,12 @@ int bitmap_remove_leftovers(struct qmp *q)
     /* QEMU first: stopping a dead run's NBD server frees its socket.  The
      * directories are not counted: the count feeds a warning about what
      * was left in QEMU, and an empty directory in /tmp is no news. */
-    char saved[1024];
+    struct err_saved saved;
     int n = sweep(q, is_dead, false, true);
 
-    snprintf(saved, sizeof saved, "%s", err_msg());
+    err_save(&saved);
     n += stop_orphan_server(q);
-    err_set(0, "%s", saved);
+    err_restore(saved.errnum, saved.msg);
     remove_dead_sock_dirs();
     return n;
 }
@@ -792,14 +792,14 @@ static enum att copy_volume(struct bm *b, int vol, const char *id, const struct 
     if (r == COPY_CANCELLED)
         return A_CANCELLED;
     if (r == COPY_FAILED) {
-        char saved[1024];
+        struct err_saved saved;
 
         err_prefix("pass %d of drive '%s'", b->pass, b->cfg->vols[vol].drive);
         /* The export's connections die with QEMU: ask the monitor, so that
          * a dead QEMU is reported as such and not retried. */
-        snprintf(saved, sizeof saved, "%s", err_msg());
+        err_save(&saved);
         qmp_call(b->q, "query-status", NULL, NULL, dl(QMP_TIMEOUT_MS));
-        err_set(0, "%s", saved);
+        err_restore(saved.errnum, saved.msg);
         return qmp_att(b, A_RETRY);
     }
     return A_OK;

@@ -208,14 +208,14 @@ static int tls_add(struct mig *m)
 static void tls_del(struct mig *m, enum mig_result res)
 {
     bool in_use = res == MIG_DONE && m->cfg->switchover == MIG_SW_PIVOT;
-    char saved[1024];
+    struct err_saved saved;
 
     if (!m->tls_added || in_use || !qmp_is_open(m->q))
         return;
-    snprintf(saved, sizeof saved, "%s", err_msg());
+    err_save(&saved);
     qmp_callf(m->q, NULL, dl(QMP_TIMEOUT_MS), "object-del", "{s:s}", "id", m->tls_id);
     m->tls_added = false;
-    err_set(0, "%s", saved);
+    err_restore(saved.errnum, saved.msg);
 }
 
 /* Asks the destination how big the export is, within a deadline.
@@ -528,9 +528,9 @@ static int detach_targets(struct mig *m)
 /* Undoes an attempt: the VM keeps running on its own volumes. */
 static void cleanup(struct mig *m)
 {
-    char saved[1024];
+    struct err_saved saved;
 
-    snprintf(saved, sizeof saved, "%s", err_msg());
+    err_save(&saved);
     if (!qmp_is_open(m->q))
         return;
     if (m->migration_started) {
@@ -546,7 +546,7 @@ static void cleanup(struct mig *m)
     }
     settle_jobs(m, false);
     detach_targets(m);
-    err_set(0, "%s", saved);
+    err_restore(saved.errnum, saved.msg);
 }
 
 int mig_name_pid(const char *name)
