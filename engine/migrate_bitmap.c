@@ -14,6 +14,7 @@
  * run left, knows that the server was not the dead run's to stop.
  */
 #include "engine/migrate_bitmap.h"
+#include "engine/migrate_run.h"
 #include "engine/target_tls.h"
 #include "engine/target_probe.h"
 #include "common/error.h"
@@ -34,7 +35,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define QMP_TIMEOUT_MS    30000
+#define QMP_TIMEOUT_MS    RUN_QMP_TIMEOUT_MS
 #define EXPORT_GONE_MS    30000     /* a deleted export to disappear */
 #define TARGET_PROBE_MS   10000     /* a target to answer before pass 0 */
 #define FINAL_MAX_PASSES  16        /* paused passes before giving up */
@@ -57,16 +58,17 @@
 #define SOCK_NAME         "nbd.sock"
 #define EXT_TAG           "ext-"    /* after "volmig-PID-": on a server not ours */
 
-enum att { A_OK, A_RETRY, A_FINAL, A_GONE, A_CANCELLED };
+enum att { A_OK = ATT_OK, A_RETRY = ATT_RETRY, A_FINAL = ATT_FINAL, A_GONE = ATT_GONE,
+           A_CANCELLED = ATT_CANCELLED };
 
+/* The strategy's state, for the whole run (r->state). */
 struct bm {
+    struct mig_run *r;
     struct mig_config *cfg;
     struct qmp *q;
-    int64_t t0;
     char dir[64], sock[128];  /* sock: the NBD server's, ours or --nbd-socket */
     bool server_started;     /* ours to stop; never with --nbd-socket */
     bool stopped;            /* we paused the guest: ours to resume */
-    bool migration_started;
     int gen;                 /* the generation recording now */
     int pass;                /* passes run so far */
     double rate;             /* bytes/s of pass 0 */
@@ -128,23 +130,17 @@ static int64_t dl(int64_t ms)
 
 static void emit(struct bm *b, json_t *ev)
 {
-    double t = (double)(qmp_now_ms() - b->t0) / 1000.0;
-
-    json_object_set_new(ev, "t", json_real((double)(int64_t)(t * 1000) / 1000.0));
-    if (b->cfg->emit)
-        b->cfg->emit(b->cfg->opaque, ev);
-    else
-        json_decref(ev);
+    run_emit(b->r, ev);
 }
 
 static bool cancelled(const struct bm *b)
 {
-    return b->cfg->cancel && *b->cfg->cancel;
+    return run_cancelled(b->r);
 }
 
 static enum att qmp_att(const struct bm *b, enum att if_open)
 {
-    return qmp_is_open(b->q) ? if_open : A_GONE;
+    return (enum att)run_qmp_failed(b->r, (enum attempt)if_open);
 }
 
 static const char *tag(const struct bm *b)
@@ -171,17 +167,6 @@ static bool ext_name(const char *name)
         return false;
     p += strspn(p, "0123456789");
     return !strncmp(p, "-" EXT_TAG, strlen(EXT_TAG) + 1);
-}
-
-/* Sleeps up to ms, waking on any event (events only wake us). */
-static void nap(struct bm *b, int ms)
-{
-    json_t *ev = NULL;
-
-    if (qmp_wait_event(b->q, NULL, NULL, NULL, &ev, dl(ms)) == 0)
-        json_decref(ev);
-    while ((ev = qmp_next_event(b->q)))
-        json_decref(ev);
 }
 
 /* ---- removing what we (or a dead run) added ---- */
@@ -401,10 +386,6 @@ static void cleanup(struct bm *b)
         remove_own_sock_dir(b);
         return;
     }
-    if (b->migration_started) {
-        qmp_call(b->q, "migrate_cancel", NULL, NULL, dl(QMP_TIMEOUT_MS));
-        b->migration_started = false;
-    }
     sweep(b->q, is_mine, b->server_started, false);
     b->server_started = false;
     if (b->stopped) {
@@ -573,7 +554,7 @@ static int stop_orphan_server(struct qmp *q)
     return n;
 }
 
-int bitmap_remove_leftovers(struct qmp *q)
+int bitmap_sweep(struct qmp *q)
 {
     /* QEMU first: stopping a dead run's NBD server frees its socket.  The
      * directories are not counted: the count feeds a warning about what
@@ -1005,59 +986,15 @@ static enum att switch_none(struct bm *b)
     return A_OK;
 }
 
-/* Waits for the memory migration to reach want. */
-static enum att wait_migration(struct bm *b, const char *want, json_t **last)
-{
-    for (;;) {
-        json_t *h = NULL;
-        const char *st;
-
-        if (cancelled(b))
-            return A_CANCELLED;
-        st = status_of(b, "query-migrate", &h);
-        if (!st) {
-            json_decref(h);
-            return qmp_att(b, A_RETRY);
-        }
-        if (!strcmp(st, want)) {
-            if (last)
-                *last = h;
-            else
-                json_decref(h);
-            return A_OK;
-        }
-        if (!strcmp(st, "failed") || !strcmp(st, "cancelled")) {
-            const char *why = json_string_value(json_object_get(h, "error-desc"));
-
-            err_set(0, "memory migration %s%s%s", st, why ? ": " : "", why ? why : "");
-            json_decref(h);
-            return A_RETRY;
-        }
-        json_decref(h);
-        nap(b, 20);
-        if (!qmp_is_open(b->q))
-            return A_GONE;
-    }
-}
-
 static enum att switch_migrate(struct bm *b)
 {
-    json_t *caps = json_pack("[{s:s, s:b}, {s:s, s:b}]", "capability", "pause-before-switchover",
-                             "state", 1, "capability", "events", "state", 1);
     json_t *last = NULL, *extra;
     enum att a;
     int64_t from;
     int n = 0;
 
     emit(b, json_pack("{s:s, s:s}", "event", "switchover", "mode", "migrate"));
-    if (qmp_callf(b->q, NULL, dl(QMP_TIMEOUT_MS), "migrate-set-capabilities", "{s:o}",
-                  "capabilities", caps) < 0)
-        return qmp_att(b, A_FINAL);
-    if (qmp_callf(b->q, NULL, dl(QMP_TIMEOUT_MS), "migrate", "{s:s}", "uri",
-                  b->cfg->migrate_uri) < 0)
-        return qmp_att(b, A_RETRY);
-    b->migration_started = true;
-    a = wait_migration(b, "pre-switchover", NULL);
+    a = (enum att)run_migration_start(b->r, NULL);
     if (a != A_OK)
         return a;
     /* The guest is paused from here until the migration completes. */
@@ -1067,18 +1004,12 @@ static enum att switch_migrate(struct bm *b)
         return a;
     sweep(b->q, is_mine, b->server_started, false);
     b->server_started = false;
-    if (cancelled(b))
-        return A_CANCELLED;
-    if (qmp_callf(b->q, NULL, dl(QMP_TIMEOUT_MS), "migrate-continue", "{s:s}", "state",
-                  "pre-switchover") < 0)
-        return qmp_att(b, A_RETRY);
     extra = json_pack("{s:f}", "blocks_finished_in", (double)(qmp_now_ms() - from) / 1000.0);
-    a = wait_migration(b, "completed", &last);
+    a = (enum att)run_migration_continue(b->r, &last);
     if (a != A_OK) {
         json_decref(extra);
         return a;
     }
-    b->migration_started = false;
     /* QEMU's own figure for the whole stop-and-copy phase, memory included. */
     if (json_object_get(last, "downtime"))
         json_object_set(extra, "qemu_downtime_ms", json_object_get(last, "downtime"));
@@ -1151,28 +1082,17 @@ static enum att attempt_once(struct bm *b, int attempt)
     return b->cfg->switchover == MIG_SW_MIGRATE ? switch_migrate(b) : switch_none(b);
 }
 
-static bool backoff_sleep(struct bm *b, double seconds)
-{
-    int64_t until = qmp_now_ms() + (int64_t)(seconds * 1000);
+/* ---- the strategy ---- */
 
-    while (qmp_now_ms() < until) {
-        if (cancelled(b))
-            return false;
-        nap(b, 100);
-    }
-    return !cancelled(b);
-}
-
-enum mig_result bitmap_run(struct mig_config *cfg, struct qmp *q, int64_t t0)
+static int bitmap_init(struct mig_run *r)
 {
-    struct bm b = { .cfg = cfg, .q = q, .t0 = t0 };
-    enum mig_result res = MIG_FAILED;
-    double delay = cfg->backoff_s;
+    struct mig_config *cfg = r->cfg;
+    struct bm *b;
 
     if (cfg->switchover == MIG_SW_PIVOT) {
         err_set(0, "--mode bitmap does not pivot (QEMU would have to reopen the drive on the "
                    "target): use --switchover none or migrate:URI, or --mode mirror");
-        return MIG_FAILED;
+        return -1;
     }
     if (cfg->tls_hostname) {
         /* libnbd checks the certificate against the URI's host and cannot
@@ -1180,57 +1100,68 @@ enum mig_result bitmap_run(struct mig_config *cfg, struct qmp *q, int64_t t0)
          * whoever answers. */
         err_set(0, "--mode bitmap cannot check a certificate against --tls-hostname: name the "
                    "certificate's host in the target URI, or use --mode mirror");
-        return MIG_FAILED;
+        return -1;
     }
+    b = calloc(1, sizeof *b);
+    if (!b) {
+        err_set(ENOMEM, "bitmap state");
+        return -1;
+    }
+    r->state = b;
+    b->r = r;
+    b->cfg = cfg;
+    b->q = r->q;
     if (cfg->tls_creds || cfg->tls_psk) {
-        if (client_tls_init(&b.tls, cfg->tls_creds, cfg->tls_psk, NULL) < 0)
-            return MIG_FAILED;
-        b.tls_on = true;
+        if (client_tls_init(&b->tls, cfg->tls_creds, cfg->tls_psk, NULL) < 0)
+            return -1;
+        b->tls_on = true;
     }
-    b.vol_done = calloc((size_t)cfg->nvols, sizeof *b.vol_done);
-    b.vol_todo = calloc((size_t)cfg->nvols, sizeof *b.vol_todo);
-    if (!b.vol_done || !b.vol_todo) {
+    b->vol_done = calloc((size_t)cfg->nvols, sizeof *b->vol_done);
+    b->vol_todo = calloc((size_t)cfg->nvols, sizeof *b->vol_todo);
+    if (!b->vol_done || !b->vol_todo) {
         err_set(ENOMEM, "volume state");
-        goto out;
+        return -1;
     }
-    for (int attempt = 0;; attempt++) {
-        enum att a = attempt_once(&b, attempt);
-
-        if (a == A_OK) {
-            cleanup(&b);
-            emit(&b, json_pack("{s:s, s:f, s:i}", "event", "completed", "seconds",
-                               (double)(qmp_now_ms() - t0) / 1000.0, "passes", b.pass));
-            res = MIG_DONE;
-            break;
-        }
-        if (a == A_GONE) {
-            err_set(0, "QEMU's monitor went away during the migration: the VM's state is "
-                       "unknown; manual recovery is needed");
-            emit(&b, json_pack("{s:s, s:s}", "event", "lost", "error", err_msg()));
-            break;
-        }
-        cleanup(&b);
-        if (a == A_CANCELLED || cancelled(&b)) {
-            emit(&b, json_pack("{s:s}", "event", "cancelled"));
-            res = MIG_CANCELLED;
-            break;
-        }
-        emit(&b, json_pack("{s:s, s:s, s:i}", "event", "failed", "error", err_msg(), "attempt",
-                           attempt + 1));
-        if (a == A_FINAL || attempt >= cfg->retries)
-            break;
-        emit(&b, json_pack("{s:s, s:i, s:f, s:s}", "event", "retrying", "attempt", attempt + 2,
-                           "delay", delay, "error", err_msg()));
-        if (!backoff_sleep(&b, delay)) {
-            emit(&b, json_pack("{s:s}", "event", "cancelled"));
-            res = MIG_CANCELLED;
-            break;
-        }
-        delay *= 2;
-    }
-out:
-    remove_own_sock_dir(&b);
-    free(b.vol_done);
-    free(b.vol_todo);
-    return res;
+    return 0;
 }
+
+static enum attempt bitmap_attempt(struct mig_run *r, int attempt)
+{
+    return (enum attempt)attempt_once(r->state, attempt);
+}
+
+static void bitmap_cleanup(struct mig_run *r)
+{
+    cleanup(r->state);
+}
+
+static void bitmap_complete(struct mig_run *r, json_t *completed)
+{
+    struct bm *b = r->state;
+
+    cleanup(b);
+    json_object_set_new(completed, "passes", json_integer(b->pass));
+}
+
+static void bitmap_finish(struct mig_run *r, enum mig_result res)
+{
+    struct bm *b = r->state;
+
+    (void)res;
+    if (!b)
+        return;
+    remove_own_sock_dir(b);
+    free(b->vol_done);
+    free(b->vol_todo);
+    free(b);
+    r->state = NULL;
+}
+
+const struct mig_strategy mig_bitmap = {
+    .name = "bitmap",
+    .init = bitmap_init,
+    .attempt = bitmap_attempt,
+    .cleanup = bitmap_cleanup,
+    .complete = bitmap_complete,
+    .finish = bitmap_finish,
+};

@@ -35,17 +35,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct qmp;
-
-/* Runs the migration cfg describes on the volumes mig_run() resolved, over
- * its monitor q; t0 (qmp_now_ms()) is when the run started. */
-enum mig_result bitmap_run(struct mig_config *cfg, struct qmp *q, int64_t t0);
-
-/* Removes the bitmaps and exports of a volmig that died (its pid is gone),
- * and the NBD server if that run had started it and nothing else is
- * exported on it.  Returns how many things were removed. */
-int bitmap_remove_leftovers(struct qmp *q);
-
 /* ---- pure parts ---- */
 
 enum bitmap_step {

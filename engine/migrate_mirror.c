@@ -1,5 +1,7 @@
-#include "engine/migrate.h"
-#include "engine/migrate_bitmap.h"
+/* Mirror mode: QEMU's blockdev-mirror pushes every volume into its target;
+ * volmig adds the target nodes, watches the jobs and switches over.  The
+ * run core (engine/migrate_run.h) does the rest. */
+#include "engine/migrate_run.h"
 #include "engine/target_tls.h"
 #include "engine/target_probe.h"
 #include "common/error.h"
@@ -18,23 +20,19 @@
 #include <time.h>
 #include <unistd.h>
 
-#define QMP_TIMEOUT_MS     30000
+#define QMP_TIMEOUT_MS     RUN_QMP_TIMEOUT_MS
 #define CONNECT_TIMEOUT_MS 10000
 #define SETTLE_TIMEOUT_MS  60000   /* jobs to conclude after a cancel */
 #define NAME_PREFIX        MIG_NAME_PREFIX
 #define STALL_WARN_MS      10000
 #define PIVOT_PREFIX       "migrated-"   /* target nodes that become the VM's */
 
-/* How an attempt ended.  RETRY: the attempt was cleaned up and another may
- * succeed; FINAL: no attempt can (bad input); GONE: QEMU itself vanished. */
-enum attempt { ATT_OK, ATT_RETRY, ATT_FINAL, ATT_GONE, ATT_CANCELLED };
-
+/* The strategy's state, for the whole run (r->state). */
 struct mig {
+    struct mig_run *r;
     struct mig_config *cfg;
     struct qmp *q;
-    int64_t t0;
     int64_t last_progress;
-    bool migration_started;
     /* convergence watch */
     uint64_t best_remaining;
     int64_t best_at;
@@ -53,121 +51,27 @@ struct mig {
     struct client_tls tls;
 };
 
-static double secs(const struct mig *m)
-{
-    return (double)(qmp_now_ms() - m->t0) / 1000.0;
-}
-
 static void emit(struct mig *m, json_t *ev)
 {
-    json_object_set_new(ev, "t", json_real((double)(int64_t)(secs(m) * 1000) / 1000.0));
-    if (m->cfg->emit)
-        m->cfg->emit(m->cfg->opaque, ev);
-    else
-        json_decref(ev);
+    run_emit(m->r, ev);
 }
 
 static bool cancelled(const struct mig *m)
 {
-    return m->cfg->cancel && *m->cfg->cancel;
+    return run_cancelled(m->r);
 }
 
 static int64_t dl(int64_t ms)
 {
-    return qmp_deadline_in(ms);
+    return run_dl(ms);
+}
+
+static int nap(struct mig *m, int ms)
+{
+    return run_nap(m->r, ms);
 }
 
 /* ---- QEMU state ---- */
-
-static json_t *find_by(json_t *arr, const char *key, const char *val)
-{
-    size_t i;
-    json_t *e;
-
-    json_array_foreach(arr, i, e) {
-        const char *s = json_string_value(json_object_get(e, key));
-
-        if (s && !strcmp(s, val))
-            return e;
-    }
-    return NULL;
-}
-
-/* A device id as users know it ("virtio-disk0") against QEMU's qdev path
- * ("/machine/peripheral/virtio-disk0/virtio-backend"). */
-static bool qdev_matches(const char *qdev, const char *id)
-{
-    static const char prefix[] = "/machine/peripheral/";
-    size_t n = strlen(id);
-
-    if (!strcmp(qdev, id))
-        return true;
-    if (strncmp(qdev, prefix, sizeof prefix - 1))
-        return false;
-    qdev += sizeof prefix - 1;
-    return !strncmp(qdev, id, n) && (qdev[n] == '\0' || qdev[n] == '/');
-}
-
-/* Resolves vol->drive (node name, then drive id or qdev id) to its node. */
-static int resolve(struct mig *m, struct mig_volume *v)
-{
-    json_t *nodes = NULL, *blocks = NULL, *n;
-    const char *node = NULL;
-    int rc = -1;
-
-    if (qmp_callf(m->q, &nodes, dl(QMP_TIMEOUT_MS), "query-named-block-nodes", "{s:b}",
-                  "flat", 1) < 0)
-        return -1;
-    if (find_by(nodes, "node-name", v->drive)) {
-        node = v->drive;
-    } else {
-        size_t i;
-        json_t *b;
-
-        if (qmp_call(m->q, "query-block", NULL, &blocks, dl(QMP_TIMEOUT_MS)) < 0)
-            goto out;
-        json_array_foreach(blocks, i, b) {
-            const char *dev = json_string_value(json_object_get(b, "device"));
-            const char *qdev = json_string_value(json_object_get(b, "qdev"));
-
-            if ((dev && !strcmp(dev, v->drive)) || (qdev && qdev_matches(qdev, v->drive))) {
-                node = json_string_value(json_object_get(json_object_get(b, "inserted"),
-                                                         "node-name"));
-                if (!node) {
-                    err_set(0, "drive '%s' has no medium inserted", v->drive);
-                    goto out;
-                }
-                break;
-            }
-        }
-    }
-    if (!node || !(n = find_by(nodes, "node-name", node))) {
-        err_set(0, "drive '%s' not found: no block node, drive id or device id of that name",
-                v->drive);
-        goto out;
-    }
-    if (!strncmp(node, NAME_PREFIX, strlen(NAME_PREFIX))) {
-        err_set(0, "drive '%s' is a node of an earlier migration (%s); refusing to mirror it",
-                v->drive, node);
-        goto out;
-    }
-    if (json_is_true(json_object_get(n, "ro"))) {
-        err_set(0, "drive '%s' (node %s) is read-only: nothing to migrate safely", v->drive, node);
-        goto out;
-    }
-    snprintf(v->node, sizeof v->node, "%s", node);
-    v->size = (uint64_t)json_integer_value(json_object_get(json_object_get(n, "image"),
-                                                           "virtual-size"));
-    if (!v->size) {
-        err_set(0, "drive '%s' (node %s) reports no size", v->drive, node);
-        goto out;
-    }
-    rc = 0;
-out:
-    json_decref(nodes);
-    json_decref(blocks);
-    return rc;
-}
 
 /* ---- targets ---- */
 
@@ -260,7 +164,7 @@ static enum attempt add_target(struct mig *m, struct mig_volume *v)
             args = json_pack("{s:s, s:s, s:s}", "driver", blockdev ? "host_device" : "file",
                              "node-name", v->proto_node, "filename", v->uri.path);
             if (qmp_call(m->q, "blockdev-add", args, NULL, dl(QMP_TIMEOUT_MS)) < 0)
-                return qmp_is_open(m->q) ? ATT_FINAL : ATT_GONE;
+                return run_qmp_failed(m->r, ATT_FINAL);
         }
     } else {
         json_t *server = v->uri.kind == URI_NBD_UNIX
@@ -274,7 +178,7 @@ static enum attempt add_target(struct mig *m, struct mig_volume *v)
         if (m->tls_added && m->cfg->tls_hostname)
             json_object_set_new(args, "tls-hostname", json_string(m->cfg->tls_hostname));
         if (qmp_call(m->q, "blockdev-add", args, NULL, dl(QMP_TIMEOUT_MS)) < 0)
-            return qmp_is_open(m->q) ? ATT_RETRY : ATT_GONE;
+            return run_qmp_failed(m->r, ATT_RETRY);
     }
     v->added_proto = true;
     if (v->target_size == v->size) {
@@ -284,7 +188,7 @@ static enum attempt add_target(struct mig *m, struct mig_volume *v)
     args = json_pack("{s:s, s:s, s:s, s:I}", "driver", "raw", "node-name", v->top_node,
                      "file", v->proto_node, "size", (json_int_t)v->size);
     if (qmp_call(m->q, "blockdev-add", args, NULL, dl(QMP_TIMEOUT_MS)) < 0)
-        return qmp_is_open(m->q) ? ATT_FINAL : ATT_GONE;
+        return run_qmp_failed(m->r, ATT_FINAL);
     v->added_top = true;
     return ATT_OK;
 }
@@ -303,25 +207,12 @@ static enum attempt start_mirror(struct mig *m, struct mig_volume *v)
     if (m->cfg->speed)
         json_object_set_new(args, "speed", json_integer((json_int_t)m->cfg->speed));
     if (qmp_call(m->q, "blockdev-mirror", args, NULL, dl(QMP_TIMEOUT_MS)) < 0)
-        return qmp_is_open(m->q) ? ATT_FINAL : ATT_GONE;
+        return run_qmp_failed(m->r, ATT_FINAL);
     v->started = true;
     return ATT_OK;
 }
 
 /* ---- watching jobs ---- */
-
-/* Sleeps up to ms, waking early on any QMP event (events only wake us:
- * job and migration state is read by polling, which cannot miss one). */
-static int nap(struct mig *m, int ms)
-{
-    json_t *ev = NULL;
-
-    if (qmp_wait_event(m->q, NULL, NULL, NULL, &ev, dl(ms)) == 0)
-        json_decref(ev);
-    while ((ev = qmp_next_event(m->q)))
-        json_decref(ev);
-    return qmp_is_open(m->q) ? 0 : -1;
-}
 
 /* Reads every job of ours: status, progress, error.  Returns -1 if QEMU is
  * gone, 1 if some job failed (message recorded), 0 otherwise. */
@@ -339,7 +230,7 @@ static int poll_jobs(struct mig *m)
 
         if (!v->started)
             continue;
-        j = find_by(jobs, "id", v->job);
+        j = run_find_by(jobs, "id", v->job);
         if (!j) {
             snprintf(v->status, sizeof v->status, "gone");
             if (!rc) {
@@ -533,10 +424,6 @@ static void cleanup(struct mig *m)
     err_save(&saved);
     if (!qmp_is_open(m->q))
         return;
-    if (m->migration_started) {
-        qmp_call(m->q, "migrate_cancel", NULL, NULL, dl(QMP_TIMEOUT_MS));
-        m->migration_started = false;
-    }
     for (int i = 0; i < m->cfg->nvols; i++) {
         struct mig_volume *v = &m->cfg->vols[i];
 
@@ -549,58 +436,54 @@ static void cleanup(struct mig *m)
     err_restore(saved.errnum, saved.msg);
 }
 
-int mig_name_pid(const char *name)
+static void qnap(struct qmp *q, int ms)
 {
-    int pid;
+    json_t *ev = NULL;
 
-    if (!name || sscanf(name, NAME_PREFIX "%d-", &pid) != 1 || pid <= 0)
-        return 0;
-    return pid;
-}
-
-bool mig_pid_dead(int pid)
-{
-    return pid && pid != getpid() && kill(pid, 0) < 0 && errno == ESRCH;
+    if (qmp_wait_event(q, NULL, NULL, NULL, &ev, dl(ms)) == 0)
+        json_decref(ev);
+    while ((ev = qmp_next_event(q)))
+        json_decref(ev);
 }
 
 /* Removes what a migration of ours that died left in QEMU: its jobs and
  * nodes carry our prefix and the pid of a process that is gone. */
-static void remove_leftovers(struct mig *m)
+int mirror_sweep(struct qmp *q)
 {
     json_t *jobs = NULL, *nodes = NULL, *e;
     size_t i;
     int found = 0;
 
-    if (qmp_call(m->q, "query-jobs", NULL, &jobs, dl(QMP_TIMEOUT_MS)) == 0) {
+    if (qmp_call(q, "query-jobs", NULL, &jobs, dl(QMP_TIMEOUT_MS)) == 0) {
         json_array_foreach(jobs, i, e) {
             const char *id = json_string_value(json_object_get(e, "id"));
 
             if (!mig_pid_dead(mig_name_pid(id)))
                 continue;
             found++;
-            qmp_callf(m->q, NULL, dl(QMP_TIMEOUT_MS), "block-job-cancel", "{s:s, s:b}", "device",
+            qmp_callf(q, NULL, dl(QMP_TIMEOUT_MS), "block-job-cancel", "{s:s, s:b}", "device",
                       id, "force", 1);
             for (int t = 0; t < 200; t++) {
                 json_t *st = NULL;
                 const char *s;
                 bool done;
 
-                if (qmp_call(m->q, "query-jobs", NULL, &st, dl(QMP_TIMEOUT_MS)) < 0)
+                if (qmp_call(q, "query-jobs", NULL, &st, dl(QMP_TIMEOUT_MS)) < 0)
                     break;
-                e = find_by(st, "id", id);
+                e = run_find_by(st, "id", id);
                 s = e ? json_string_value(json_object_get(e, "status")) : "gone";
                 done = !e || !strcmp(s, "concluded") || !strcmp(s, "null");
                 json_decref(st);
                 if (done)
                     break;
-                nap(m, 50);
+                qnap(q, 50);
             }
-            qmp_callf(m->q, NULL, dl(QMP_TIMEOUT_MS), "job-dismiss", "{s:s}", "id", id);
+            qmp_callf(q, NULL, dl(QMP_TIMEOUT_MS), "job-dismiss", "{s:s}", "id", id);
         }
     }
     /* Two passes: a raw node on top must go before the node under it. */
     for (int pass = 0; pass < 2; pass++) {
-        if (qmp_callf(m->q, &nodes, dl(QMP_TIMEOUT_MS), "query-named-block-nodes", "{s:b}",
+        if (qmp_callf(q, &nodes, dl(QMP_TIMEOUT_MS), "query-named-block-nodes", "{s:b}",
                       "flat", 1) < 0)
             break;
         json_array_foreach(nodes, i, e) {
@@ -610,29 +493,25 @@ static void remove_leftovers(struct mig *m)
                 continue;
             if (pass == 0)
                 found++;
-            del_node(m, name);
+            qmp_callf(q, NULL, dl(QMP_TIMEOUT_MS), "blockdev-del", "{s:s}", "node-name", name);
         }
         json_decref(nodes);
         nodes = NULL;
     }
     /* Then the TLS credentials objects nothing uses any more. */
-    if (qmp_callf(m->q, &nodes, dl(QMP_TIMEOUT_MS), "qom-list", "{s:s}", "path", "/objects") == 0) {
+    if (qmp_callf(q, &nodes, dl(QMP_TIMEOUT_MS), "qom-list", "{s:s}", "path", "/objects") == 0) {
         json_array_foreach(nodes, i, e) {
             const char *name = json_string_value(json_object_get(e, "name"));
 
             if (!mig_pid_dead(mig_name_pid(name)))
                 continue;
-            if (qmp_callf(m->q, NULL, dl(QMP_TIMEOUT_MS), "object-del", "{s:s}", "id", name) == 0)
+            if (qmp_callf(q, NULL, dl(QMP_TIMEOUT_MS), "object-del", "{s:s}", "id", name) == 0)
                 found++;
         }
         json_decref(nodes);
     }
     json_decref(jobs);
-    found += bitmap_remove_leftovers(m->q);
-    if (found)
-        emit(m, json_pack("{s:s, s:s, s:i}", "event", "warning", "message",
-                          "removed jobs, nodes and objects left in QEMU by a migration that died",
-                          "count", found));
+    return found;
 }
 
 /* ---- switchover ---- */
@@ -642,9 +521,9 @@ static enum attempt switch_pivot(struct mig *m)
     for (int i = 0; i < m->cfg->nvols; i++)
         if (qmp_callf(m->q, NULL, dl(QMP_TIMEOUT_MS), "job-complete", "{s:s}", "id",
                       m->cfg->vols[i].job) < 0)
-            return qmp_is_open(m->q) ? ATT_RETRY : ATT_GONE;
+            return run_qmp_failed(m->r, ATT_RETRY);
     if (settle_jobs(m, true) < 0)
-        return qmp_is_open(m->q) ? ATT_RETRY : ATT_GONE;
+        return run_qmp_failed(m->r, ATT_RETRY);
     /* The VM now runs on the target nodes: they are no longer ours to
      * remove. */
     for (int i = 0; i < m->cfg->nvols; i++)
@@ -659,94 +538,38 @@ static enum attempt finish_mirrors(struct mig *m)
     for (int i = 0; i < m->cfg->nvols; i++)
         if (qmp_callf(m->q, NULL, dl(QMP_TIMEOUT_MS), "block-job-cancel", "{s:s, s:b}", "device",
                       m->cfg->vols[i].job, "force", 0) < 0)
-            return qmp_is_open(m->q) ? ATT_RETRY : ATT_GONE;
+            return run_qmp_failed(m->r, ATT_RETRY);
     if (settle_jobs(m, true) < 0)
-        return qmp_is_open(m->q) ? ATT_RETRY : ATT_GONE;
+        return run_qmp_failed(m->r, ATT_RETRY);
     if (detach_targets(m) < 0)
-        return qmp_is_open(m->q) ? ATT_RETRY : ATT_GONE;
+        return run_qmp_failed(m->r, ATT_RETRY);
     return ATT_OK;
 }
 
-static const char *migration_status(struct mig *m, json_t **holder)
+/* The memory migration stops at its pre-switchover pause as long as the
+ * mirrors are fine. */
+static enum attempt watch_jobs(struct mig_run *r)
 {
-    if (qmp_call(m->q, "query-migrate", NULL, holder, dl(QMP_TIMEOUT_MS)) < 0)
-        return NULL;
-    return json_string_value(json_object_get(*holder, "status"));
-}
+    int rc = poll_jobs(r->state);
 
-/* Waits for the memory migration to reach want.  ATT_RETRY if it failed or
- * a mirror did. */
-static enum attempt wait_migration(struct mig *m, const char *want, bool watch_jobs)
-{
-    for (;;) {
-        json_t *h = NULL;
-        const char *st;
-
-        if (cancelled(m))
-            return ATT_CANCELLED;
-        st = migration_status(m, &h);
-        if (!st) {
-            json_decref(h);
-            return qmp_is_open(m->q) ? ATT_RETRY : ATT_GONE;
-        }
-        if (!strcmp(st, want)) {
-            json_decref(h);
-            return ATT_OK;
-        }
-        if (!strcmp(st, "failed") || !strcmp(st, "cancelled")) {
-            const char *why = json_string_value(json_object_get(h, "error-desc"));
-
-            err_set(0, "memory migration %s%s%s", st, why ? ": " : "", why ? why : "");
-            json_decref(h);
-            return ATT_RETRY;
-        }
-        json_decref(h);
-        if (watch_jobs) {
-            int r = poll_jobs(m);
-
-            if (r)
-                return r < 0 ? ATT_GONE : ATT_RETRY;
-        }
-        if (nap(m, 20) < 0)
-            return ATT_GONE;
-    }
+    return rc < 0 ? ATT_GONE : rc > 0 ? ATT_RETRY : ATT_OK;
 }
 
 static enum attempt switch_migrate(struct mig *m)
 {
-    json_t *caps = json_pack("[{s:s, s:b}, {s:s, s:b}]", "capability", "pause-before-switchover",
-                             "state", 1, "capability", "events", "state", 1);
-    enum attempt a;
+    enum attempt a = run_migration_start(m->r, watch_jobs);
     int64_t paused;
 
-    if (qmp_callf(m->q, NULL, dl(QMP_TIMEOUT_MS), "migrate-set-capabilities", "{s:o}",
-                  "capabilities", caps) < 0)
-        return qmp_is_open(m->q) ? ATT_FINAL : ATT_GONE;
-    if (qmp_callf(m->q, NULL, dl(QMP_TIMEOUT_MS), "migrate", "{s:s}", "uri",
-                  m->cfg->migrate_uri) < 0)
-        return qmp_is_open(m->q) ? ATT_RETRY : ATT_GONE;
-    m->migration_started = true;
-    a = wait_migration(m, "pre-switchover", true);
     if (a != ATT_OK)
         return a;
     /* The guest is paused from here on: finish every mirror consistent,
      * flush and detach the destinations, then let the migration go on. */
     paused = qmp_now_ms();
     a = finish_mirrors(m);
+    if (a == ATT_OK)
+        a = run_migration_continue(m->r, NULL);
     if (a != ATT_OK)
         return a;
-    /* A cancel that arrived in the pause still wins: the migration is
-     * cancelled (cleanup) and the VM resumes on its own volumes; the
-     * targets hold consistent copies nobody uses. */
-    if (cancelled(m))
-        return ATT_CANCELLED;
-    if (qmp_callf(m->q, NULL, dl(QMP_TIMEOUT_MS), "migrate-continue", "{s:s}", "state",
-                  "pre-switchover") < 0)
-        return qmp_is_open(m->q) ? ATT_RETRY : ATT_GONE;
-    a = wait_migration(m, "completed", false);
-    if (a != ATT_OK)
-        return a;
-    m->migration_started = false;
     emit(m, json_pack("{s:s, s:f}", "event", "migrated", "blocks_flushed_in",
                       (double)(qmp_now_ms() - paused) / 1000.0));
     return ATT_OK;
@@ -811,85 +634,51 @@ static enum attempt attempt_once(struct mig *m, int attempt)
     }
 }
 
-/* Sleeps for a backoff, waking early on cancellation. */
-static bool backoff_sleep(struct mig *m, double seconds)
-{
-    int64_t until = qmp_now_ms() + (int64_t)(seconds * 1000);
+/* ---- the strategy ---- */
 
-    while (qmp_now_ms() < until) {
-        if (cancelled(m))
-            return false;
-        if (nap(m, 100) < 0)
-            return true;   /* QEMU gone: the next attempt says so */
+static int mirror_init(struct mig_run *r)
+{
+    struct mig *m = calloc(1, sizeof *m);
+
+    if (!m) {
+        err_set(ENOMEM, "mirror state");
+        return -1;
     }
-    return !cancelled(m);
+    m->r = r;
+    m->cfg = r->cfg;
+    m->q = r->q;
+    r->state = m;
+    for (int i = 0; i < m->cfg->nvols && tls_wanted(m) && !m->tls_added; i++)
+        if (m->cfg->vols[i].uri.kind != URI_FILE && tls_add(m) < 0)
+            return -1;
+    return 0;
 }
 
-enum mig_result mig_run(struct mig_config *cfg)
+static enum attempt mirror_attempt(struct mig_run *r, int attempt)
 {
-    struct mig m = { .cfg = cfg, .t0 = qmp_now_ms() };
-    enum mig_result res = MIG_FAILED;
-    double delay = cfg->backoff_s;
-
-    m.q = qmp_open(cfg->qmp, QMP_TIMEOUT_MS);
-    if (!m.q) {
-        err_prefix("cannot reach QEMU's monitor at %s", cfg->qmp);
-        return MIG_FAILED;
-    }
-    remove_leftovers(&m);
-    for (int i = 0; i < cfg->nvols; i++) {
-        if (resolve(&m, &cfg->vols[i]) < 0)
-            goto out;
-        for (int j = 0; j < i; j++)
-            if (!strcmp(cfg->vols[j].node, cfg->vols[i].node)) {
-                err_set(0, "drives '%s' and '%s' are the same node (%s)", cfg->vols[j].drive,
-                        cfg->vols[i].drive, cfg->vols[i].node);
-                goto out;
-            }
-    }
-    if (cfg->mode == MIG_MODE_BITMAP) {
-        res = bitmap_run(cfg, m.q, m.t0);
-        goto out;
-    }
-    for (int i = 0; i < cfg->nvols && tls_wanted(&m) && !m.tls_added; i++)
-        if (cfg->vols[i].uri.kind != URI_FILE && tls_add(&m) < 0)
-            goto out;
-    for (int attempt = 0;; attempt++) {
-        enum attempt a = attempt_once(&m, attempt);
-
-        if (a == ATT_OK) {
-            emit(&m, json_pack("{s:s, s:f}", "event", "completed", "seconds", secs(&m)));
-            res = MIG_DONE;
-            break;
-        }
-        if (a == ATT_GONE) {
-            err_set(0, "QEMU's monitor went away during the migration: the VM's state is "
-                       "unknown; manual recovery is needed (check whether QEMU still runs, and "
-                       "on which volumes)");
-            emit(&m, json_pack("{s:s, s:s}", "event", "lost", "error", err_msg()));
-            break;
-        }
-        cleanup(&m);
-        if (a == ATT_CANCELLED || cancelled(&m)) {
-            emit(&m, json_pack("{s:s}", "event", "cancelled"));
-            res = MIG_CANCELLED;
-            break;
-        }
-        emit(&m, json_pack("{s:s, s:s, s:i}", "event", "failed", "error", err_msg(), "attempt",
-                           attempt + 1));
-        if (a == ATT_FINAL || attempt >= cfg->retries)
-            break;
-        emit(&m, json_pack("{s:s, s:i, s:f, s:s}", "event", "retrying", "attempt", attempt + 2,
-                           "delay", delay, "error", err_msg()));
-        if (!backoff_sleep(&m, delay)) {
-            emit(&m, json_pack("{s:s}", "event", "cancelled"));
-            res = MIG_CANCELLED;
-            break;
-        }
-        delay *= 2;
-    }
-out:
-    tls_del(&m, res);
-    qmp_close(m.q);
-    return res;
+    return attempt_once(r->state, attempt);
 }
+
+static void mirror_cleanup(struct mig_run *r)
+{
+    cleanup(r->state);
+}
+
+static void mirror_finish(struct mig_run *r, enum mig_result res)
+{
+    struct mig *m = r->state;
+
+    if (!m)
+        return;
+    tls_del(m, res);
+    free(m);
+    r->state = NULL;
+}
+
+const struct mig_strategy mig_mirror = {
+    .name = "mirror",
+    .init = mirror_init,
+    .attempt = mirror_attempt,
+    .cleanup = mirror_cleanup,
+    .finish = mirror_finish,
+};
