@@ -31,6 +31,8 @@
 
 #include "engine/copy.h"
 #include "engine/migrate.h"
+#include "engine/migrate_run.h"
+#include "engine/target_tls.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -59,5 +61,43 @@ const char *bitmap_step_name(enum bitmap_step s);
  * (caller frees), their count in *n and sum in *bytes.  -1 with err_msg(). */
 int bitmap_dirty_ranges(const char *sock, const char *export, const char *bitmap, uint64_t size,
                         struct copy_range **ranges, size_t *n, uint64_t *bytes);
+
+/* ---- inside migrate_bitmap*.c ---- */
+
+/* The strategy's state, for the whole run (r->state). */
+struct bm {
+    struct mig_run *r;
+    struct mig_config *cfg;
+    struct qmp *q;
+    char dir[64], sock[128];  /* sock: the NBD server's, ours or --nbd-socket */
+    bool server_started;     /* ours to stop; never with --nbd-socket */
+    bool stopped;            /* we paused the guest: ours to resume */
+    int gen;                 /* the generation recording now */
+    int pass;                /* passes run so far */
+    double rate;             /* bytes/s of pass 0 */
+    uint64_t pass_dirty, pass_data;   /* of the pass being run */
+    uint64_t *vol_done;      /* per volume, this pass */
+    uint64_t *vol_todo;
+    bool paused_pass;
+    /* TLS to NBD targets: the copier's connections carry the data here,
+     * so the credentials are ours, not a QEMU object's. */
+    struct client_tls tls;
+    bool tls_on;
+};
+
+/* migrate_bitmap_qemu.c: what volmig adds to QEMU.  enum attempt results
+ * say, as in migrate_run.h, whether a failure is worth another attempt. */
+enum attempt bm_server_start(struct bm *b);
+enum attempt bm_switch_bitmaps(struct bm *b);
+enum attempt bm_export_add(struct bm *b, int vol, int gen, bool with_bitmap, char *id, size_t len);
+/* Deletes an export and waits until it is gone.  -1 with err_msg(). */
+int bm_export_del(struct qmp *q, const char *id);
+void bm_bitmap_name(const struct bm *b, int vol, int gen, char *buf, size_t len);
+/* Bytes marked in the bitmaps of generation gen, over all volumes. */
+int bm_dirty_count(struct bm *b, int gen, uint64_t *count);
+void bm_sweep_mine(struct bm *b);
+/* Undoes what this run added; resumes the guest if we paused it. */
+void bm_cleanup(struct bm *b);
+void bm_remove_own_sock_dir(struct bm *b);
 
 #endif

@@ -92,7 +92,7 @@ static int tls_add(struct mig *m)
 
     if (client_tls_init(&m->tls, m->cfg->tls_creds, m->cfg->tls_psk, m->cfg->tls_hostname) < 0)
         return -1;
-    snprintf(m->tls_id, sizeof m->tls_id, NAME_PREFIX "%d-tls", (int)getpid());
+    run_name(m->tls_id, sizeof m->tls_id, "tls");
     if (m->cfg->tls_creds)
         args = json_pack("{s:s, s:s, s:s, s:s, s:b}", "qom-type", "tls-creds-x509", "id",
                          m->tls_id, "dir", m->tls.creds_dir, "endpoint", "client",
@@ -591,7 +591,7 @@ static enum attempt attempt_once(struct mig *m, int attempt)
     for (int i = 0; i < cfg->nvols && a == ATT_OK; i++) {
         struct mig_volume *v = &cfg->vols[i];
 
-        snprintf(v->job, sizeof v->job, NAME_PREFIX "%d-m%d", (int)getpid(), i);
+        run_name(v->job, sizeof v->job, "m%d", i);
         /* After a pivot the VM runs on the target nodes for good, so they
          * get names that are not ours to clean up or refuse later. */
         snprintf(v->proto_node, sizeof v->proto_node, "%s%d-p%d",
