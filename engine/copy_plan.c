@@ -80,6 +80,11 @@ int copy_spec_kind(const char *spec, enum copy_spec_kind *kind, const char **pat
         err_set(0, "an empty path");
         return -1;
     }
+    if (!strcmp(spec, "null:")) {
+        *kind = COPY_SPEC_NULL;
+        *path = NULL;
+        return 0;
+    }
     while (isalnum((unsigned char)*p) || *p == '+' || *p == '-' || *p == '.')
         p++;
     /* SCHEME:... is an URI; anything else is a path (./nbd:x names a file). */
