@@ -102,6 +102,12 @@ int mig_name_pid(const char *name);
 /* True when PID is another process, and one that no longer exists. */
 bool mig_pid_dead(int pid);
 
+/* The defaults `volmig migrate` documents: 3 retries after 20 s doubling,
+ * 64 MiB mirror buffers, progress every 500 ms, a convergence warning
+ * after 30 s, bitmap mode's threshold from its copy rate; mirror mode,
+ * switchover none. */
+void mig_config_defaults(struct mig_config *cfg);
+
 /* Runs one migration to its end.  MIG_FAILED leaves a message in
  * err_msg(). */
 enum mig_result mig_run(struct mig_config *cfg);

@@ -380,6 +380,14 @@ static int resolve_all(struct mig_run *r)
     return 0;
 }
 
+void mig_config_defaults(struct mig_config *cfg)
+{
+    *cfg = (struct mig_config){
+        .retries = 3, .backoff_s = 20, .buf_size = 64 << 20, .progress_ms = 500,
+        .converge_warn_s = 30, .converge_below = -1,
+    };
+}
+
 enum mig_result mig_run(struct mig_config *cfg)
 {
     struct mig_run r = {
