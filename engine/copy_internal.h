@@ -1,4 +1,4 @@
-/* engine/copy*.c: the copier's inside.  copy.c is the core (planning, the
+/* engine/copy*.c: the copier's inside.  copy_run.c is the core (planning, the
  * request state machine, the event loop); copy_endpoint.c picks a backend
  * for a spec; copy_local.c, copy_nbd.c and copy_null.c are the backends.
  * A backend is a struct of its own with struct endpoint first (libnbd's

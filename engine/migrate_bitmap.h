@@ -3,7 +3,7 @@
  * QEMU exports the drive read-only on a private unix socket, and a dirty
  * bitmap records every guest write from before the first byte is read:
  *
- *   pass 0   copy everything (sparse-aware, engine/copy.c) while bitmap 0
+ *   pass 0   copy everything (sparse-aware, engine/copy_run.c) while bitmap 0
  *            records
  *   pass k   one QMP transaction starts bitmap k and freezes bitmap k-1;
  *            an export carrying bitmap k-1 tells (NBD BLOCK_STATUS,
@@ -36,6 +36,13 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+extern const struct mig_strategy mig_bitmap;
+
+/* Removes the bitmaps and exports of volmig runs that died, and the NBD
+ * server if such a run had started it and nothing else is exported on it.
+ * Returns how many things were removed. */
+int bitmap_sweep(struct qmp *q);
 
 /* ---- pure parts ---- */
 

@@ -1,7 +1,7 @@
 /* Mirror mode: QEMU's blockdev-mirror pushes every volume into its target;
  * volmig adds the target nodes, watches the jobs and switches over.  The
  * run core (engine/migrate_run.h) does the rest. */
-#include "engine/migrate_run.h"
+#include "engine/migrate_mirror.h"
 #include "engine/target_tls.h"
 #include "engine/target_probe.h"
 #include "common/error.h"

@@ -5,7 +5,8 @@
  * the monitor, the clock, events, cancel, the attempt loop with its
  * doubling backoff, the sweep of what dead runs left in QEMU, the names of
  * volmig's objects, and the memory migration of a migrate:URI switchover.
- * A strategy (struct mig_strategy) owns one attempt: what it adds to QEMU,
+ * migrate_entry.c picks the strategy.  A strategy (struct mig_strategy,
+ * with a header of its own) owns one attempt: what it adds to QEMU,
  * how it copies, how it undoes an attempt.  Mirror mode (migrate_mirror.c:
  * QEMU's blockdev-mirror pushes) and bitmap mode (migrate_bitmap*.c:
  * volmig's copier pulls from QEMU's NBD export, converging on dirty
@@ -53,10 +54,6 @@ struct mig_strategy {
     void (*finish)(struct mig_run *r, enum mig_result res);
 };
 
-/* Removes what runs that died left in QEMU (its sweep() part); returns
- * how many things were removed. */
-typedef int (*mig_sweep_fn)(struct qmp *q);
-
 struct mig_run {
     struct mig_config *cfg;
     struct qmp *q;
@@ -101,13 +98,6 @@ enum attempt run_migration_continue(struct mig_run *r, json_t **last);
  * the retries run out or the user cancels; events failed, retrying,
  * cancelled, lost, completed.  r->cfg, r->q, r->t0 and r->strategy set. */
 enum mig_result run_attempts(struct mig_run *r);
-
-/* ---- the strategies ---- */
-
-extern const struct mig_strategy mig_mirror;
-extern const struct mig_strategy mig_bitmap;
-int mirror_sweep(struct qmp *q);
-int bitmap_sweep(struct qmp *q);
 
 /* ---- pure parts ---- */
 
