@@ -122,35 +122,12 @@ static void copy_progress(void *opaque, enum copy_event ev, const struct copy_st
                       (json_int_t)(total - done), "rate", st->rate, "eta", st->eta));
 }
 
-/* The socket path as an NBD URI's query value: a path that --nbd-socket
- * names may hold '&', '%', '#' or spaces, which the URI parser would take
- * for syntax. */
-static void uri_escape(const char *in, char *out, size_t len)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    size_t o = 0;
-
-    for (; *in && o + 4 <= len; in++) {
-        unsigned char c = (unsigned char)*in;
-
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-            strchr("/-._~", c)) {
-            out[o++] = (char)c;
-        } else {
-            out[o++] = '%';
-            out[o++] = hex[c >> 4];
-            out[o++] = hex[c & 15];
-        }
-    }
-    out[o] = '\0';
-}
-
 /* Copies volume vol through export id: all of it (ranges NULL) or the
  * ranges. */
 static enum attempt copy_volume(struct bm *b, int vol, const char *id, const struct copy_range *ranges,
                             size_t n, struct copy_status *st)
 {
-    char src[512], sock[3 * sizeof b->sock], tls_target[4200];
+    char src[512], tls_target[4200];
     const struct mig_volume *v = &b->cfg->vols[vol];
     struct progress_ctx pc = { b, vol };
     struct copy_config cc = {
@@ -162,8 +139,7 @@ static enum attempt copy_volume(struct bm *b, int vol, const char *id, const str
     };
     enum copy_result r;
 
-    uri_escape(b->sock, sock, sizeof sock);
-    snprintf(src, sizeof src, "nbd+unix:///%s?socket=%s", id, sock);
+    bm_source_uri(b, id, src, sizeof src);
     /* With TLS options every NBD target uses TLS, as in mirror mode: the
      * copier takes that from the URI's scheme (nbd:// becomes nbds://). */
     if (b->tls_on && v->uri.kind != URI_FILE && !v->uri.tls) {
@@ -188,50 +164,163 @@ static enum attempt copy_volume(struct bm *b, int vol, const char *id, const str
     return ATT_OK;
 }
 
-/* Pass 0: everything, while bitmap generation 0 records. */
+/* ---- what is still to copy (the invariant of migrate_bitmap_resume.c) ---- */
+
+/* Volume vol's pass sets out to copy r (NULL: all of it), which includes
+ * what was pending: r becomes the pending set.  -1 on no memory. */
+static int set_pending(struct bm *b, int vol, const struct copy_range *r, size_t n)
+{
+    struct copy_range whole = { 0, b->cfg->vols[vol].size }, *p;
+
+    if (!r) {
+        r = &whole;
+        n = 1;
+    }
+    p = realloc(b->pend[vol], (n ? n : 1) * sizeof *p);
+    if (!p) {
+        err_set(ENOMEM, "pending ranges");
+        return -1;
+    }
+    memcpy(p, r, n * sizeof *p);
+    b->pend[vol] = p;
+    b->npend[vol] = n;
+    return 0;
+}
+
+/* After the copy: what it settled is no longer pending.  Everything below
+ * the copier's contiguous mark is written and acknowledged. */
+static void settle_pending(struct bm *b, int vol, enum attempt a, const struct copy_status *st)
+{
+    b->npend[vol] = a == ATT_OK ? 0 : ranges_from(b->pend[vol], b->npend[vol], st->contiguous);
+}
+
+/* pend[vol] together with r, into *out (caller frees).  -1 on no memory. */
+static int with_pending(struct bm *b, int vol, const struct copy_range *r, size_t n,
+                        struct copy_range **out, size_t *nout)
+{
+    *out = malloc((b->npend[vol] + n + 1) * sizeof **out);
+    if (!*out) {
+        err_set(ENOMEM, "pending ranges");
+        return -1;
+    }
+    *nout = ranges_union(b->pend[vol], b->npend[vol], r, n, *out);
+    return 0;
+}
+
+static void emit_pass(struct bm *b, int64_t t, uint64_t dirty)
+{
+    emit(b, json_pack("{s:s, s:i, s:I, s:I, s:f, s:b}", "event", "pass", "pass", b->pass,
+                      "dirty", (json_int_t)dirty, "data", (json_int_t)b->pass_data, "seconds",
+                      (double)t / 1000.0, "paused", b->paused_pass));
+    b->pass++;
+}
+
+/* Copies volume vol's ranges r (NULL: all of it) through export id, as a
+ * pass of its own: pending before, settled after. */
+static enum attempt copy_pending(struct bm *b, int vol, const char *id, const struct copy_range *r,
+                                 size_t n, uint64_t *settled)
+{
+    struct copy_status st;
+    enum attempt a;
+
+    if (set_pending(b, vol, r, n) < 0)
+        return ATT_FINAL;
+    b->vol_todo[vol] = r ? ranges_bytes(r, n) : b->cfg->vols[vol].size;
+    b->vol_done[vol] = 0;
+    if (r && !n)
+        return ATT_OK;
+    a = copy_volume(b, vol, id, r, n, &st);
+    settle_pending(b, vol, a, &st);
+    *settled += st.done;
+    b->pass_data += st.data;
+    return a;
+}
+
+/* Pass 0: everything, while a fresh bitmap generation records. */
 static enum attempt pass_full(struct bm *b)
 {
-    enum attempt a = bm_switch_bitmaps(b);
+    enum attempt a = bm_switch_bitmaps(b, true);
     char id[96];
-    struct copy_status st;
     uint64_t settled = 0;
     int64_t t = qmp_now_ms();
 
     if (a != ATT_OK)
         return a;
-    b->pass_dirty = 0;
+    b->pass_dirty = b->pass_data = 0;
     for (int i = 0; i < b->cfg->nvols; i++) {
         b->vol_todo[i] = b->cfg->vols[i].size;
         b->vol_done[i] = 0;
         b->pass_dirty += b->cfg->vols[i].size;
+        b->tsize[i] = b->cfg->vols[i].target_size;
+        if (set_pending(b, i, NULL, 0) < 0)
+            return ATT_FINAL;
     }
+    /* From here everything still to copy is in pend and the bitmaps. */
+    b->resumable = true;
     for (int i = 0; i < b->cfg->nvols; i++) {
         a = bm_export_add(b, i, b->gen, false, id, sizeof id);
         if (a != ATT_OK)
             return a;
-        a = copy_volume(b, i, id, NULL, 0, &st);
+        a = copy_pending(b, i, id, NULL, 0, &settled);
         if (bm_export_del(b->q, id) < 0 && a == ATT_OK)
             a = run_qmp_failed(b->r, ATT_RETRY);
         if (a != ATT_OK)
             return a;
-        settled += st.done;
-        b->pass_data += st.data;
     }
     t = qmp_now_ms() - t;
     b->rate = t > 0 ? (double)settled * 1000.0 / (double)t : 0;
-    emit(b, json_pack("{s:s, s:i, s:I, s:I, s:f, s:b}", "event", "pass", "pass", b->pass,
-                      "dirty", (json_int_t)settled, "data", (json_int_t)b->pass_data, "seconds",
-                      (double)t / 1000.0, "paused", 0));
-    b->pass++;
+    emit_pass(b, t, settled);
     return ATT_OK;
 }
 
-/* Pass k: freeze the bitmap of the last pass, copy what it marks. */
+/* Exports volume vol's node with frozen bitmap generation old as id, and
+ * reads what that bitmap marks together with what is pending into *r. */
+static enum attempt todo_ranges(struct bm *b, int vol, int old, char *id, size_t idlen,
+                                struct copy_range **r, size_t *n)
+{
+    struct copy_range *d = NULL;
+    size_t nd = 0;
+    uint64_t bytes = 0;
+    char bname[96];
+    enum attempt a = bm_export_add(b, vol, old, true, id, idlen);
+
+    if (a != ATT_OK)
+        return a;
+    bm_bitmap_name(b, vol, old, bname, sizeof bname);
+    if (bitmap_dirty_ranges(b->sock, id, bname, b->cfg->vols[vol].size, &d, &nd, &bytes) < 0) {
+        bm_export_del(b->q, id);
+        return run_qmp_failed(b->r, ATT_RETRY);
+    }
+    a = with_pending(b, vol, d, nd, r, n) < 0 ? ATT_FINAL : ATT_OK;
+    free(d);
+    if (a != ATT_OK)
+        bm_export_del(b->q, id);
+    return a;
+}
+
+/* The end of volume vol's part of a pass over frozen generation old. */
+static enum attempt pass_end(struct bm *b, int vol, int old, const char *id, enum attempt a)
+{
+    char bname[96];
+
+    if (bm_export_del(b->q, id) < 0 && a == ATT_OK)
+        a = run_qmp_failed(b->r, ATT_RETRY);
+    /* Also after a failure: what the bitmap marked is pending now. */
+    bm_bitmap_name(b, vol, old, bname, sizeof bname);
+    if (qmp_callf(b->q, NULL, dl(QMP_TIMEOUT_MS), "block-dirty-bitmap-remove", "{s:s, s:s}",
+                  "node", b->cfg->vols[vol].node, "name", bname) < 0 && a == ATT_OK)
+        a = run_qmp_failed(b->r, ATT_RETRY);
+    return a;
+}
+
+/* Pass k: freeze the bitmap of the last pass, copy what it marks (and
+ * whatever is pending). */
 static enum attempt pass_dirty(struct bm *b)
 {
-    enum attempt a = bm_switch_bitmaps(b);
+    enum attempt a = bm_switch_bitmaps(b, false);
     int old = b->gen - 1;
-    char id[96], bname[96];
+    char id[96];
+    uint64_t settled = 0;
     int64_t t = qmp_now_ms();
 
     if (a != ATT_OK)
@@ -240,37 +329,98 @@ static enum attempt pass_dirty(struct bm *b)
     for (int i = 0; i < b->cfg->nvols; i++) {
         struct copy_range *r = NULL;
         size_t n = 0;
-        uint64_t bytes = 0;
-        struct copy_status st;
 
-        a = bm_export_add(b, i, old, true, id, sizeof id);
+        a = todo_ranges(b, i, old, id, sizeof id, &r, &n);
         if (a != ATT_OK)
             return a;
-        bm_bitmap_name(b, i, old, bname, sizeof bname);
-        if (bitmap_dirty_ranges(b->sock, id, bname, b->cfg->vols[i].size, &r, &n, &bytes) < 0) {
-            bm_export_del(b->q, id);
-            return run_qmp_failed(b->r, ATT_RETRY);
-        }
-        b->vol_todo[i] = bytes;
-        b->vol_done[i] = 0;
-        b->pass_dirty += bytes;
-        a = n ? copy_volume(b, i, id, r, n, &st) : ATT_OK;
-        if (n)
-            b->pass_data += st.data;
+        b->pass_dirty += ranges_bytes(r, n);
+        a = copy_pending(b, i, id, r, n, &settled);
         free(r);
-        if (bm_export_del(b->q, id) < 0 && a == ATT_OK)
-            a = run_qmp_failed(b->r, ATT_RETRY);
+        a = pass_end(b, i, old, id, a);
         if (a != ATT_OK)
             return a;
-        if (qmp_callf(b->q, NULL, dl(QMP_TIMEOUT_MS), "block-dirty-bitmap-remove", "{s:s, s:s}",
-                      "node", b->cfg->vols[i].node, "name", bname) < 0)
-            return run_qmp_failed(b->r, ATT_RETRY);
     }
+    emit_pass(b, qmp_now_ms() - t, b->pass_dirty);
+    return ATT_OK;
+}
+
+/* The first pass of a retry: per volume, what the failed attempt left
+ * (pending, and the bitmap kept recording since) if the destination
+ * passes bm_resume_check(), else everything.  Says which in a resumed
+ * event. */
+static enum attempt pass_resume(struct bm *b, int attempt)
+{
+    int nv = b->cfg->nvols, old;
+    struct copy_range **r = calloc((size_t)nv, sizeof *r);
+    size_t *n = calloc((size_t)nv, sizeof *n);
+    char (*id)[96] = calloc((size_t)nv, sizeof *id);
+    bool *live = calloc((size_t)nv, sizeof *live);   /* export id[i] is up */
+    json_t *vols = json_array(), *ev;
+    const char *why = NULL;
+    uint64_t kept = 0, settled = 0;
+    int64_t t = qmp_now_ms();
+    enum attempt a = r && n && id && live ? bm_switch_bitmaps(b, false) : ATT_FINAL;
+
+    old = b->gen - 1;
+    b->pass_dirty = b->pass_data = 0;
+    for (int i = 0; i < nv && a == ATT_OK; i++) {
+        const struct mig_volume *v = &b->cfg->vols[i];
+        char reason[512] = "";
+        json_t *vol;
+        int ok;
+
+        a = todo_ranges(b, i, old, id[i], sizeof id[i], &r[i], &n[i]);
+        if (a != ATT_OK)
+            break;
+        live[i] = true;
+        ok = bm_resume_check(b, i, id[i], r[i], n[i], reason, sizeof reason);
+        if (ok != 1) {
+            free(r[i]);
+            r[i] = NULL;        /* all of it */
+            n[i] = 0;
+        }
+        b->tsize[i] = v->target_size;
+        vol = json_pack("{s:s, s:I, s:I, s:b}", "drive", v->drive, "kept",
+                        (json_int_t)(r[i] ? v->size - ranges_bytes(r[i], n[i]) : 0), "todo",
+                        (json_int_t)(r[i] ? ranges_bytes(r[i], n[i]) : v->size), "full", !r[i]);
+        if (!r[i]) {
+            json_object_set_new(vol, "why", json_string(reason));
+            why = why ? why : json_string_value(json_object_get(vol, "why"));
+        }
+        json_array_append_new(vols, vol);
+        kept += r[i] ? v->size - ranges_bytes(r[i], n[i]) : 0;
+        b->pass_dirty += r[i] ? ranges_bytes(r[i], n[i]) : v->size;
+    }
+    if (a == ATT_OK) {
+        ev = json_pack("{s:s, s:i, s:I, s:I, s:O}", "event", "resumed", "attempt", attempt + 1,
+                       "kept", (json_int_t)kept, "todo", (json_int_t)b->pass_dirty, "volumes",
+                       vols);
+        if (why)
+            json_object_set_new(ev, "why", json_string(why));
+        emit(b, ev);
+    }
+    for (int i = 0; i < nv && a == ATT_OK; i++) {
+        a = copy_pending(b, i, id[i], r[i], n[i], &settled);
+        a = pass_end(b, i, old, id[i], a);
+        live[i] = false;
+    }
+    /* A failure before a volume's turn: its export goes, its frozen bitmap
+     * stays (the cleanup merges it into the one recording). */
+    for (int i = 0; live && i < nv; i++)
+        if (live[i])
+            bm_export_del(b->q, id[i]);
+    json_decref(vols);
+    for (int i = 0; r && i < nv; i++)
+        free(r[i]);
+    free(r);
+    free(n);
+    free(id);
+    free(live);
+    if (a != ATT_OK)
+        return a;
     t = qmp_now_ms() - t;
-    emit(b, json_pack("{s:s, s:i, s:I, s:I, s:f, s:b}", "event", "pass", "pass", b->pass,
-                      "dirty", (json_int_t)b->pass_dirty, "data", (json_int_t)b->pass_data,
-                      "seconds", (double)t / 1000.0, "paused", b->paused_pass));
-    b->pass++;
+    b->rate = t > 0 ? (double)settled * 1000.0 / (double)t : 0;
+    emit_pass(b, t, b->pass_dirty);
     return ATT_OK;
 }
 
@@ -453,7 +603,10 @@ static enum attempt attempt_once(struct bm *b, int attempt)
     json_t *vols = json_array();
     enum attempt a;
 
-    b->gen = -1;
+    bool resume = attempt > 0 && b->resumable;
+
+    /* b->gen goes on counting across attempts: a retry's names never
+     * meet what a failed attempt left. */
     b->pass = 0;
     b->paused_pass = false;
     b->pass_data = 0;
@@ -473,7 +626,13 @@ static enum attempt attempt_once(struct bm *b, int attempt)
     }
     emit(b, json_pack("{s:s, s:i, s:o, s:s, s:s}", "event", "started", "attempt", attempt + 1,
                       "volumes", vols, "copy_mode", "bitmap", "mode", "bitmap"));
-    a = pass_full(b);
+    for (int i = 0; i < b->cfg->nvols && resume; i++)
+        resume = bm_bitmap_exists(b, i, b->gen);
+    if (attempt > 0 && b->resumable && !resume)
+        emit(b, json_pack("{s:s, s:i, s:I, s:I, s:s}", "event", "resumed", "attempt",
+                          attempt + 1, "kept", (json_int_t)0, "todo", (json_int_t)0, "why",
+                          "the dirty bitmap the failed attempt kept is gone: copying everything"));
+    a = resume ? pass_resume(b, attempt) : pass_full(b);
     if (a == ATT_OK)
         a = converge(b);
     if (a == ATT_OK && cancelled(b))
@@ -518,9 +677,13 @@ static int bitmap_init(struct mig_run *r)
             return -1;
         b->tls_on = true;
     }
+    b->gen = -1;
     b->vol_done = calloc((size_t)cfg->nvols, sizeof *b->vol_done);
     b->vol_todo = calloc((size_t)cfg->nvols, sizeof *b->vol_todo);
-    if (!b->vol_done || !b->vol_todo) {
+    b->pend = calloc((size_t)cfg->nvols, sizeof *b->pend);
+    b->npend = calloc((size_t)cfg->nvols, sizeof *b->npend);
+    b->tsize = calloc((size_t)cfg->nvols, sizeof *b->tsize);
+    if (!b->vol_done || !b->vol_todo || !b->pend || !b->npend || !b->tsize) {
         err_set(ENOMEM, "volume state");
         return -1;
     }
@@ -552,7 +715,15 @@ static void bitmap_finish(struct mig_run *r, enum mig_result res)
     (void)res;
     if (!b)
         return;
+    /* A failed run kept its bitmaps for a retry that will not come. */
+    if (b->resumable && qmp_is_open(r->q))
+        bm_sweep_mine(b);
     bm_remove_own_sock_dir(b);
+    for (int i = 0; b->pend && i < b->cfg->nvols; i++)
+        free(b->pend[i]);
+    free(b->pend);
+    free(b->npend);
+    free(b->tsize);
     free(b->vol_done);
     free(b->vol_todo);
     free(b);

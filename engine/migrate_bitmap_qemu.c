@@ -117,13 +117,15 @@ int bm_export_del(struct qmp *q, const char *id)
     return 0;
 }
 
-/* Removes every export and bitmap whose name's pid passes want(); then
+/* Removes every export and (unless keep_bitmaps) bitmap whose name's pid
+ * passes want(); then
  * stops the NBD server if stop_server, or if stop_if_empty, nothing is
  * exported any more and something removed came from a run that started
  * the server itself (no ext tag).  A server that --nbd-socket named is
  * never stopped: even when only volmig's exports were on it, its owner
  * expects to find it running.  Returns how many things were removed. */
-int bm_sweep_qemu(struct qmp *q, bool (*want)(int pid), bool stop_server, bool stop_if_empty)
+static int bm_sweep_qemu(struct qmp *q, bool (*want)(int pid), bool stop_server,
+                         bool stop_if_empty, bool keep_bitmaps)
 {
     json_t *ex = NULL, *nodes = NULL, *e, *bm;
     size_t i, j;
@@ -145,7 +147,8 @@ int bm_sweep_qemu(struct qmp *q, bool (*want)(int pid), bool stop_server, bool s
             }
         }
     }
-    if (qmp_callf(q, &nodes, dl(QMP_TIMEOUT_MS), "query-named-block-nodes", "{s:b}", "flat",
+    if (!keep_bitmaps &&
+        qmp_callf(q, &nodes, dl(QMP_TIMEOUT_MS), "query-named-block-nodes", "{s:b}", "flat",
                   1) == 0) {
         json_array_foreach(nodes, i, e) {
             const char *node = json_string_value(json_object_get(e, "node-name"));
@@ -284,11 +287,90 @@ void bm_remove_own_sock_dir(struct bm *b)
  * ours; the guest stays as it is. */
 void bm_sweep_mine(struct bm *b)
 {
-    bm_sweep_qemu(b->q, is_mine, b->server_started, false);
+    bm_sweep_qemu(b->q, is_mine, b->server_started, false, false);
     b->server_started = false;
+    b->resumable = false;
 }
 
 /* Undoes what this run added; resumes the guest if we paused it. */
+/* The names of this run's bitmaps on node, in a JSON array (caller
+ * frees); NULL if QEMU cannot be asked. */
+static json_t *my_bitmaps(struct qmp *q, const char *node)
+{
+    json_t *nodes = NULL, *names, *e, *bm;
+    size_t i, j;
+
+    if (qmp_callf(q, &nodes, dl(QMP_TIMEOUT_MS), "query-named-block-nodes", "{s:b}", "flat",
+                  1) < 0)
+        return NULL;
+    names = json_array();
+    json_array_foreach(nodes, i, e) {
+        const char *n = json_string_value(json_object_get(e, "node-name"));
+
+        if (!n || strcmp(n, node))
+            continue;
+        json_array_foreach(json_object_get(e, "dirty-bitmaps"), j, bm) {
+            const char *name = json_string_value(json_object_get(bm, "name"));
+
+            if (name && is_mine(mig_name_pid(name)))
+                json_array_append_new(names, json_string(name));
+        }
+    }
+    json_decref(nodes);
+    return names;
+}
+
+bool bm_bitmap_exists(struct bm *b, int vol, int gen)
+{
+    json_t *names = my_bitmaps(b->q, b->cfg->vols[vol].node), *e;
+    char want[96];
+    size_t i;
+    bool found = false;
+
+    bm_bitmap_name(b, vol, gen, want, sizeof want);
+    json_array_foreach(names, i, e)
+        found |= !strcmp(json_string_value(e), want);
+    json_decref(names);
+    return found;
+}
+
+/* Every node keeps bitmap generation b->gen, the one recording, with what
+ * this run's other bitmaps on it mark merged in (a frozen generation that
+ * a failed pass had not reached yet).  -1 when that cannot be done. */
+static int keep_one_bitmap(struct bm *b)
+{
+    for (int v = 0; v < b->cfg->nvols; v++) {
+        const char *node = b->cfg->vols[v].node;
+        json_t *names = my_bitmaps(b->q, node), *e;
+        char keep[96];
+        size_t i;
+
+        if (!names)
+            return -1;
+        if (!bm_bitmap_exists(b, v, b->gen)) {
+            json_decref(names);
+            return -1;
+        }
+        bm_bitmap_name(b, v, b->gen, keep, sizeof keep);
+        json_array_foreach(names, i, e) {
+            const char *name = json_string_value(e);
+
+            if (!strcmp(name, keep))
+                continue;
+            if (qmp_callf(b->q, NULL, dl(QMP_TIMEOUT_MS), "block-dirty-bitmap-merge",
+                          "{s:s, s:s, s:[s]}", "node", node, "target", keep, "bitmaps",
+                          name) < 0 ||
+                qmp_callf(b->q, NULL, dl(QMP_TIMEOUT_MS), "block-dirty-bitmap-remove",
+                          "{s:s, s:s}", "node", node, "name", name) < 0) {
+                json_decref(names);
+                return -1;
+            }
+        }
+        json_decref(names);
+    }
+    return 0;
+}
+
 void bm_cleanup(struct bm *b)
 {
     struct err_saved saved;
@@ -298,8 +380,12 @@ void bm_cleanup(struct bm *b)
         bm_remove_own_sock_dir(b);
         return;
     }
-    bm_sweep_qemu(b->q, is_mine, b->server_started, false);
+    bm_sweep_qemu(b->q, is_mine, b->server_started, false, b->resumable);
     b->server_started = false;
+    if (b->resumable && keep_one_bitmap(b) < 0) {
+        b->resumable = false;
+        bm_sweep_qemu(b->q, is_mine, false, false, false);
+    }
     if (b->stopped) {
         qmp_call(b->q, "cont", NULL, NULL, dl(QMP_TIMEOUT_MS));
         b->stopped = false;
@@ -309,6 +395,39 @@ void bm_cleanup(struct bm *b)
 }
 
 /* ---- the NBD server, exports, bitmaps ---- */
+
+/* The socket path as an NBD URI's query value: a path that --nbd-socket
+ * names may hold '&', '%', '#' or spaces, which the URI parser would take
+ * for syntax. */
+static void uri_escape(const char *in, char *out, size_t len)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+
+    for (; *in && o + 4 <= len; in++) {
+        unsigned char c = (unsigned char)*in;
+
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            strchr("/-._~", c)) {
+            out[o++] = (char)c;
+        } else {
+            out[o++] = '%';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
+        }
+    }
+    out[o] = '\0';
+}
+
+void bm_source_uri(const struct bm *b, const char *id, char *buf, size_t len)
+{
+    char sock[3 * sizeof b->sock];
+
+    uri_escape(b->sock, sock, sizeof sock);
+    snprintf(buf, len, "nbd+unix:///%s?socket=%s", id, sock);
+}
+
+
 
 /* NBD_OPT_LIST's answer, one export at a time. */
 struct listing {
@@ -472,7 +591,7 @@ int bitmap_sweep(struct qmp *q)
      * directories are not counted: the count feeds a warning about what
      * was left in QEMU, and an empty directory in /tmp is no news. */
     struct err_saved saved;
-    int n = bm_sweep_qemu(q, is_dead, false, true);
+    int n = bm_sweep_qemu(q, is_dead, false, true, false);
 
     err_save(&saved);
     n += stop_orphan_server(q);
@@ -518,7 +637,7 @@ enum attempt bm_server_start(struct bm *b)
 /* One transaction for every volume: a fresh bitmap gen+1 starts recording
  * and (gen >= 0) bitmap gen stops, at the same instant, so a write lands
  * in exactly one of them. */
-enum attempt bm_switch_bitmaps(struct bm *b)
+enum attempt bm_switch_bitmaps(struct bm *b, bool fresh)
 {
     json_t *actions = json_array();
     char name[96];
@@ -531,7 +650,7 @@ enum attempt bm_switch_bitmaps(struct bm *b)
                               json_pack("{s:s, s:{s:s, s:s, s:b}}", "type",
                                         "block-dirty-bitmap-add", "data", "node", node, "name",
                                         name, "persistent", 0));
-        if (b->gen < 0)
+        if (fresh || b->gen < 0)
             continue;
         bm_bitmap_name(b, i, b->gen, name, sizeof name);
         json_array_append_new(actions, json_pack("{s:s, s:{s:s, s:s}}", "type",
