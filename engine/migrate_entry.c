@@ -30,6 +30,25 @@ static bool qdev_matches(const char *qdev, const char *id)
     return !strncmp(qdev, id, n) && (qdev[n] == '\0' || qdev[n] == '/');
 }
 
+/* The node an earlier pivot moved the drive named drive onto (named
+ * drive.mPID by migrate_mirror.c), NULL if none.  The device went with it,
+ * so the name the user gave still means the disk the VM uses; a node of
+ * that name left behind (one the user added) is no longer it. */
+static const char *pivoted_to(json_t *nodes, const char *drive)
+{
+    size_t i, n = strlen(drive);
+    json_t *e;
+    const char *found = NULL;
+
+    json_array_foreach(nodes, i, e) {
+        const char *name = json_string_value(json_object_get(e, "node-name"));
+
+        if (name && !strncmp(name, drive, n) && name[n] == '.' && mig_pivot_base(name) == n)
+            found = name;
+    }
+    return found;
+}
+
 /* Resolves vol->drive (node name, then drive id or qdev id) to its node. */
 static int resolve(struct mig_run *m, struct mig_volume *v)
 {
@@ -40,7 +59,9 @@ static int resolve(struct mig_run *m, struct mig_volume *v)
     if (qmp_callf(m->q, &nodes, run_dl(QMP_TIMEOUT_MS), "query-named-block-nodes", "{s:b}",
                   "flat", 1) < 0)
         return -1;
-    if (run_find_by(nodes, "node-name", v->drive)) {
+    if ((node = pivoted_to(nodes, v->drive))) {
+        /* found through the pivot */
+    } else if (run_find_by(nodes, "node-name", v->drive)) {
         node = v->drive;
     } else {
         size_t i;

@@ -26,6 +26,7 @@
 #define NAME_PREFIX        MIG_NAME_PREFIX
 #define STALL_WARN_MS      10000
 #define PIVOT_PREFIX       "migrated-"   /* target nodes that become the VM's */
+#define NODE_NAME_MAX      31            /* QEMU's limit on a node name */
 
 /* The strategy's state, for the whole run (r->state). */
 struct mig {
@@ -44,6 +45,11 @@ struct mig {
     uint64_t stall_done;      /* progress when it last moved */
     int64_t stall_at;
     bool stall_warned;
+    /* Jobs paused from outside (volmig never pauses one): per volume,
+     * whether that was said for the pause going on; any_paused: some job
+     * is paused now, so no data moving is no news. */
+    bool *paused_warned;
+    bool any_paused;
     /* TLS to NBD targets: QEMU's tls-creds object, and for PSK where the
      * key file is and whose key is ours */
     char tls_id[64];
@@ -132,6 +138,36 @@ static int nbd_target_size(struct mig *m, const struct target_uri *u, uint64_t *
     return probe_nbd_target(u, m->tls_added ? &m->tls : NULL, CONNECT_TIMEOUT_MS, size);
 }
 
+/* After a pivot the VM runs on the target nodes for good, so they get
+ * names that are not ours to clean up or refuse later.  The node the
+ * device ends up on is named after the source node (its base name, without
+ * an earlier pivot's suffix) plus ".mPID", so that the name the user gave
+ * keeps finding the drive (mig_pivot_base(), migrate_entry.c); a name too
+ * long for that falls back to migrated-PID-tI. */
+static void name_targets(struct mig *m, struct mig_volume *v, int i)
+{
+    char base[128];
+    size_t n;
+    bool pivot = m->cfg->switchover == MIG_SW_PIVOT;
+
+    snprintf(v->proto_node, sizeof v->proto_node, "%s%d-p%d", pivot ? PIVOT_PREFIX : NAME_PREFIX,
+             (int)getpid(), i);
+    snprintf(v->top_node, sizeof v->top_node, "%s%d-t%d", pivot ? PIVOT_PREFIX : NAME_PREFIX,
+             (int)getpid(), i);
+    if (!pivot)
+        return;
+    n = mig_pivot_base(v->node);
+    snprintf(base, sizeof base, "%.*s.m%d", (int)n, v->node, (int)getpid());
+    if (strlen(base) + 2 > NODE_NAME_MAX)
+        return;
+    if (v->target_size == v->size) {
+        snprintf(v->proto_node, sizeof v->proto_node, "%s", base);
+    } else {
+        snprintf(v->top_node, sizeof v->top_node, "%s", base);
+        snprintf(v->proto_node, sizeof v->proto_node, "%s-f", base);
+    }
+}
+
 /* Adds the nodes the mirror writes into.  A target larger than the source
  * gets a raw node limited to the source's size on top, because a mirror
  * wants both ends the same size. */
@@ -148,6 +184,7 @@ static enum attempt add_target(struct mig *m, struct mig_volume *v)
     }
     if (probe_fits(v->target, v->target_size, v->drive, v->size) < 0)
         return ATT_FINAL;
+    name_targets(m, v, (int)(v - m->cfg->vols));
     if (v->uri.kind == URI_FILE) {
         /* QEMU refuses write permission on an O_DIRECT node whose size is
          * not a multiple of its request alignment (up to 4 KiB): such a
@@ -214,6 +251,29 @@ static enum attempt start_mirror(struct mig *m, struct mig_volume *v)
 
 /* ---- watching jobs ---- */
 
+/* A job paused from outside copies nothing until someone resumes it, and
+ * volmig would wait for it for ever: it names the job, once per pause,
+ * and says what to do.  ("standby" is a READY job paused.) */
+static void watch_pause(struct mig *m, int i, const char *status)
+{
+    const struct mig_volume *v = &m->cfg->vols[i];
+    bool paused = status && (!strcmp(status, "paused") || !strcmp(status, "standby"));
+    char msg[512];
+
+    m->any_paused |= paused;
+    if (!paused || m->paused_warned[i]) {
+        m->paused_warned[i] = paused;
+        return;
+    }
+    m->paused_warned[i] = true;
+    snprintf(msg, sizeof msg, "the mirror of drive '%s' (job %s) was paused from outside volmig "
+             "(job-pause or block-job-pause): it copies nothing until it is resumed; resume it "
+             "with job-resume {\"id\": \"%s\"}, or cancel this migration (SIGINT or SIGTERM)",
+             v->drive, v->job, v->job);
+    emit(m, json_pack("{s:s, s:s, s:s, s:s}", "event", "warning", "message", msg, "drive",
+                      v->drive, "job", v->job));
+}
+
 /* Reads every job of ours: status, progress, error.  Returns -1 if QEMU is
  * gone, 1 if some job failed (message recorded), 0 otherwise. */
 static int poll_jobs(struct mig *m)
@@ -223,6 +283,7 @@ static int poll_jobs(struct mig *m)
 
     if (qmp_call(m->q, "query-jobs", NULL, &jobs, dl(QMP_TIMEOUT_MS)) < 0)
         return -1;
+    m->any_paused = false;
     for (int i = 0; i < m->cfg->nvols; i++) {
         struct mig_volume *v = &m->cfg->vols[i];
         json_t *j;
@@ -243,6 +304,7 @@ static int poll_jobs(struct mig *m)
         snprintf(v->status, sizeof v->status, "%s", st ? st : "?");
         v->done = (uint64_t)json_integer_value(json_object_get(j, "current-progress"));
         v->total = (uint64_t)json_integer_value(json_object_get(j, "total-progress"));
+        watch_pause(m, i, st);
         err = json_string_value(json_object_get(j, "error"));
         if (err && !rc) {
             /* A full destination stays full: say which, and do not retry
@@ -300,7 +362,7 @@ static void emit_progress(struct mig *m)
     /* Nothing moved at all for a while: the destination or the network is
      * probably down (a TCP connection can stall for many minutes before it
      * fails).  Say so once per stall. */
-    if (done != m->stall_done || !m->stall_at) {
+    if (done != m->stall_done || !m->stall_at || m->any_paused) {
         m->stall_done = done;
         m->stall_at = now;
         m->stall_warned = false;
@@ -312,7 +374,7 @@ static void emit_progress(struct mig *m)
 
     /* The mirror converges when what is left shrinks.  If the guest
      * dirties faster than the copy drains, it never does: say so once. */
-    if (!m->best_at || remaining < m->best_remaining) {
+    if (!m->best_at || remaining < m->best_remaining || m->any_paused) {
         m->best_remaining = remaining;
         m->best_at = now;
     } else if (!m->warned && now - m->best_at > m->cfg->converge_warn_s * 1000LL) {
@@ -525,9 +587,20 @@ static enum attempt switch_pivot(struct mig *m)
     if (settle_jobs(m, true) < 0)
         return run_qmp_failed(m->r, ATT_RETRY);
     /* The VM now runs on the target nodes: they are no longer ours to
-     * remove. */
-    for (int i = 0; i < m->cfg->nvols; i++)
-        m->cfg->vols[i].added_top = m->cfg->vols[i].added_proto = false;
+     * remove.  A source that an earlier pivot made is left with no user:
+     * it goes, so that one node stands for the drive's name. */
+    for (int i = 0; i < m->cfg->nvols; i++) {
+        struct mig_volume *v = &m->cfg->vols[i];
+        char child[160];
+
+        v->added_top = v->added_proto = false;
+        if (mig_pivot_base(v->node) == strlen(v->node))
+            continue;
+        snprintf(child, sizeof child, "%s-f", v->node);
+        del_node(m, v->node);
+        del_node(m, child);
+    }
+    err_clear();
     return ATT_OK;
 }
 
@@ -592,12 +665,6 @@ static enum attempt attempt_once(struct mig *m, int attempt)
         struct mig_volume *v = &cfg->vols[i];
 
         run_name(v->job, sizeof v->job, "m%d", i);
-        /* After a pivot the VM runs on the target nodes for good, so they
-         * get names that are not ours to clean up or refuse later. */
-        snprintf(v->proto_node, sizeof v->proto_node, "%s%d-p%d",
-                 cfg->switchover == MIG_SW_PIVOT ? PIVOT_PREFIX : NAME_PREFIX, (int)getpid(), i);
-        snprintf(v->top_node, sizeof v->top_node, "%s%d-t%d",
-                 cfg->switchover == MIG_SW_PIVOT ? PIVOT_PREFIX : NAME_PREFIX, (int)getpid(), i);
         v->status[0] = '\0';
         v->done = v->total = 0;
         a = add_target(m, v);
@@ -648,6 +715,11 @@ static int mirror_init(struct mig_run *r)
     m->cfg = r->cfg;
     m->q = r->q;
     r->state = m;
+    m->paused_warned = calloc((size_t)m->cfg->nvols, sizeof *m->paused_warned);
+    if (!m->paused_warned) {
+        err_set(ENOMEM, "mirror state");
+        return -1;
+    }
     for (int i = 0; i < m->cfg->nvols && tls_wanted(m) && !m->tls_added; i++)
         if (m->cfg->vols[i].uri.kind != URI_FILE && tls_add(m) < 0)
             return -1;
@@ -671,6 +743,7 @@ static void mirror_finish(struct mig_run *r, enum mig_result res)
     if (!m)
         return;
     tls_del(m, res);
+    free(m->paused_warned);
     free(m);
     r->state = NULL;
 }

@@ -92,6 +92,17 @@ void run_name(char *buf, size_t len, const char *fmt, ...)
     va_end(ap);
 }
 
+size_t mig_pivot_base(const char *node)
+{
+    const char *m = strrchr(node, '.');
+    size_t digits;
+
+    if (!m || m == node || m[1] != 'm')
+        return strlen(node);
+    digits = strspn(m + 2, "0123456789");
+    return digits && !m[2 + digits] ? (size_t)(m - node) : strlen(node);
+}
+
 int mig_name_pid(const char *name)
 {
     int pid;

@@ -101,6 +101,10 @@ enum mig_result run_attempts(struct mig_run *r);
 
 /* ---- pure parts ---- */
 
+/* The length of node's base name: without the ".mPID" suffix a pivot gives
+ * the node the VM moves onto (strlen(node) when it has none). */
+size_t mig_pivot_base(const char *node);
+
 /* True when QEMU's answer to cmd (error class cls, description desc) will
  * be the same however often it is asked: it refused the arguments
  * (an invalid parameter or address, a command it does not have). */
