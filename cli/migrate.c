@@ -206,6 +206,15 @@ static void show(void *opaque, json_t *ev)
             printf("%7.1fs retrying in %.0f s (attempt %lld)\n", t,
                    json_real_value(json_object_get(ev, "delay")),
                    json_integer_value(json_object_get(ev, "attempt")));
+        } else if (!strcmp(name, "resumed")) {
+            char a[32], b[32];
+            const char *why = json_string_value(json_object_get(ev, "why"));
+
+            printf("%7.1fs attempt %lld resumes: %s kept, %s to copy%s%s\n", t,
+                   json_integer_value(json_object_get(ev, "attempt")),
+                   cli_human_bytes((double)json_integer_value(json_object_get(ev, "kept")), a, sizeof a),
+                   cli_human_bytes((double)json_integer_value(json_object_get(ev, "todo")), b, sizeof b),
+                   why ? "; copied in full: " : "", why ? why : "");
         } else if (!strcmp(name, "cancelled")) {
             printf("%7.1fs cancelled: the VM runs on its original volumes\n", t);
         } else if (!strcmp(name, "warning")) {

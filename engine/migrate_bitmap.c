@@ -628,10 +628,15 @@ static enum attempt attempt_once(struct bm *b, int attempt)
                       "volumes", vols, "copy_mode", "bitmap", "mode", "bitmap"));
     for (int i = 0; i < b->cfg->nvols && resume; i++)
         resume = bm_bitmap_exists(b, i, b->gen);
-    if (attempt > 0 && b->resumable && !resume)
+    if (attempt > 0 && b->resumable && !resume) {
+        uint64_t all = 0;
+
+        for (int i = 0; i < b->cfg->nvols; i++)
+            all += b->cfg->vols[i].size;
         emit(b, json_pack("{s:s, s:i, s:I, s:I, s:s}", "event", "resumed", "attempt",
-                          attempt + 1, "kept", (json_int_t)0, "todo", (json_int_t)0, "why",
-                          "the dirty bitmap the failed attempt kept is gone: copying everything"));
+                          attempt + 1, "kept", (json_int_t)0, "todo", (json_int_t)all, "why",
+                          "the dirty bitmap the failed attempt kept is gone"));
+    }
     a = resume ? pass_resume(b, attempt) : pass_full(b);
     if (a == ATT_OK)
         a = converge(b);
