@@ -344,6 +344,31 @@ static enum attempt pass_dirty(struct bm *b)
     return ATT_OK;
 }
 
+/* Whether volume vol resumes with *r (the failed attempt's leftovers) or
+ * is copied in full (*r freed, NULL, no ranges): the resumed event's entry
+ * for it. */
+static json_t *resume_or_not(struct bm *b, int vol, const char *id, struct copy_range **r,
+                             size_t *n)
+{
+    const struct mig_volume *v = &b->cfg->vols[vol];
+    char why[512] = "";
+    uint64_t todo = ranges_bytes(*r, *n);
+    json_t *entry;
+
+    if (bm_resume_check(b, vol, id, *r, *n, why, sizeof why) != 1) {
+        free(*r);
+        *r = NULL;
+        *n = 0;
+        todo = v->size;
+    }
+    b->tsize[vol] = v->target_size;
+    entry = json_pack("{s:s, s:I, s:I, s:b}", "drive", v->drive, "kept",
+                      (json_int_t)(v->size - todo), "todo", (json_int_t)todo, "full", !*r);
+    if (!*r)
+        json_object_set_new(entry, "why", json_string(why));
+    return entry;
+}
+
 /* The first pass of a retry: per volume, what the failed attempt left
  * (pending, and the bitmap kept recording since) if the destination
  * passes bm_resume_check(), else everything.  Says which in a resumed
@@ -364,32 +389,17 @@ static enum attempt pass_resume(struct bm *b, int attempt)
     old = b->gen - 1;
     b->pass_dirty = b->pass_data = 0;
     for (int i = 0; i < nv && a == ATT_OK; i++) {
-        const struct mig_volume *v = &b->cfg->vols[i];
-        char reason[512] = "";
         json_t *vol;
-        int ok;
 
         a = todo_ranges(b, i, old, id[i], sizeof id[i], &r[i], &n[i]);
         if (a != ATT_OK)
             break;
         live[i] = true;
-        ok = bm_resume_check(b, i, id[i], r[i], n[i], reason, sizeof reason);
-        if (ok != 1) {
-            free(r[i]);
-            r[i] = NULL;        /* all of it */
-            n[i] = 0;
-        }
-        b->tsize[i] = v->target_size;
-        vol = json_pack("{s:s, s:I, s:I, s:b}", "drive", v->drive, "kept",
-                        (json_int_t)(r[i] ? v->size - ranges_bytes(r[i], n[i]) : 0), "todo",
-                        (json_int_t)(r[i] ? ranges_bytes(r[i], n[i]) : v->size), "full", !r[i]);
-        if (!r[i]) {
-            json_object_set_new(vol, "why", json_string(reason));
-            why = why ? why : json_string_value(json_object_get(vol, "why"));
-        }
+        vol = resume_or_not(b, i, id[i], &r[i], &n[i]);
+        why = why ? why : json_string_value(json_object_get(vol, "why"));
+        kept += (uint64_t)json_integer_value(json_object_get(vol, "kept"));
+        b->pass_dirty += (uint64_t)json_integer_value(json_object_get(vol, "todo"));
         json_array_append_new(vols, vol);
-        kept += r[i] ? v->size - ranges_bytes(r[i], n[i]) : 0;
-        b->pass_dirty += r[i] ? ranges_bytes(r[i], n[i]) : v->size;
     }
     if (a == ATT_OK) {
         ev = json_pack("{s:s, s:i, s:I, s:I, s:O}", "event", "resumed", "attempt", attempt + 1,

@@ -10,6 +10,13 @@
  * that a sample of the blocks it believes copied, and the guest has not
  * written since, reads back equal to the source; otherwise the volume is
  * copied in full, and the resumed event says why.
+ *
+ * The check errs one way only.  A block the guest writes between the
+ * bitmap's freeze and the sample's read differs for a good reason and
+ * costs a full copy; a destination that lost writes it had acknowledged
+ * (its host crashed; volmig did not flush) outside the sample goes
+ * unnoticed: the sample keeps going (up to 32 blocks) until eight blocks
+ * that hold data matched, since a zero block matches an empty volume too.
  */
 #include "engine/migrate_bitmap.h"
 #include "engine/target_probe.h"
