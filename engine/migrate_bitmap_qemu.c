@@ -118,10 +118,13 @@ int bm_export_del(struct qmp *q, const char *id)
 }
 
 /* Removes every export and (unless keep_bitmaps) bitmap whose name's pid
- * passes want(); then
- * stops the NBD server if stop_server, or if stop_if_empty, nothing is
- * exported any more and something removed came from a run that started
- * the server itself (no ext tag).  A server that --nbd-socket named is
+ * passes want(); then stops the NBD server if stop_server, or if
+ * stop_if_empty, nothing is exported any more and an export removed came
+ * from a run that started the server itself (no ext tag).  Bitmaps do not
+ * count: a run that failed an attempt keeps its bitmap for the retry with
+ * its server stopped, and a server running when it died is someone
+ * else's (a dead run's own server with no export on it yet is found
+ * through its socket directory, stop_orphan_server()).  A server that --nbd-socket named is
  * never stopped: even when only volmig's exports were on it, its owner
  * expects to find it running.  Returns how many things were removed. */
 static int bm_sweep_qemu(struct qmp *q, bool (*want)(int pid), bool stop_server,
@@ -158,10 +161,8 @@ static int bm_sweep_qemu(struct qmp *q, bool (*want)(int pid), bool stop_server,
 
                 if (node && name && want(mig_name_pid(name)) &&
                     qmp_callf(q, NULL, dl(QMP_TIMEOUT_MS), "block-dirty-bitmap-remove",
-                              "{s:s, s:s}", "node", node, "name", name) == 0) {
+                              "{s:s, s:s}", "node", node, "name", name) == 0)
                     n++;
-                    owned += !ext_name(name);
-                }
             }
         }
     }
