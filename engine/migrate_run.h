@@ -3,9 +3,11 @@
  *
  * The run core (migrate_run.c) owns what every way of moving a disk shares:
  * the monitor, the clock, events, cancel, the attempt loop with its
- * doubling backoff, the sweep of what dead runs left in QEMU, the names of
- * volmig's objects, and the memory migration of a migrate:URI switchover.
- * migrate_entry.c picks the strategy.  A strategy (struct mig_strategy,
+ * doubling backoff and the classing of errors, the names of volmig's
+ * objects, and the memory migration of a migrate:URI switchover.
+ * migrate_entry.c (mig_run()) opens the monitor, has every strategy sweep
+ * what dead runs left in QEMU, resolves the drives and picks the strategy
+ * the mode names.  A strategy (struct mig_strategy,
  * with a header of its own) owns one attempt: what it adds to QEMU,
  * how it copies, how it undoes an attempt.  Mirror mode (migrate_mirror.c:
  * QEMU's blockdev-mirror pushes) and bitmap mode (migrate_bitmap*.c:
