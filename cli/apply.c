@@ -3,7 +3,7 @@
  * before the first one is written, so a malformed manifest changes
  * nothing. */
 #include "cli/cli.h"
-#include "engine/error.h"
+#include "common/error.h"
 #include "k8s/k8s.h"
 
 #include <getopt.h>

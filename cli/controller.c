@@ -1,6 +1,6 @@
 /* volmig controller: argument parsing; the loop is k8s/controller.c. */
 #include "cli/cli.h"
-#include "engine/error.h"
+#include "common/error.h"
 #include "k8s/controller.h"
 
 #include <getopt.h>

@@ -1,10 +1,10 @@
 /* volmig copy: argument parsing and the progress display.  The copier is
  * engine/copy.c's. */
 #include "cli/cli.h"
-#include "engine/client_tls.h"
+#include "engine/target_tls.h"
 #include "engine/copy.h"
-#include "engine/error.h"
-#include "engine/uri.h"
+#include "common/error.h"
+#include "engine/target_uri.h"
 
 #include <getopt.h>
 #include <jansson.h>

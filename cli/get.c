@@ -1,6 +1,6 @@
 /* volmig get: reads objects from the store, like kubectl get -o json. */
 #include "cli/cli.h"
-#include "engine/error.h"
+#include "common/error.h"
 #include "k8s/k8s.h"
 
 #include <getopt.h>

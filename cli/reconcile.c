@@ -1,7 +1,7 @@
 /* volmig reconcile: the reconcile step as a dry run over a file of
  * objects.  Reading, the clock and printing live here; the step is k8s/. */
 #include "cli/cli.h"
-#include "engine/error.h"
+#include "common/error.h"
 #include "k8s/k8s.h"
 
 #include <getopt.h>

@@ -1,7 +1,7 @@
 /* volmig serve: the destination end of a migration, an NBD export of a
  * volume.  Argument parsing only; the server lives in nbd/. */
 #include "cli/cli.h"
-#include "engine/error.h"
+#include "common/error.h"
 #include "nbd/nbd.h"
 
 #include <getopt.h>

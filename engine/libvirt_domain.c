@@ -52,8 +52,8 @@
  *     checks the result.
  */
 #include "engine/libvirt_domain.h"
-#include "engine/clock.h"
-#include "engine/error.h"
+#include "common/clock.h"
+#include "common/error.h"
 #include "engine/target_probe.h"
 
 #include <errno.h>

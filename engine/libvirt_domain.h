@@ -21,7 +21,7 @@
 #ifndef VOLMIG_LIBVIRT_DOMAIN_H
 #define VOLMIG_LIBVIRT_DOMAIN_H
 
-#include "engine/uri.h"
+#include "engine/target_uri.h"
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -19,7 +19,7 @@
  *     be specified"), so <driver type> is always written.
  */
 #include "engine/libvirt_domain.h"
-#include "engine/error.h"
+#include "common/error.h"
 
 #include <errno.h>
 #include <stdio.h>

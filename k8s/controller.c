@@ -22,7 +22,7 @@
  * status.migrationState follows the migration in progress.
  */
 #include "k8s/controller.h"
-#include "engine/error.h"
+#include "common/error.h"
 #include "k8s/internal.h"
 
 #include <errno.h>

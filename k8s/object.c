@@ -1,7 +1,7 @@
 /* Object identity, dotted-path access, quantities, times, and the
  * structural validation every object passes before reconcile reads it. */
 #include "k8s/k8s.h"
-#include "engine/error.h"
+#include "common/error.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -13,7 +13,7 @@
  * newer than every finished one, since a new one is only made when none
  * is unfinished). */
 #include "k8s/internal.h"
-#include "engine/error.h"
+#include "common/error.h"
 
 #include <inttypes.h>
 #include <stdio.h>

@@ -30,7 +30,7 @@
  * share and the order in which they run.
  */
 #include "k8s/internal.h"
-#include "engine/error.h"
+#include "common/error.h"
 
 #include <inttypes.h>
 #include <stdarg.h>

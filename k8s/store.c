@@ -4,7 +4,7 @@
  * directory ('/' and ".." are not valid names, '_' cannot appear in one).
  * Every write is atomic: a crash leaves the old file or the new one. */
 #include "k8s/internal.h"
-#include "engine/error.h"
+#include "common/error.h"
 
 #include <ctype.h>
 #include <dirent.h>

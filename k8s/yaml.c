@@ -6,7 +6,7 @@
  * kubectl uses) would take for something else, so output reads back equal.
  */
 #include "k8s/k8s.h"
-#include "engine/error.h"
+#include "common/error.h"
 
 #include <ctype.h>
 #include <dirent.h>

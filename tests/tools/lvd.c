@@ -21,10 +21,10 @@
  *   DEST: file:PATH (file or block device), nbd://H[:P]/EXPORT,
  *         nbd+unix:///EXPORT?socket=PATH
  * Exit status 0, or 1 with the error on stderr. */
-#include "engine/clock.h"
-#include "engine/error.h"
+#include "common/clock.h"
+#include "common/error.h"
 #include "engine/libvirt_domain.h"
-#include "engine/uri.h"
+#include "engine/target_uri.h"
 
 #include <errno.h>
 #include <stdio.h>

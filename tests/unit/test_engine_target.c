@@ -11,9 +11,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engine/bufpool.h"
-#include "engine/error.h"
-#include "engine/target.h"
+#include "common/bufpool.h"
+#include "common/error.h"
+#include "common/target.h"
 
 static void test_pool(void **state)
 {

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engine/error.h"
+#include "common/error.h"
 #include "k8s/controller.h"
 #include "k8s/k8s.h"
 

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/error.h"
+#include "common/error.h"
 #include "k8s/internal.h"
 
 #define FIXTURE "tests/fixtures/k8s/guide-update.yaml"

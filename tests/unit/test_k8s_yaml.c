@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "engine/error.h"
+#include "common/error.h"
 #include "k8s/k8s.h"
 
 static json_t *parse(const char *s)

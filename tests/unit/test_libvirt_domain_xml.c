@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/error.h"
+#include "common/error.h"
 #include "engine/libvirt_domain.h"
-#include "engine/uri.h"
+#include "engine/target_uri.h"
 
 /* Abridged from `virsh dumpxml` of a running domain: a file disk with a
  * block copy READY, a block disk, an NBD disk over TCP, one over a unix

@@ -1,9 +1,9 @@
-#include "engine/error.h"
+#include "common/error.h"
 
 #include <stdio.h>
 #include <string.h>
 
-static __thread char err_buf[1024];
+static __thread char err_buf[ERR_MSG_MAX];
 static __thread int err_num;
 
 void err_vset(int errnum, const char *fmt, va_list ap)
@@ -49,6 +49,12 @@ void err_restore(int errnum, const char *msg)
 {
     snprintf(err_buf, sizeof err_buf, "%s", msg);
     err_num = errnum;
+}
+
+void err_save(struct err_saved *e)
+{
+    memcpy(e->msg, err_buf, sizeof e->msg);
+    e->errnum = err_num;
 }
 
 const char *err_msg(void)

@@ -1,5 +1,5 @@
-#include "engine/uri.h"
-#include "engine/error.h"
+#include "engine/target_uri.h"
+#include "common/error.h"
 
 #include <ctype.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
-#include "engine/client_tls.h"
-#include "engine/error.h"
+#include "engine/target_tls.h"
+#include "common/error.h"
 
 #include <errno.h>
 #include <libnbd.h>

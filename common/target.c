@@ -1,5 +1,5 @@
-#include "engine/target.h"
-#include "engine/error.h"
+#include "common/target.h"
+#include "common/error.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -264,4 +264,15 @@ int target_flush_sync(struct target *t)
         return -1;
     }
     return 0;
+}
+
+bool target_zero_unsupported(struct target *t, int mode, int64_t res)
+{
+    if (res != -EOPNOTSUPP && res != -ENOTTY && !(res == -EINVAL && t->kind == TARGET_BLOCK))
+        return false;
+    if (mode == FALLOC_FL_PUNCH_HOLE)
+        t->can_punch = false;
+    else
+        t->can_zero_range = false;
+    return true;
 }

@@ -1,5 +1,5 @@
-#include "engine/bufpool.h"
-#include "engine/error.h"
+#include "common/bufpool.h"
+#include "common/error.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -16,7 +16,7 @@
  * Where the kernel lacks it, the twin is closed and every read stays
  * O_DIRECT, as before.
  */
-#include "engine/target.h"
+#include "common/target.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -19,9 +19,9 @@
  * it is submitted, so no completion can find a reused slot.
  */
 #include "engine/copy_internal.h"
-#include "engine/clock.h"
-#include "engine/bufpool.h"
-#include "engine/error.h"
+#include "common/clock.h"
+#include "common/bufpool.h"
+#include "common/error.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -73,19 +73,6 @@ static void fail_now(struct run *R)
     R->stopping = true;
 }
 
-struct io_uring_sqe *copy_get_sqe(struct copy *cp)
-{
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&cp->ring);
-
-    if (!sqe) {
-        io_uring_submit(&cp->ring);
-        sqe = io_uring_get_sqe(&cp->ring);
-    }
-    /* The ring has twice as many entries as there are request slots and a
-     * slot has one operation at a time, so after a submit there is room. */
-    return sqe;
-}
-
 /* ---- request state machine ---- */
 
 /* The slot goes back to the free list: nothing of it is submitted. */
@@ -114,7 +101,7 @@ static void req_finish(struct run *R, struct creq *r, uint64_t *counter)
 
 static void req_start(struct run *R, struct creq *r, enum creq_state st, uint64_t from, uint64_t to)
 {
-    struct endpoint *ep = st == ST_READ ? &R->cp.src : &R->cp.dst;
+    struct endpoint *ep = st == ST_READ ? R->cp.src : R->cp.dst;
     enum ep_op op = st == ST_READ ? OP_READ : st == ST_ZERO ? OP_ZERO : OP_WRITE;
 
     r->st = st;
@@ -140,7 +127,7 @@ static void zero_write_next(struct run *R, struct creq *r)
  * zeroed buffer when it has none (or it turned out not to work). */
 static void req_zero(struct run *R, struct creq *r)
 {
-    if (R->cp.dst.can_zero) {
+    if (R->cp.dst->can_zero) {
         req_start(R, r, ST_ZERO, r->off, r->off + r->len);
         return;
     }
@@ -154,14 +141,14 @@ void copy_complete(struct creq *r, int64_t res)
     struct run *R = run_of(r->cp);
 
     if (res < 0) {
-        if (r->st == ST_ZERO && R->cp.dst.ops->zero_unsupported(&R->cp.dst, r, res)) {
+        if (r->st == ST_ZERO && R->cp.dst->ops->zero_unsupported(R->cp.dst, r, res)) {
             req_zero(R, r);
             return;
         }
         err_set((int)-res, "%s at offset %llu (%llu bytes) on %s",
                 r->st == ST_READ ? "read" : r->st == ST_ZERO ? "zeroing" : "write",
                 (unsigned long long)r->io_pos, (unsigned long long)(r->io_end - r->io_pos),
-                r->st == ST_READ ? R->cp.src.spec : R->cp.dst.spec);
+                r->st == ST_READ ? R->cp.src->spec : R->cp.dst->spec);
         fail_now(R);
         req_abandon(R, r);
         return;
@@ -170,7 +157,7 @@ void copy_complete(struct creq *r, int64_t res)
         res = (int64_t)(r->io_end - r->io_pos);
     if (res == 0) {
         err_set(EIO, "%s ends at %llu: it shrank during the copy",
-                r->st == ST_READ ? R->cp.src.spec : R->cp.dst.spec,
+                r->st == ST_READ ? R->cp.src->spec : R->cp.dst->spec,
                 (unsigned long long)r->io_pos);
         fail_now(R);
         req_abandon(R, r);
@@ -296,8 +283,8 @@ static void plan(struct run *R)
 
         if (R->pos >= R->st.size)
             break;
-        if (map_at(&cp->src, &R->smap, R->pos, R->st.size, &se, &sz) < 0 ||
-            map_at(&cp->dst, &R->dmap, R->pos, R->st.size, &de, &dz) < 0) {
+        if (map_at(cp->src, &R->smap, R->pos, R->st.size, &se, &sz) < 0 ||
+            map_at(cp->dst, &R->dmap, R->pos, R->st.size, &de, &dz) < 0) {
             fail_now(R);
             return;
         }
@@ -332,17 +319,17 @@ static void plan(struct run *R)
 
 /* ---- the loop ---- */
 
-/* Requests on an NBD connection that died never complete: libnbd keeps
- * them until the handle is closed at teardown.  They are settled here as
+/* Requests on a connection that died never complete (libnbd keeps them
+ * until the handle is closed at teardown).  They are settled here as
  * failed, so that the run does not wait out its drain time for them; the
  * run is stopping, so their buffers are not used again before that. */
 static void abandon_dead(struct run *R)
 {
     for (int i = 0; i < R->nreq; i++) {
         struct creq *r = &R->reqs[i];
-        struct endpoint *ep = r->st == ST_READ ? &R->cp.src : &R->cp.dst;
+        struct endpoint *ep = r->st == ST_READ ? R->cp.src : R->cp.dst;
 
-        if (r->st != ST_FREE && ep->nconn && copy_nbd_conn_dead(ep, r->conn))
+        if (r->st != ST_FREE && ep->ops->lost && ep->ops->lost(ep, r))
             req_abandon(R, r);
     }
 }
@@ -400,20 +387,28 @@ static void maybe_emit(struct run *R, double t)
         cfg->emit(cfg->opaque, COPY_EV_PROGRESS, &R->st);
 }
 
+static int ep_poll_fds(struct endpoint *ep, struct pollfd *fds, int max)
+{
+    return ep->ops->poll_fds ? ep->ops->poll_fds(ep, fds, max) : 0;
+}
+
+static int ep_notify(struct endpoint *ep, const struct pollfd *fds)
+{
+    return ep->ops->notify ? ep->ops->notify(ep, fds) : 0;
+}
+
 static int wait_events(struct run *R)
 {
     struct pollfd fds[1 + 2 * COPY_MAX_CONNECTIONS];
     struct copy *cp = &R->cp;
     int n = 1, ns = 0, r, rs, rd, timeout = 100;
     uint64_t v;
-    char saved[512];
+    struct err_saved saved;
 
     io_uring_submit(&cp->ring);
     fds[0] = (struct pollfd){ .fd = cp->efd, .events = POLLIN };
-    if (cp->src.nconn)
-        n += ns = copy_nbd_poll_fds(&cp->src, fds + n, COPY_MAX_CONNECTIONS);
-    if (cp->dst.nconn)
-        n += copy_nbd_poll_fds(&cp->dst, fds + n, COPY_MAX_CONNECTIONS);
+    n += ns = ep_poll_fds(cp->src, fds + n, COPY_MAX_CONNECTIONS);
+    n += ep_poll_fds(cp->dst, fds + n, COPY_MAX_CONNECTIONS);
     /* A completion that arrived after reap() has already bumped the
      * eventfd, so this poll cannot sleep through it. */
     if (io_uring_cq_ready(&cp->ring) || cp->done)
@@ -440,12 +435,12 @@ static int wait_events(struct run *R)
     /* Both sides hear from the poll, also when one of them failed: the
      * other's requests must still complete for the run to drain.  The
      * first failure's message is the one kept. */
-    rs = cp->src.nconn ? copy_nbd_notify(&cp->src, fds + 1) : 0;
+    rs = ep_notify(cp->src, fds + 1);
     if (rs < 0)
-        snprintf(saved, sizeof saved, "%s", err_msg());
-    rd = cp->dst.nconn ? copy_nbd_notify(&cp->dst, fds + 1 + ns) : 0;
+        err_save(&saved);
+    rd = ep_notify(cp->dst, fds + 1 + ns);
     if (rs < 0 && rd < 0)
-        err_set(0, "%s", saved);
+        err_restore(saved.errnum, saved.msg);
     return rs < 0 || rd < 0 ? -1 : 0;
 }
 
@@ -496,33 +491,6 @@ static int loop(struct run *R)
 
 /* ---- setup ---- */
 
-static int open_endpoint(struct endpoint *ep, const struct copy_config *cfg, const char *spec,
-                         bool is_target, uint64_t src_size)
-{
-    enum copy_spec_kind kind;
-    const char *path;
-
-    ep->spec = spec;
-    ep->is_target = is_target;
-    if (copy_spec_kind(spec, &kind, &path, &ep->uri) < 0)
-        return -1;
-    if (kind == COPY_SPEC_NBD && ep->uri.tls) {
-        if (!cfg->tls) {
-            err_set(0, "%s: an nbds URI needs --tls-creds or --tls-psk", spec);
-            return -1;
-        }
-        ep->tls = cfg->tls;
-    }
-    if (kind == COPY_SPEC_NBD)
-        return copy_nbd_open(ep, cfg->connections > 0 ? cfg->connections : 4);
-    return copy_local_open(ep, path, !cfg->no_direct, src_size, !is_target && cfg->force_share);
-}
-
-static bool uses_ring(const struct endpoint *ep)
-{
-    return ep->nconn == 0 && !ep->inline_io;
-}
-
 static int setup_buffers(struct run *R)
 {
     struct copy *cp = &R->cp;
@@ -561,14 +529,16 @@ static int setup_buffers(struct run *R)
      * them (RLIMIT_MEMLOCK) the copy still works.  Registering pins the
      * whole pool (10 ms for 16 MiB here), so it is skipped when no local
      * side goes through the ring: NBD ends and files in memory. */
-    if (!uses_ring(&cp->src) && !uses_ring(&cp->dst))
+    if (!cp->src->uses_ring && !cp->dst->uses_ring)
         return 0;
     iov = (struct iovec){ R->pool.base, R->pool.size };
     if (io_uring_register_buffers(&cp->ring, &iov, 1) == 0) {
-        if (cp->src.nconn == 0)
-            cp->src.t.fixed_index = 0;
-        if (cp->dst.nconn == 0)
-            cp->dst.t.fixed_index = 0;
+        for (int i = 0; i < 2; i++) {
+            struct endpoint *ep = i ? cp->dst : cp->src;
+
+            if (ep->uses_ring && ep->ops->use_fixed)
+                ep->ops->use_fixed(ep, 0);
+        }
     }
     return 0;
 }
@@ -577,10 +547,10 @@ static uint32_t choose_req_size(const struct copy_config *cfg, struct run *R)
 {
     uint64_t rs = cfg->request_size ? cfg->request_size : 256U << 10;
 
-    if (rs > R->cp.src.max_io)
-        rs = R->cp.src.max_io;
-    if (rs > R->cp.dst.max_io)
-        rs = R->cp.dst.max_io;
+    if (rs > R->cp.src->max_io)
+        rs = R->cp.src->max_io;
+    if (rs > R->cp.dst->max_io)
+        rs = R->cp.dst->max_io;
     rs = rs / R->align * R->align;
     return (uint32_t)(rs ? rs : R->align);
 }
@@ -589,35 +559,35 @@ static int setup(struct run *R, const struct copy_config *cfg)
 {
     struct copy *cp = &R->cp;
 
-    if (open_endpoint(&cp->src, cfg, cfg->source, false, 0) < 0) {
+    if (!(cp->src = copy_endpoint_open(cfg, cfg->source, false, 0))) {
         err_prefix("source");
         return -1;
     }
-    cp->src.cp = cp;
-    if (cp->src.size == 0) {
+    cp->src->cp = cp;
+    if (cp->src->size == 0) {
         err_set(0, "source %s is empty", cfg->source);
         return -1;
     }
-    if (open_endpoint(&cp->dst, cfg, cfg->target, true, cp->src.size) < 0) {
+    if (!(cp->dst = copy_endpoint_open(cfg, cfg->target, true, cp->src->size))) {
         err_prefix("target");
         return -1;
     }
-    cp->dst.cp = cp;
-    R->st.size = cp->src.size;
-    R->st.target_size = cp->dst.size;
+    cp->dst->cp = cp;
+    R->st.size = cp->src->size;
+    R->st.target_size = cp->dst->size;
     /* Checked before anything is written. */
-    if (cp->dst.size < cp->src.size) {
+    if (cp->dst->size < cp->src->size) {
         err_set(0, "target %s is smaller than source %s: %llu < %llu bytes", cfg->target,
-                cfg->source, (unsigned long long)cp->dst.size, (unsigned long long)cp->src.size);
+                cfg->source, (unsigned long long)cp->dst->size, (unsigned long long)cp->src->size);
         return -1;
     }
     R->align = MIN_ALIGN;
-    if (cp->src.align > R->align)
-        R->align = cp->src.align;
-    if (cp->dst.align > R->align)
-        R->align = cp->dst.align;
+    if (cp->src->align > R->align)
+        R->align = cp->src->align;
+    if (cp->dst->align > R->align)
+        R->align = cp->dst->align;
     cp->req_size = choose_req_size(cfg, R);
-    R->zero_max = cp->dst.max_zero / R->align * R->align;
+    R->zero_max = cp->dst->max_zero / R->align * R->align;
     if (setup_buffers(R) < 0)
         return -1;
     R->total = R->st.size;
@@ -636,8 +606,8 @@ static int setup(struct run *R, const struct copy_config *cfg)
         }
     }
     R->st.todo = R->total;
-    snprintf(R->st.source_desc, sizeof R->st.source_desc, "%s", cp->src.desc);
-    snprintf(R->st.target_desc, sizeof R->st.target_desc, "%s", cp->dst.desc);
+    snprintf(R->st.source_desc, sizeof R->st.source_desc, "%s", cp->src->desc);
+    snprintf(R->st.target_desc, sizeof R->st.target_desc, "%s", cp->dst->desc);
     R->st.request_size = cp->req_size;
     R->st.requests = R->nreq;
     return 0;
@@ -647,10 +617,10 @@ static void teardown(struct run *R)
 {
     struct copy *cp = &R->cp;
 
-    if (cp->src.ops)
-        cp->src.ops->close(&cp->src);
-    if (cp->dst.ops)
-        cp->dst.ops->close(&cp->dst);
+    if (cp->src)
+        cp->src->ops->close(cp->src);
+    if (cp->dst)
+        cp->dst->ops->close(cp->dst);
     if (cp->ring_ok)
         io_uring_queue_exit(&cp->ring);
     if (cp->efd >= 0)
@@ -684,7 +654,7 @@ enum copy_result copy_run(const struct copy_config *cfg, struct copy_status *st)
     loop(R);
     /* What was written is made durable whether the copy finished or not:
      * the report of how far it got must hold after a crash too. */
-    if (!R->failed && R->cp.dst.ops->flush(&R->cp.dst) < 0)
+    if (!R->failed && R->cp.dst->ops->flush(R->cp.dst) < 0)
         fail_now(R);
     update_status(R, clock_seconds());
     if (st)

@@ -2,8 +2,8 @@
  * BLOCK_STATUS with QEMU's qemu:dirty-bitmap:NAME meta context, where bit 0
  * of an extent's flags means dirty.  Synchronous libnbd, one connection:
  * this runs between passes, when nothing else is in flight. */
-#include "engine/bitmap.h"
-#include "engine/error.h"
+#include "engine/migrate_bitmap.h"
+#include "common/error.h"
 
 #include <errno.h>
 #include <libnbd.h>

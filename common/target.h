@@ -83,6 +83,13 @@ void target_prep_write(const struct target *t, struct io_uring_sqe *sqe, const v
 /* mode: FALLOC_FL_PUNCH_HOLE or FALLOC_FL_ZERO_RANGE (KEEP_SIZE is added). */
 void target_prep_fallocate(const struct target *t, struct io_uring_sqe *sqe, int mode,
                            uint64_t off, uint64_t len);
+/* The one zero-fallback latch: a fallocate of mode (FALLOC_FL_PUNCH_HOLE or
+ * FALLOC_FL_ZERO_RANGE) ended with res.  When res says the volume cannot
+ * do it (EOPNOTSUPP, ENOTTY; EINVAL only from a block device, whose
+ * drivers say so that way, while on a file it is a real error), the
+ * method is latched off for good and true is returned: zero again with
+ * what is left (the other method, or writing zeroes). */
+bool target_zero_unsupported(struct target *t, int mode, int64_t res);
 void target_prep_flush(const struct target *t, struct io_uring_sqe *sqe);
 /* Synchronous fdatasync, for shutdown.  -1 with err_msg() set. */
 int target_flush_sync(struct target *t);

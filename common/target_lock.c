@@ -20,8 +20,8 @@
  * they are held exactly as long as the target is open, which is what keeps
  * QEMU from opening a volume volmig is writing.
  */
-#include "engine/target.h"
-#include "engine/error.h"
+#include "common/target.h"
+#include "common/error.h"
 
 #include <ctype.h>
 #include <dirent.h>

@@ -1,5 +1,5 @@
-#include "engine/job.h"
-#include "engine/error.h"
+#include "engine/migrate_job.h"
+#include "common/error.h"
 
 #include <errno.h>
 #include <fcntl.h>

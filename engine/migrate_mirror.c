@@ -1,8 +1,10 @@
-#include "engine/migrate.h"
-#include "engine/bitmap.h"
-#include "engine/client_tls.h"
+/* Mirror mode: QEMU's blockdev-mirror pushes every volume into its target;
+ * volmig adds the target nodes, watches the jobs and switches over.  The
+ * run core (engine/migrate_run.h) does the rest. */
+#include "engine/migrate_mirror.h"
+#include "engine/target_tls.h"
 #include "engine/target_probe.h"
-#include "engine/error.h"
+#include "common/error.h"
 #include "qmp/qmp.h"
 
 #include <errno.h>
@@ -18,23 +20,20 @@
 #include <time.h>
 #include <unistd.h>
 
-#define QMP_TIMEOUT_MS     30000
+#define QMP_TIMEOUT_MS     RUN_QMP_TIMEOUT_MS
 #define CONNECT_TIMEOUT_MS 10000
 #define SETTLE_TIMEOUT_MS  60000   /* jobs to conclude after a cancel */
 #define NAME_PREFIX        MIG_NAME_PREFIX
 #define STALL_WARN_MS      10000
 #define PIVOT_PREFIX       "migrated-"   /* target nodes that become the VM's */
+#define NODE_NAME_MAX      31            /* QEMU's limit on a node name */
 
-/* How an attempt ended.  RETRY: the attempt was cleaned up and another may
- * succeed; FINAL: no attempt can (bad input); GONE: QEMU itself vanished. */
-enum attempt { ATT_OK, ATT_RETRY, ATT_FINAL, ATT_GONE, ATT_CANCELLED };
-
+/* The strategy's state, for the whole run (r->state). */
 struct mig {
+    struct mig_run *r;
     struct mig_config *cfg;
     struct qmp *q;
-    int64_t t0;
     int64_t last_progress;
-    bool migration_started;
     /* convergence watch */
     uint64_t best_remaining;
     int64_t best_at;
@@ -46,6 +45,11 @@ struct mig {
     uint64_t stall_done;      /* progress when it last moved */
     int64_t stall_at;
     bool stall_warned;
+    /* Jobs paused from outside (volmig never pauses one): per volume,
+     * whether that was said for the pause going on; any_paused: some job
+     * is paused now, so no data moving is no news. */
+    bool *paused_warned;
+    bool any_paused;
     /* TLS to NBD targets: QEMU's tls-creds object, and for PSK where the
      * key file is and whose key is ours */
     char tls_id[64];
@@ -53,121 +57,27 @@ struct mig {
     struct client_tls tls;
 };
 
-static double secs(const struct mig *m)
-{
-    return (double)(qmp_now_ms() - m->t0) / 1000.0;
-}
-
 static void emit(struct mig *m, json_t *ev)
 {
-    json_object_set_new(ev, "t", json_real((double)(int64_t)(secs(m) * 1000) / 1000.0));
-    if (m->cfg->emit)
-        m->cfg->emit(m->cfg->opaque, ev);
-    else
-        json_decref(ev);
+    run_emit(m->r, ev);
 }
 
 static bool cancelled(const struct mig *m)
 {
-    return m->cfg->cancel && *m->cfg->cancel;
+    return run_cancelled(m->r);
 }
 
 static int64_t dl(int64_t ms)
 {
-    return qmp_deadline_in(ms);
+    return run_dl(ms);
+}
+
+static int nap(struct mig *m, int ms)
+{
+    return run_nap(m->r, ms);
 }
 
 /* ---- QEMU state ---- */
-
-static json_t *find_by(json_t *arr, const char *key, const char *val)
-{
-    size_t i;
-    json_t *e;
-
-    json_array_foreach(arr, i, e) {
-        const char *s = json_string_value(json_object_get(e, key));
-
-        if (s && !strcmp(s, val))
-            return e;
-    }
-    return NULL;
-}
-
-/* A device id as users know it ("virtio-disk0") against QEMU's qdev path
- * ("/machine/peripheral/virtio-disk0/virtio-backend"). */
-static bool qdev_matches(const char *qdev, const char *id)
-{
-    static const char prefix[] = "/machine/peripheral/";
-    size_t n = strlen(id);
-
-    if (!strcmp(qdev, id))
-        return true;
-    if (strncmp(qdev, prefix, sizeof prefix - 1))
-        return false;
-    qdev += sizeof prefix - 1;
-    return !strncmp(qdev, id, n) && (qdev[n] == '\0' || qdev[n] == '/');
-}
-
-/* Resolves vol->drive (node name, then drive id or qdev id) to its node. */
-static int resolve(struct mig *m, struct mig_volume *v)
-{
-    json_t *nodes = NULL, *blocks = NULL, *n;
-    const char *node = NULL;
-    int rc = -1;
-
-    if (qmp_callf(m->q, &nodes, dl(QMP_TIMEOUT_MS), "query-named-block-nodes", "{s:b}",
-                  "flat", 1) < 0)
-        return -1;
-    if (find_by(nodes, "node-name", v->drive)) {
-        node = v->drive;
-    } else {
-        size_t i;
-        json_t *b;
-
-        if (qmp_call(m->q, "query-block", NULL, &blocks, dl(QMP_TIMEOUT_MS)) < 0)
-            goto out;
-        json_array_foreach(blocks, i, b) {
-            const char *dev = json_string_value(json_object_get(b, "device"));
-            const char *qdev = json_string_value(json_object_get(b, "qdev"));
-
-            if ((dev && !strcmp(dev, v->drive)) || (qdev && qdev_matches(qdev, v->drive))) {
-                node = json_string_value(json_object_get(json_object_get(b, "inserted"),
-                                                         "node-name"));
-                if (!node) {
-                    err_set(0, "drive '%s' has no medium inserted", v->drive);
-                    goto out;
-                }
-                break;
-            }
-        }
-    }
-    if (!node || !(n = find_by(nodes, "node-name", node))) {
-        err_set(0, "drive '%s' not found: no block node, drive id or device id of that name",
-                v->drive);
-        goto out;
-    }
-    if (!strncmp(node, NAME_PREFIX, strlen(NAME_PREFIX))) {
-        err_set(0, "drive '%s' is a node of an earlier migration (%s); refusing to mirror it",
-                v->drive, node);
-        goto out;
-    }
-    if (json_is_true(json_object_get(n, "ro"))) {
-        err_set(0, "drive '%s' (node %s) is read-only: nothing to migrate safely", v->drive, node);
-        goto out;
-    }
-    snprintf(v->node, sizeof v->node, "%s", node);
-    v->size = (uint64_t)json_integer_value(json_object_get(json_object_get(n, "image"),
-                                                           "virtual-size"));
-    if (!v->size) {
-        err_set(0, "drive '%s' (node %s) reports no size", v->drive, node);
-        goto out;
-    }
-    rc = 0;
-out:
-    json_decref(nodes);
-    json_decref(blocks);
-    return rc;
-}
 
 /* ---- targets ---- */
 
@@ -188,7 +98,7 @@ static int tls_add(struct mig *m)
 
     if (client_tls_init(&m->tls, m->cfg->tls_creds, m->cfg->tls_psk, m->cfg->tls_hostname) < 0)
         return -1;
-    snprintf(m->tls_id, sizeof m->tls_id, NAME_PREFIX "%d-tls", (int)getpid());
+    run_name(m->tls_id, sizeof m->tls_id, "tls");
     if (m->cfg->tls_creds)
         args = json_pack("{s:s, s:s, s:s, s:s, s:b}", "qom-type", "tls-creds-x509", "id",
                          m->tls_id, "dir", m->tls.creds_dir, "endpoint", "client",
@@ -208,14 +118,14 @@ static int tls_add(struct mig *m)
 static void tls_del(struct mig *m, enum mig_result res)
 {
     bool in_use = res == MIG_DONE && m->cfg->switchover == MIG_SW_PIVOT;
-    char saved[1024];
+    struct err_saved saved;
 
     if (!m->tls_added || in_use || !qmp_is_open(m->q))
         return;
-    snprintf(saved, sizeof saved, "%s", err_msg());
+    err_save(&saved);
     qmp_callf(m->q, NULL, dl(QMP_TIMEOUT_MS), "object-del", "{s:s}", "id", m->tls_id);
     m->tls_added = false;
-    err_set(0, "%s", saved);
+    err_restore(saved.errnum, saved.msg);
 }
 
 /* Asks the destination how big the export is, within a deadline.
@@ -226,6 +136,36 @@ static void tls_del(struct mig *m, enum mig_result res)
 static int nbd_target_size(struct mig *m, const struct target_uri *u, uint64_t *size)
 {
     return probe_nbd_target(u, m->tls_added ? &m->tls : NULL, CONNECT_TIMEOUT_MS, size);
+}
+
+/* After a pivot the VM runs on the target nodes for good, so they get
+ * names that are not ours to clean up or refuse later.  The node the
+ * device ends up on is named after the source node (its base name, without
+ * an earlier pivot's suffix) plus ".mPID", so that the name the user gave
+ * keeps finding the drive (mig_pivot_base(), migrate_entry.c); a name too
+ * long for that falls back to migrated-PID-tI. */
+static void name_targets(struct mig *m, struct mig_volume *v, int i)
+{
+    char base[128];
+    size_t n;
+    bool pivot = m->cfg->switchover == MIG_SW_PIVOT;
+
+    snprintf(v->proto_node, sizeof v->proto_node, "%s%d-p%d", pivot ? PIVOT_PREFIX : NAME_PREFIX,
+             (int)getpid(), i);
+    snprintf(v->top_node, sizeof v->top_node, "%s%d-t%d", pivot ? PIVOT_PREFIX : NAME_PREFIX,
+             (int)getpid(), i);
+    if (!pivot)
+        return;
+    n = mig_pivot_base(v->node);
+    snprintf(base, sizeof base, "%.*s.m%d", (int)n, v->node, (int)getpid());
+    if (strlen(base) + 2 > NODE_NAME_MAX)
+        return;
+    if (v->target_size == v->size) {
+        snprintf(v->proto_node, sizeof v->proto_node, "%s", base);
+    } else {
+        snprintf(v->top_node, sizeof v->top_node, "%s", base);
+        snprintf(v->proto_node, sizeof v->proto_node, "%s-f", base);
+    }
 }
 
 /* Adds the nodes the mirror writes into.  A target larger than the source
@@ -244,6 +184,7 @@ static enum attempt add_target(struct mig *m, struct mig_volume *v)
     }
     if (probe_fits(v->target, v->target_size, v->drive, v->size) < 0)
         return ATT_FINAL;
+    name_targets(m, v, (int)(v - m->cfg->vols));
     if (v->uri.kind == URI_FILE) {
         /* QEMU refuses write permission on an O_DIRECT node whose size is
          * not a multiple of its request alignment (up to 4 KiB): such a
@@ -260,7 +201,7 @@ static enum attempt add_target(struct mig *m, struct mig_volume *v)
             args = json_pack("{s:s, s:s, s:s}", "driver", blockdev ? "host_device" : "file",
                              "node-name", v->proto_node, "filename", v->uri.path);
             if (qmp_call(m->q, "blockdev-add", args, NULL, dl(QMP_TIMEOUT_MS)) < 0)
-                return qmp_is_open(m->q) ? ATT_FINAL : ATT_GONE;
+                return run_qmp_failed(m->r, ATT_FINAL);
         }
     } else {
         json_t *server = v->uri.kind == URI_NBD_UNIX
@@ -274,7 +215,7 @@ static enum attempt add_target(struct mig *m, struct mig_volume *v)
         if (m->tls_added && m->cfg->tls_hostname)
             json_object_set_new(args, "tls-hostname", json_string(m->cfg->tls_hostname));
         if (qmp_call(m->q, "blockdev-add", args, NULL, dl(QMP_TIMEOUT_MS)) < 0)
-            return qmp_is_open(m->q) ? ATT_RETRY : ATT_GONE;
+            return run_qmp_failed(m->r, ATT_RETRY);
     }
     v->added_proto = true;
     if (v->target_size == v->size) {
@@ -284,7 +225,7 @@ static enum attempt add_target(struct mig *m, struct mig_volume *v)
     args = json_pack("{s:s, s:s, s:s, s:I}", "driver", "raw", "node-name", v->top_node,
                      "file", v->proto_node, "size", (json_int_t)v->size);
     if (qmp_call(m->q, "blockdev-add", args, NULL, dl(QMP_TIMEOUT_MS)) < 0)
-        return qmp_is_open(m->q) ? ATT_FINAL : ATT_GONE;
+        return run_qmp_failed(m->r, ATT_FINAL);
     v->added_top = true;
     return ATT_OK;
 }
@@ -303,24 +244,34 @@ static enum attempt start_mirror(struct mig *m, struct mig_volume *v)
     if (m->cfg->speed)
         json_object_set_new(args, "speed", json_integer((json_int_t)m->cfg->speed));
     if (qmp_call(m->q, "blockdev-mirror", args, NULL, dl(QMP_TIMEOUT_MS)) < 0)
-        return qmp_is_open(m->q) ? ATT_FINAL : ATT_GONE;
+        return run_qmp_failed(m->r, ATT_FINAL);
     v->started = true;
     return ATT_OK;
 }
 
 /* ---- watching jobs ---- */
 
-/* Sleeps up to ms, waking early on any QMP event (events only wake us:
- * job and migration state is read by polling, which cannot miss one). */
-static int nap(struct mig *m, int ms)
+/* A job paused from outside copies nothing until someone resumes it, and
+ * volmig would wait for it for ever: it names the job, once per pause,
+ * and says what to do.  ("standby" is a READY job paused.) */
+static void watch_pause(struct mig *m, int i, const char *status)
 {
-    json_t *ev = NULL;
+    const struct mig_volume *v = &m->cfg->vols[i];
+    bool paused = status && (!strcmp(status, "paused") || !strcmp(status, "standby"));
+    char msg[512];
 
-    if (qmp_wait_event(m->q, NULL, NULL, NULL, &ev, dl(ms)) == 0)
-        json_decref(ev);
-    while ((ev = qmp_next_event(m->q)))
-        json_decref(ev);
-    return qmp_is_open(m->q) ? 0 : -1;
+    m->any_paused |= paused;
+    if (!paused || m->paused_warned[i]) {
+        m->paused_warned[i] = paused;
+        return;
+    }
+    m->paused_warned[i] = true;
+    snprintf(msg, sizeof msg, "the mirror of drive '%s' (job %s) was paused from outside volmig "
+             "(job-pause or block-job-pause): it copies nothing until it is resumed; resume it "
+             "with job-resume {\"id\": \"%s\"}, or cancel this migration (SIGINT or SIGTERM)",
+             v->drive, v->job, v->job);
+    emit(m, json_pack("{s:s, s:s, s:s, s:s}", "event", "warning", "message", msg, "drive",
+                      v->drive, "job", v->job));
 }
 
 /* Reads every job of ours: status, progress, error.  Returns -1 if QEMU is
@@ -332,6 +283,7 @@ static int poll_jobs(struct mig *m)
 
     if (qmp_call(m->q, "query-jobs", NULL, &jobs, dl(QMP_TIMEOUT_MS)) < 0)
         return -1;
+    m->any_paused = false;
     for (int i = 0; i < m->cfg->nvols; i++) {
         struct mig_volume *v = &m->cfg->vols[i];
         json_t *j;
@@ -339,7 +291,7 @@ static int poll_jobs(struct mig *m)
 
         if (!v->started)
             continue;
-        j = find_by(jobs, "id", v->job);
+        j = run_find_by(jobs, "id", v->job);
         if (!j) {
             snprintf(v->status, sizeof v->status, "gone");
             if (!rc) {
@@ -352,6 +304,7 @@ static int poll_jobs(struct mig *m)
         snprintf(v->status, sizeof v->status, "%s", st ? st : "?");
         v->done = (uint64_t)json_integer_value(json_object_get(j, "current-progress"));
         v->total = (uint64_t)json_integer_value(json_object_get(j, "total-progress"));
+        watch_pause(m, i, st);
         err = json_string_value(json_object_get(j, "error"));
         if (err && !rc) {
             /* A full destination stays full: say which, and do not retry
@@ -409,7 +362,7 @@ static void emit_progress(struct mig *m)
     /* Nothing moved at all for a while: the destination or the network is
      * probably down (a TCP connection can stall for many minutes before it
      * fails).  Say so once per stall. */
-    if (done != m->stall_done || !m->stall_at) {
+    if (done != m->stall_done || !m->stall_at || m->any_paused) {
         m->stall_done = done;
         m->stall_at = now;
         m->stall_warned = false;
@@ -421,7 +374,7 @@ static void emit_progress(struct mig *m)
 
     /* The mirror converges when what is left shrinks.  If the guest
      * dirties faster than the copy drains, it never does: say so once. */
-    if (!m->best_at || remaining < m->best_remaining) {
+    if (!m->best_at || remaining < m->best_remaining || m->any_paused) {
         m->best_remaining = remaining;
         m->best_at = now;
     } else if (!m->warned && now - m->best_at > m->cfg->converge_warn_s * 1000LL) {
@@ -528,15 +481,11 @@ static int detach_targets(struct mig *m)
 /* Undoes an attempt: the VM keeps running on its own volumes. */
 static void cleanup(struct mig *m)
 {
-    char saved[1024];
+    struct err_saved saved;
 
-    snprintf(saved, sizeof saved, "%s", err_msg());
+    err_save(&saved);
     if (!qmp_is_open(m->q))
         return;
-    if (m->migration_started) {
-        qmp_call(m->q, "migrate_cancel", NULL, NULL, dl(QMP_TIMEOUT_MS));
-        m->migration_started = false;
-    }
     for (int i = 0; i < m->cfg->nvols; i++) {
         struct mig_volume *v = &m->cfg->vols[i];
 
@@ -546,61 +495,57 @@ static void cleanup(struct mig *m)
     }
     settle_jobs(m, false);
     detach_targets(m);
-    err_set(0, "%s", saved);
+    err_restore(saved.errnum, saved.msg);
 }
 
-int mig_name_pid(const char *name)
+static void qnap(struct qmp *q, int ms)
 {
-    int pid;
+    json_t *ev = NULL;
 
-    if (!name || sscanf(name, NAME_PREFIX "%d-", &pid) != 1 || pid <= 0)
-        return 0;
-    return pid;
-}
-
-bool mig_pid_dead(int pid)
-{
-    return pid && pid != getpid() && kill(pid, 0) < 0 && errno == ESRCH;
+    if (qmp_wait_event(q, NULL, NULL, NULL, &ev, dl(ms)) == 0)
+        json_decref(ev);
+    while ((ev = qmp_next_event(q)))
+        json_decref(ev);
 }
 
 /* Removes what a migration of ours that died left in QEMU: its jobs and
  * nodes carry our prefix and the pid of a process that is gone. */
-static void remove_leftovers(struct mig *m)
+int mirror_sweep(struct qmp *q)
 {
     json_t *jobs = NULL, *nodes = NULL, *e;
     size_t i;
     int found = 0;
 
-    if (qmp_call(m->q, "query-jobs", NULL, &jobs, dl(QMP_TIMEOUT_MS)) == 0) {
+    if (qmp_call(q, "query-jobs", NULL, &jobs, dl(QMP_TIMEOUT_MS)) == 0) {
         json_array_foreach(jobs, i, e) {
             const char *id = json_string_value(json_object_get(e, "id"));
 
             if (!mig_pid_dead(mig_name_pid(id)))
                 continue;
             found++;
-            qmp_callf(m->q, NULL, dl(QMP_TIMEOUT_MS), "block-job-cancel", "{s:s, s:b}", "device",
+            qmp_callf(q, NULL, dl(QMP_TIMEOUT_MS), "block-job-cancel", "{s:s, s:b}", "device",
                       id, "force", 1);
             for (int t = 0; t < 200; t++) {
                 json_t *st = NULL;
                 const char *s;
                 bool done;
 
-                if (qmp_call(m->q, "query-jobs", NULL, &st, dl(QMP_TIMEOUT_MS)) < 0)
+                if (qmp_call(q, "query-jobs", NULL, &st, dl(QMP_TIMEOUT_MS)) < 0)
                     break;
-                e = find_by(st, "id", id);
+                e = run_find_by(st, "id", id);
                 s = e ? json_string_value(json_object_get(e, "status")) : "gone";
                 done = !e || !strcmp(s, "concluded") || !strcmp(s, "null");
                 json_decref(st);
                 if (done)
                     break;
-                nap(m, 50);
+                qnap(q, 50);
             }
-            qmp_callf(m->q, NULL, dl(QMP_TIMEOUT_MS), "job-dismiss", "{s:s}", "id", id);
+            qmp_callf(q, NULL, dl(QMP_TIMEOUT_MS), "job-dismiss", "{s:s}", "id", id);
         }
     }
     /* Two passes: a raw node on top must go before the node under it. */
     for (int pass = 0; pass < 2; pass++) {
-        if (qmp_callf(m->q, &nodes, dl(QMP_TIMEOUT_MS), "query-named-block-nodes", "{s:b}",
+        if (qmp_callf(q, &nodes, dl(QMP_TIMEOUT_MS), "query-named-block-nodes", "{s:b}",
                       "flat", 1) < 0)
             break;
         json_array_foreach(nodes, i, e) {
@@ -610,29 +555,25 @@ static void remove_leftovers(struct mig *m)
                 continue;
             if (pass == 0)
                 found++;
-            del_node(m, name);
+            qmp_callf(q, NULL, dl(QMP_TIMEOUT_MS), "blockdev-del", "{s:s}", "node-name", name);
         }
         json_decref(nodes);
         nodes = NULL;
     }
     /* Then the TLS credentials objects nothing uses any more. */
-    if (qmp_callf(m->q, &nodes, dl(QMP_TIMEOUT_MS), "qom-list", "{s:s}", "path", "/objects") == 0) {
+    if (qmp_callf(q, &nodes, dl(QMP_TIMEOUT_MS), "qom-list", "{s:s}", "path", "/objects") == 0) {
         json_array_foreach(nodes, i, e) {
             const char *name = json_string_value(json_object_get(e, "name"));
 
             if (!mig_pid_dead(mig_name_pid(name)))
                 continue;
-            if (qmp_callf(m->q, NULL, dl(QMP_TIMEOUT_MS), "object-del", "{s:s}", "id", name) == 0)
+            if (qmp_callf(q, NULL, dl(QMP_TIMEOUT_MS), "object-del", "{s:s}", "id", name) == 0)
                 found++;
         }
         json_decref(nodes);
     }
     json_decref(jobs);
-    found += bitmap_remove_leftovers(m->q);
-    if (found)
-        emit(m, json_pack("{s:s, s:s, s:i}", "event", "warning", "message",
-                          "removed jobs, nodes and objects left in QEMU by a migration that died",
-                          "count", found));
+    return found;
 }
 
 /* ---- switchover ---- */
@@ -642,13 +583,24 @@ static enum attempt switch_pivot(struct mig *m)
     for (int i = 0; i < m->cfg->nvols; i++)
         if (qmp_callf(m->q, NULL, dl(QMP_TIMEOUT_MS), "job-complete", "{s:s}", "id",
                       m->cfg->vols[i].job) < 0)
-            return qmp_is_open(m->q) ? ATT_RETRY : ATT_GONE;
+            return run_qmp_failed(m->r, ATT_RETRY);
     if (settle_jobs(m, true) < 0)
-        return qmp_is_open(m->q) ? ATT_RETRY : ATT_GONE;
+        return run_qmp_failed(m->r, ATT_RETRY);
     /* The VM now runs on the target nodes: they are no longer ours to
-     * remove. */
-    for (int i = 0; i < m->cfg->nvols; i++)
-        m->cfg->vols[i].added_top = m->cfg->vols[i].added_proto = false;
+     * remove.  A source that an earlier pivot made is left with no user:
+     * it goes, so that one node stands for the drive's name. */
+    for (int i = 0; i < m->cfg->nvols; i++) {
+        struct mig_volume *v = &m->cfg->vols[i];
+        char child[160];
+
+        v->added_top = v->added_proto = false;
+        if (mig_pivot_base(v->node) == strlen(v->node))
+            continue;
+        snprintf(child, sizeof child, "%s-f", v->node);
+        del_node(m, v->node);
+        del_node(m, child);
+    }
+    err_clear();
     return ATT_OK;
 }
 
@@ -659,94 +611,38 @@ static enum attempt finish_mirrors(struct mig *m)
     for (int i = 0; i < m->cfg->nvols; i++)
         if (qmp_callf(m->q, NULL, dl(QMP_TIMEOUT_MS), "block-job-cancel", "{s:s, s:b}", "device",
                       m->cfg->vols[i].job, "force", 0) < 0)
-            return qmp_is_open(m->q) ? ATT_RETRY : ATT_GONE;
+            return run_qmp_failed(m->r, ATT_RETRY);
     if (settle_jobs(m, true) < 0)
-        return qmp_is_open(m->q) ? ATT_RETRY : ATT_GONE;
+        return run_qmp_failed(m->r, ATT_RETRY);
     if (detach_targets(m) < 0)
-        return qmp_is_open(m->q) ? ATT_RETRY : ATT_GONE;
+        return run_qmp_failed(m->r, ATT_RETRY);
     return ATT_OK;
 }
 
-static const char *migration_status(struct mig *m, json_t **holder)
+/* The memory migration stops at its pre-switchover pause as long as the
+ * mirrors are fine. */
+static enum attempt watch_jobs(struct mig_run *r)
 {
-    if (qmp_call(m->q, "query-migrate", NULL, holder, dl(QMP_TIMEOUT_MS)) < 0)
-        return NULL;
-    return json_string_value(json_object_get(*holder, "status"));
-}
+    int rc = poll_jobs(r->state);
 
-/* Waits for the memory migration to reach want.  ATT_RETRY if it failed or
- * a mirror did. */
-static enum attempt wait_migration(struct mig *m, const char *want, bool watch_jobs)
-{
-    for (;;) {
-        json_t *h = NULL;
-        const char *st;
-
-        if (cancelled(m))
-            return ATT_CANCELLED;
-        st = migration_status(m, &h);
-        if (!st) {
-            json_decref(h);
-            return qmp_is_open(m->q) ? ATT_RETRY : ATT_GONE;
-        }
-        if (!strcmp(st, want)) {
-            json_decref(h);
-            return ATT_OK;
-        }
-        if (!strcmp(st, "failed") || !strcmp(st, "cancelled")) {
-            const char *why = json_string_value(json_object_get(h, "error-desc"));
-
-            err_set(0, "memory migration %s%s%s", st, why ? ": " : "", why ? why : "");
-            json_decref(h);
-            return ATT_RETRY;
-        }
-        json_decref(h);
-        if (watch_jobs) {
-            int r = poll_jobs(m);
-
-            if (r)
-                return r < 0 ? ATT_GONE : ATT_RETRY;
-        }
-        if (nap(m, 20) < 0)
-            return ATT_GONE;
-    }
+    return rc < 0 ? ATT_GONE : rc > 0 ? ATT_RETRY : ATT_OK;
 }
 
 static enum attempt switch_migrate(struct mig *m)
 {
-    json_t *caps = json_pack("[{s:s, s:b}, {s:s, s:b}]", "capability", "pause-before-switchover",
-                             "state", 1, "capability", "events", "state", 1);
-    enum attempt a;
+    enum attempt a = run_migration_start(m->r, watch_jobs);
     int64_t paused;
 
-    if (qmp_callf(m->q, NULL, dl(QMP_TIMEOUT_MS), "migrate-set-capabilities", "{s:o}",
-                  "capabilities", caps) < 0)
-        return qmp_is_open(m->q) ? ATT_FINAL : ATT_GONE;
-    if (qmp_callf(m->q, NULL, dl(QMP_TIMEOUT_MS), "migrate", "{s:s}", "uri",
-                  m->cfg->migrate_uri) < 0)
-        return qmp_is_open(m->q) ? ATT_RETRY : ATT_GONE;
-    m->migration_started = true;
-    a = wait_migration(m, "pre-switchover", true);
     if (a != ATT_OK)
         return a;
     /* The guest is paused from here on: finish every mirror consistent,
      * flush and detach the destinations, then let the migration go on. */
     paused = qmp_now_ms();
     a = finish_mirrors(m);
+    if (a == ATT_OK)
+        a = run_migration_continue(m->r, NULL);
     if (a != ATT_OK)
         return a;
-    /* A cancel that arrived in the pause still wins: the migration is
-     * cancelled (cleanup) and the VM resumes on its own volumes; the
-     * targets hold consistent copies nobody uses. */
-    if (cancelled(m))
-        return ATT_CANCELLED;
-    if (qmp_callf(m->q, NULL, dl(QMP_TIMEOUT_MS), "migrate-continue", "{s:s}", "state",
-                  "pre-switchover") < 0)
-        return qmp_is_open(m->q) ? ATT_RETRY : ATT_GONE;
-    a = wait_migration(m, "completed", false);
-    if (a != ATT_OK)
-        return a;
-    m->migration_started = false;
     emit(m, json_pack("{s:s, s:f}", "event", "migrated", "blocks_flushed_in",
                       (double)(qmp_now_ms() - paused) / 1000.0));
     return ATT_OK;
@@ -768,13 +664,7 @@ static enum attempt attempt_once(struct mig *m, int attempt)
     for (int i = 0; i < cfg->nvols && a == ATT_OK; i++) {
         struct mig_volume *v = &cfg->vols[i];
 
-        snprintf(v->job, sizeof v->job, NAME_PREFIX "%d-m%d", (int)getpid(), i);
-        /* After a pivot the VM runs on the target nodes for good, so they
-         * get names that are not ours to clean up or refuse later. */
-        snprintf(v->proto_node, sizeof v->proto_node, "%s%d-p%d",
-                 cfg->switchover == MIG_SW_PIVOT ? PIVOT_PREFIX : NAME_PREFIX, (int)getpid(), i);
-        snprintf(v->top_node, sizeof v->top_node, "%s%d-t%d",
-                 cfg->switchover == MIG_SW_PIVOT ? PIVOT_PREFIX : NAME_PREFIX, (int)getpid(), i);
+        run_name(v->job, sizeof v->job, "m%d", i);
         v->status[0] = '\0';
         v->done = v->total = 0;
         a = add_target(m, v);
@@ -811,85 +701,57 @@ static enum attempt attempt_once(struct mig *m, int attempt)
     }
 }
 
-/* Sleeps for a backoff, waking early on cancellation. */
-static bool backoff_sleep(struct mig *m, double seconds)
-{
-    int64_t until = qmp_now_ms() + (int64_t)(seconds * 1000);
+/* ---- the strategy ---- */
 
-    while (qmp_now_ms() < until) {
-        if (cancelled(m))
-            return false;
-        if (nap(m, 100) < 0)
-            return true;   /* QEMU gone: the next attempt says so */
+static int mirror_init(struct mig_run *r)
+{
+    struct mig *m = calloc(1, sizeof *m);
+
+    if (!m) {
+        err_set(ENOMEM, "mirror state");
+        return -1;
     }
-    return !cancelled(m);
+    m->r = r;
+    m->cfg = r->cfg;
+    m->q = r->q;
+    r->state = m;
+    m->paused_warned = calloc((size_t)m->cfg->nvols, sizeof *m->paused_warned);
+    if (!m->paused_warned) {
+        err_set(ENOMEM, "mirror state");
+        return -1;
+    }
+    for (int i = 0; i < m->cfg->nvols && tls_wanted(m) && !m->tls_added; i++)
+        if (m->cfg->vols[i].uri.kind != URI_FILE && tls_add(m) < 0)
+            return -1;
+    return 0;
 }
 
-enum mig_result mig_run(struct mig_config *cfg)
+static enum attempt mirror_attempt(struct mig_run *r, int attempt)
 {
-    struct mig m = { .cfg = cfg, .t0 = qmp_now_ms() };
-    enum mig_result res = MIG_FAILED;
-    double delay = cfg->backoff_s;
-
-    m.q = qmp_open(cfg->qmp, QMP_TIMEOUT_MS);
-    if (!m.q) {
-        err_prefix("cannot reach QEMU's monitor at %s", cfg->qmp);
-        return MIG_FAILED;
-    }
-    remove_leftovers(&m);
-    for (int i = 0; i < cfg->nvols; i++) {
-        if (resolve(&m, &cfg->vols[i]) < 0)
-            goto out;
-        for (int j = 0; j < i; j++)
-            if (!strcmp(cfg->vols[j].node, cfg->vols[i].node)) {
-                err_set(0, "drives '%s' and '%s' are the same node (%s)", cfg->vols[j].drive,
-                        cfg->vols[i].drive, cfg->vols[i].node);
-                goto out;
-            }
-    }
-    if (cfg->mode == MIG_MODE_BITMAP) {
-        res = bitmap_run(cfg, m.q, m.t0);
-        goto out;
-    }
-    for (int i = 0; i < cfg->nvols && tls_wanted(&m) && !m.tls_added; i++)
-        if (cfg->vols[i].uri.kind != URI_FILE && tls_add(&m) < 0)
-            goto out;
-    for (int attempt = 0;; attempt++) {
-        enum attempt a = attempt_once(&m, attempt);
-
-        if (a == ATT_OK) {
-            emit(&m, json_pack("{s:s, s:f}", "event", "completed", "seconds", secs(&m)));
-            res = MIG_DONE;
-            break;
-        }
-        if (a == ATT_GONE) {
-            err_set(0, "QEMU's monitor went away during the migration: the VM's state is "
-                       "unknown; manual recovery is needed (check whether QEMU still runs, and "
-                       "on which volumes)");
-            emit(&m, json_pack("{s:s, s:s}", "event", "lost", "error", err_msg()));
-            break;
-        }
-        cleanup(&m);
-        if (a == ATT_CANCELLED || cancelled(&m)) {
-            emit(&m, json_pack("{s:s}", "event", "cancelled"));
-            res = MIG_CANCELLED;
-            break;
-        }
-        emit(&m, json_pack("{s:s, s:s, s:i}", "event", "failed", "error", err_msg(), "attempt",
-                           attempt + 1));
-        if (a == ATT_FINAL || attempt >= cfg->retries)
-            break;
-        emit(&m, json_pack("{s:s, s:i, s:f, s:s}", "event", "retrying", "attempt", attempt + 2,
-                           "delay", delay, "error", err_msg()));
-        if (!backoff_sleep(&m, delay)) {
-            emit(&m, json_pack("{s:s}", "event", "cancelled"));
-            res = MIG_CANCELLED;
-            break;
-        }
-        delay *= 2;
-    }
-out:
-    tls_del(&m, res);
-    qmp_close(m.q);
-    return res;
+    return attempt_once(r->state, attempt);
 }
+
+static void mirror_cleanup(struct mig_run *r)
+{
+    cleanup(r->state);
+}
+
+static void mirror_finish(struct mig_run *r, enum mig_result res)
+{
+    struct mig *m = r->state;
+
+    if (!m)
+        return;
+    tls_del(m, res);
+    free(m->paused_warned);
+    free(m);
+    r->state = NULL;
+}
+
+const struct mig_strategy mig_mirror = {
+    .name = "mirror",
+    .init = mirror_init,
+    .attempt = mirror_attempt,
+    .cleanup = mirror_cleanup,
+    .finish = mirror_finish,
+};
