@@ -190,6 +190,28 @@ guest_fio_stop() {
 
 guest_lat_log() { echo "$T/fio-$1_clat.1.log"; }
 
+# guest_probe_start NAME [IOPS]: a second, light client of the guest's
+# export reading 4 KiB at random, IOPS a second (default 50), each read's
+# latency in guest_probe_log NAME: what a small request of volmig's own
+# through QEMU's NBD server would see (engine/latency.h).  Sets probe_pid.
+guest_probe_start() {
+    rm -f "$T/probe-$1"_clat.*.log
+    fio --name=probe --ioengine=nbd --uri="nbd+unix:///guest?socket=$T/guest.sock" \
+        --rw=randread --bs=4k --rate_iops="${2:-50}" --time_based --runtime=3600 --size="$SIZE" \
+        --write_lat_log="$T/probe-$1" --log_avg_msec=0 --log_unix_epoch=1 \
+        --output-format=json --output="$T/probe-$1.json" >/dev/null 2>&1 &
+    probe_pid=$!
+    track_pid $probe_pid
+}
+
+guest_probe_stop() {
+    kill -INT "$probe_pid" 2>/dev/null || true
+    wait "$probe_pid" 2>/dev/null || true
+    untrack_pid "$probe_pid"
+}
+
+guest_probe_log() { echo "$T/probe-$1_clat.1.log"; }
+
 # ---- libvirt's path ----
 # QEMU's own blockdev-mirror with its default parameters into a second
 # QEMU's NBD export (nbd-server-start + block-export-add), then a
