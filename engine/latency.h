@@ -12,8 +12,17 @@
  *                                              have a block device backend"
  *   id "/machine/peripheral/vd0/virtio-backend" accepted
  *   id "disk0" (a node name), id of an export  DeviceNotFound
- * The path to use is the "qdev" that query-blockstats (and query-block)
- * report for the node; volmig's --volume DRIVE already resolves to it.
+ * The path to use is the "qdev" that query-block (and query-blockstats)
+ * reports beside the node ("inserted": {"node-name"}); engine/migrate.c's
+ * resolve() matches the other way, a device id to its node.  A node with
+ * no device has no qdev, and no histogram can be set for it.
+ * "boundaries-write" sets the write histogram alone, [] makes one bin,
+ * boundaries not strictly increasing are refused, and the id alone removes
+ * every histogram of the device, also one an operator set: the run core
+ * should set only the write one and leave a histogram it found alone.
+ * (A device on the node refuses a writable NBD export of it unless
+ * share-rw=on: a test that writes through an export beside a device needs
+ * that.)
  *
  * query-blockstats without query-nodes lists one entry per BlockBackend
  * that has a name or a device ("device", "qdev", "node-name"): the device's
