@@ -28,6 +28,10 @@
 # what was left.  Per row: seconds to READY, total seconds, the rate the
 # guest reached, its write latency p50/p99 from the start of the copy to
 # READY (fio's per-write log) and the p99 as a multiple of no migration's.
+# fio is a closed loop (one write at a time): a write the copy stalls
+# delays the next, so a slowed guest makes fewer samples ("writes") and the
+# p99 understates what a guest with more requests in flight would see;
+# "guest MB/s reached" against the rate asked says how much it was slowed.
 #
 # Beside the guest, a light probe (BENCH_PROBE IOPS of 4 KiB random reads
 # through the same export; 0: none) records what a small request of
@@ -108,6 +112,7 @@ if p:
 lat = window(log, s, ready if row != "none" else e)
 if lat["n"]:
     r["p50"], r["p99"], r["mbs"] = lat["p50"], lat["p99"], lat["mbs"]
+r["writes"] = lat["n"]
 lat = window(plog, s, ready if row != "none" else e)
 if lat["n"]:
     r["probe_p99"] = lat["p99"]
@@ -291,7 +296,7 @@ for r in runs:
         continue
     same = [x for x in runs if key(x) == key(r)]
     m = dict(r)
-    for k in ("total", "ready", "p50", "p99", "mbs", "pause_ms", "left_mib", "probe_p99"):
+    for k in ("total", "ready", "p50", "p99", "mbs", "pause_ms", "left_mib", "probe_p99", "writes"):
         v = [x[k] for x in same if k in x]
         if v:
             m[k] = statistics.median(v)
@@ -307,18 +312,18 @@ def f(v, fmt="%.2f"):
 print("### The guest's write latency during a copy of %s MiB (limit %s s to READY; %s run%s per row; load after: %s)"
       % (mib, limit, repeat, "" if repeat == "1" else "s, medians", load))
 print()
-print("| span | guest MB/s | row | budget | converged | s to READY | total s | guest MB/s reached | p50 ms | p99 ms | p99 x none | probe p99 ms | pause ms | note |")
-print("|---|--:|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|")
+print("| span | guest MB/s | row | budget | converged | s to READY | total s | guest MB/s reached | writes | p50 ms | p99 ms | p99 x none | probe p99 ms | pause ms | note |")
+print("|---|--:|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|")
 for r in rows:
     b = base(r)
     none = r["row"] == "none"
     na = r["converged"] == "n/a"
     x = r["p99"] / b["p99"] if not none and b and r.get("p99") and b.get("p99") else None
-    print("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+    print("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
         r["span"], r["rate"], "no migration" if none else r["row"], r["budget"] or "-",
         "-" if none else r["converged"], f(r.get("ready")),
         "(%.0f s)" % r["total"] if none else "-" if na else f(r["total"]), f(r.get("mbs"), "%.0f"),
-        f(r.get("p50")), f(r.get("p99")), f(x), f(r.get("probe_p99")), f(r.get("pause_ms"), "%.0f"),
+        f(r.get("writes"), "%.0f") if not na else "-", f(r.get("p50")), f(r.get("p99")), f(x), f(r.get("probe_p99")), f(r.get("pause_ms"), "%.0f"),
         r.get("note") or ""))
 missed = [r for r in rows if r["row"] != "none" and r["converged"] not in ("yes", "n/a")]
 print()
