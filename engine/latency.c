@@ -273,3 +273,19 @@ const char *lat_ctl_why_name(enum lat_ctl_why w)
     }
     return "?";
 }
+
+unsigned lat_ctl_depth(uint64_t limit, double req_latency_s, uint64_t req_size, unsigned max)
+{
+    double d;
+
+    if (max < 1)
+        max = 1;
+    if (!req_size)
+        return 1;
+    if (!limit || !(req_latency_s > 0) || !isfinite(req_latency_s))
+        return max;
+    d = ceil((double)limit * req_latency_s * LAT_DEPTH_HEADROOM / (double)req_size);
+    if (d < 1)
+        return 1;
+    return d >= (double)max ? max : (unsigned)d;
+}

@@ -221,4 +221,16 @@ struct lat_ctl_out {
 struct lat_ctl_out lat_ctl_step(const struct lat_ctl_cfg *cfg, const struct lat_ctl_in *in);
 const char *lat_ctl_why_name(enum lat_ctl_why w);
 
+/* The copy's depth (requests in flight) for a rate limit.  By Little's
+ * law, limit bytes/s with requests of req_size bytes that each take
+ * req_latency_s seconds need limit x latency bytes in flight; more only
+ * waits in QEMU's queue and the device's, in front of the guest's
+ * requests.  Returns that with LAT_DEPTH_HEADROOM to spare, rounded up,
+ * at least 1 and at most max (max also when the limit is 0, unlimited, or
+ * the latency is not a positive number; 1 when req_size is 0).  For
+ * bitmap mode's copier, which can change its depth between requests; a
+ * QEMU 7.2 mirror fixes its depth (buf-size) when the job starts. */
+#define LAT_DEPTH_HEADROOM 1.25
+unsigned lat_ctl_depth(uint64_t limit, double req_latency_s, uint64_t req_size, unsigned max);
+
 #endif

@@ -419,6 +419,30 @@ static void test_step_no_signal(void **state)
     assert_string_equal(lat_ctl_why_name(LAT_OFF), "off");
 }
 
+static void test_depth(void **state)
+{
+    (void)state;
+    /* 100 MiB/s of 1 MiB requests taking 10 ms: 1 in flight, 1.25 with
+     * the headroom, so 2. */
+    assert_int_equal(lat_ctl_depth(L(100), 0.010, 1 << 20, 64), 2);
+    /* 400 MiB/s of 256 KiB requests taking 20 ms: 32, 40 with headroom. */
+    assert_int_equal(lat_ctl_depth(L(400), 0.020, 256 << 10, 64), 40);
+    /* Capped at max, and at least 1. */
+    assert_int_equal(lat_ctl_depth(L(4000), 0.1, 64 << 10, 64), 64);
+    assert_int_equal(lat_ctl_depth(1, 1e-6, 1 << 20, 64), 1);
+    /* Unlimited, or no latency measured: max. */
+    assert_int_equal(lat_ctl_depth(0, 0.010, 1 << 20, 16), 16);
+    assert_int_equal(lat_ctl_depth(L(100), NAN, 1 << 20, 16), 16);
+    assert_int_equal(lat_ctl_depth(L(100), 0, 1 << 20, 16), 16);
+    assert_int_equal(lat_ctl_depth(L(100), -1, 1 << 20, 16), 16);
+    assert_int_equal(lat_ctl_depth(L(100), INFINITY, 1 << 20, 16), 16);
+    /* Bad sizes. */
+    assert_int_equal(lat_ctl_depth(L(100), 0.010, 0, 16), 1);
+    assert_int_equal(lat_ctl_depth(L(100), 0.010, 1 << 20, 0), 1);
+    /* A huge limit does not overflow. */
+    assert_int_equal(lat_ctl_depth(UINT64_MAX, 10, 1, 64), 64);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -437,6 +461,7 @@ int main(void)
         cmocka_unit_test(test_step_ceiling),
         cmocka_unit_test(test_step_convergence_override),
         cmocka_unit_test(test_step_no_signal),
+        cmocka_unit_test(test_depth),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
