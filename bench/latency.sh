@@ -157,16 +157,19 @@ run_volmig() {
         "${extra[@]}" >"$T/$name.json" 2>"$T/$name.err" &
     mpid=$!
     track_pid $mpid
-    until grep -qs '"event":"ready"' "$T/$name.json" || ! kill -0 $mpid 2>/dev/null; do
-        [ "$(now_ms)" -lt $((s + LIMIT * 1000)) ] || break
+    local why=limit
+    while [ "$(now_ms)" -lt $((s + LIMIT * 1000)) ]; do
+        if grep -qs '"event":"ready"' "$T/$name.json"; then why=ready; break; fi
+        if ! kill -0 $mpid 2>/dev/null; then why=exited; break; fi
         sleep 0.02
     done
     r=$(now_ms)
     stand_in_stop
-    if grep -qs '"event":"ready"' "$T/$name.json"; then
+    if [ $why = ready ]; then
         conv=yes
     elif kill -0 $mpid 2>/dev/null; then
         note="not READY within $LIMIT s; cancelled"
+        [ $why = limit ] || note="stopped waiting after $((r - s)) ms ($why); cancelled"
         kill -TERM $mpid
     fi
     if ! wait $mpid && [ -z "$note" ]; then
