@@ -32,6 +32,8 @@
 #        /var/tmp), BENCH_PLACES ("disk shm"), BENCH_RATES (MB/s, default
 #        "0 50 150"), BENCH_MODES ("mirror bitmap"), BENCH_REPEAT (3).
 . "$(dirname "$0")/../tests/lib/common.sh"
+# lib.sh's BENCH_HOME is not this script's BENCH_DIR (the disk place).
+. "$TOP/bench/lib.sh"
 require qemu-system-x86_64 fio python3 numfmt
 SIZE=$(numfmt --from=iec "${BENCH_SIZE:-1G}")
 MIB=$((SIZE >> 20))
@@ -51,47 +53,14 @@ place_dir() { # PLACE
     esac
 }
 
-# The source QEMU with its drive on W/src.img, and the "user's" NBD server
-# on $T/guest.sock exporting the drive writable as "guest".
-setup_qemu() { # W
-    rm -f "$T"/src.qmp*
-    start_qemu src "{\"driver\":\"raw\",\"node-name\":\"disk0\",\"file\":{\"driver\":\"file\",\"filename\":\"$1/src.img\"}}"
-    qmp "$T/src.qmp2" nbd-server-start "{\"addr\":{\"type\":\"unix\",\"data\":{\"path\":\"$T/guest.sock\"}}}" \
-        block-export-add '{"type":"nbd","id":"guest","node-name":"disk0","writable":true,"name":"guest"}' \
-        >/dev/null || fail "the guest's NBD export"
-}
-
-teardown_qemu() {
-    qmp "$T/src.qmp2" block-export-del '{"id":"guest"}' >/dev/null 2>&1 || true
-    sleep 0.2
-    qmp "$T/src.qmp2" quit >/dev/null 2>&1 || true
-    wait "$src_pid" 2>/dev/null || true
-}
-
-start_fio() { # NAME RATE : sets fio_pid
-    rm -f "$T/fio-$1"_clat.*.log
-    fio --name=guest --ioengine=nbd --uri="nbd+unix:///guest?socket=$T/guest.sock" \
-        --rw=randwrite --bs=64k --rate="$2m" --time_based --runtime=3600 --size="$SIZE" \
-        --write_lat_log="$T/fio-$1" --log_avg_msec=0 --log_unix_epoch=1 \
-        --output-format=json --output="$T/fio-$1.json" >/dev/null 2>&1 &
-    fio_pid=$!
-    track_pid $fio_pid
-    sleep 1
-}
-
-stop_fio() {
-    kill -INT "$fio_pid" 2>/dev/null || true
-    wait "$fio_pid" 2>/dev/null || true
-}
-
-now_ms() { date +%s%3N; }
-
 # record PLACE MODE RATE START_MS END_MS [EVENTS-FILE] [SAME] : one line of
 # results: the latency of fio's writes between START_MS and the switchover
 # (or END_MS), the events' passes and pause.
 record() {
-    TDIR=$T python3 - "$@" >>"$RES" <<'PY'
+    TDIR=$T BENCH_HOME=$BENCH_HOME python3 - "$@" >>"$RES" <<'PY'
 import json, os, sys
+sys.path.insert(0, os.environ["BENCH_HOME"])
+from guestlat import window
 place, mode, rate, s, e, evf, same = sys.argv[1:8]
 tdir = os.environ["TDIR"]
 s, e = int(s), int(e)
@@ -107,18 +76,9 @@ if ev:
     end = s + int(sw[0] * 1000) if sw else e
 else:
     end = e
-log = os.path.join(tdir, "fio-%s_%s_%s_clat.1.log" % (place, mode, rate))
-if os.path.exists(log):
-    lat = []
-    for line in open(log):
-        f = line.split(",")
-        if len(f) >= 2 and s <= int(f[0]) <= end:
-            lat.append(int(f[1]) / 1e6)
-    lat.sort()
-    if lat:
-        r["p50"] = lat[len(lat) // 2]
-        r["p99"] = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
-        r["fio_mbs"] = len(lat) * 65536 / 1e6 / max((end - s) / 1000.0, 1e-3)
+lat = window(os.path.join(tdir, "fio-%s_%s_%s_clat.1.log" % (place, mode, rate)), s, end)
+if lat["n"]:
+    r["p50"], r["p99"], r["fio_mbs"] = lat["p50"], lat["p99"], lat["mbs"]
 print(json.dumps(r))
 PY
 }
@@ -126,23 +86,23 @@ PY
 run_case() { # PLACE W MODE RATE
     local place=$1 w=$2 mode=$3 rate=$4 port name="$1_$3_$4" extra=() direct=() s e same=""
     truncate -s 0 "$w/dst.img"; truncate -s "$SIZE" "$w/dst.img"
-    setup_qemu "$w"
+    guest_qemu_start "$w/src.img"
     [ "$mode" = bitmap ] && extra=(--nbd-socket "$T/guest.sock")
     [ "$place" = shm ] && direct=(--no-direct)
     port=$(free_port)
     start_serve "srv_$name" --target "$w/dst.img" --listen 127.0.0.1:$port "${direct[@]}"
-    [ "$rate" != 0 ] && start_fio "$name" "$rate"
+    [ "$rate" != 0 ] && guest_fio_start "$name" "$rate"
     s=$(now_ms)
     "$VOLMIG" migrate --output json --qmp "unix:$T/src.qmp" --volume "disk0=nbd://127.0.0.1:$port/" \
         --mode "$mode" --switchover none --retries 0 "${extra[@]}" >"$T/$name.json" 2>"$T/$name.err" &
     local mpid=$!
     if [ "$rate" != 0 ]; then
         until grep -qs '"switchover"' "$T/$name.json" || ! kill -0 $mpid 2>/dev/null; do sleep 0.02; done
-        stop_fio
+        guest_fio_stop
     fi
     wait $mpid || { cat "$T/$name.err" >&2; fail "$name: migrate failed"; }
     e=$(now_ms)
-    teardown_qemu
+    guest_qemu_stop
     kill "$(eval echo "\$srv_${name}_pid")" 2>/dev/null || true
     wait "$(eval echo "\$srv_${name}_pid")" 2>/dev/null || true
     if [ "$rate" = 0 ]; then
@@ -153,13 +113,13 @@ run_case() { # PLACE W MODE RATE
 
 run_baseline() { # PLACE W RATE SECONDS
     local name="$1_none_$3" s e
-    setup_qemu "$2"
-    start_fio "$name" "$3"
+    guest_qemu_start "$2/src.img"
+    guest_fio_start "$name" "$3"
     s=$(now_ms)
     sleep "$4"
     e=$(now_ms)
-    stop_fio
-    teardown_qemu
+    guest_fio_stop
+    guest_qemu_stop
     record "$1" none "$3" "$s" "$e" "" ""
 }
 

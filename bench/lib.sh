@@ -1,10 +1,10 @@
 # Sourced by the bench scripts after tests/lib/common.sh: starting and
-# stopping the NBD servers under comparison, the source QEMU, the fio copy
-# limit.  Every process started here is tracked (common.sh kills what is
+# stopping the NBD servers under comparison, the source QEMU, the stand-in
+# guest, libvirt's mirror path, the fio copy limit.  Every process started here is tracked (common.sh kills what is
 # left on exit) and untracked again once stopped, so a recycled PID is never
 # signalled.
 
-BENCH_DIR=$TOP/bench
+BENCH_HOME=$TOP/bench
 
 # bytes SIZE: "2G", "256M", "512K" or a plain number of bytes.
 bytes() { numfmt --from=iec "$1"; }
@@ -26,6 +26,8 @@ stop_pid() {
     untrack_pid "$pid"
     return $rc
 }
+
+now_ms() { date +%s%3N; }
 
 port_listening() { ss -Htln "sport = :$1" | grep -q .; }
 
@@ -132,4 +134,125 @@ import json, sys
 jobs = json.load(open(sys.argv[1]))["jobs"]
 ms = max(j[j["jobname"]]["runtime"] for j in jobs)
 print("%.4f" % (ms / 1000))' "$T/fio.json"
+}
+
+# ---- the stand-in guest ----
+# A guestless source QEMU ("src": $T/src.qmp for the code under test,
+# $T/src.qmp2 for the bench's own calls) whose drive, node disk0, is a raw
+# image, exported writable as "guest" on $T/guest.sock; and fio playing the
+# guest through that export (its nbd engine): 64 KiB writes at random
+# offsets, rate-limited, one at a time, each write's completion latency in
+# a log.  QMP stop does not pause fio: the caller stops it when the copy is
+# READY or converged, as a real guest is paused at switchover.  QEMU counts
+# none of these writes in query-blockstats (no device: engine/latency.h),
+# so fio's log is the only record of what the guest felt.
+
+# guest_qemu_start IMG [DIRECT]: DIRECT=true opens IMG with O_DIRECT and
+# aio=native, as a VM with cache=none; by default through the page cache.
+guest_qemu_start() {
+    local file="{\"driver\":\"file\",\"filename\":\"$1\"}"
+    [ "${2:-false}" = true ] &&
+        file="{\"driver\":\"file\",\"filename\":\"$1\",\"cache\":{\"direct\":true},\"aio\":\"native\"}"
+    rm -f "$T"/src.qmp*
+    start_qemu src "{\"driver\":\"raw\",\"node-name\":\"disk0\",\"file\":$file}"
+    qmp "$T/src.qmp2" nbd-server-start "{\"addr\":{\"type\":\"unix\",\"data\":{\"path\":\"$T/guest.sock\"}}}" \
+        block-export-add '{"type":"nbd","id":"guest","node-name":"disk0","writable":true,"name":"guest"}' \
+        >/dev/null || fail "the guest's NBD export"
+}
+
+guest_qemu_stop() {
+    qmp "$T/src.qmp2" block-export-del '{"id":"guest"}' >/dev/null 2>&1 || true
+    sleep 0.2
+    qmp "$T/src.qmp2" quit >/dev/null 2>&1 || true
+    wait "$src_pid" 2>/dev/null || true
+    untrack_pid "$src_pid"
+}
+
+# guest_fio_start NAME RATE [SPAN]: the stand-in guest writing RATE MB/s
+# over the first SPAN bytes of the drive (default: all SIZE of it).  Sets
+# fio_pid; the log of every write is guest_lat_log NAME.
+guest_fio_start() {
+    rm -f "$T/fio-$1"_clat.*.log
+    fio --name=guest --ioengine=nbd --uri="nbd+unix:///guest?socket=$T/guest.sock" \
+        --rw=randwrite --bs=64k --rate="$2m" --time_based --runtime=3600 --size="${3:-$SIZE}" \
+        --write_lat_log="$T/fio-$1" --log_avg_msec=0 --log_unix_epoch=1 \
+        --output-format=json --output="$T/fio-$1.json" >/dev/null 2>&1 &
+    fio_pid=$!
+    track_pid $fio_pid
+    sleep 1
+}
+
+guest_fio_stop() {
+    kill -INT "$fio_pid" 2>/dev/null || true
+    wait "$fio_pid" 2>/dev/null || true
+    untrack_pid "$fio_pid"
+}
+
+guest_lat_log() { echo "$T/fio-$1_clat.1.log"; }
+
+# guest_probe_start NAME [IOPS]: a second, light client of the guest's
+# export reading 4 KiB at random, IOPS a second (default 50), each read's
+# latency in guest_probe_log NAME: what a small request of volmig's own
+# through QEMU's NBD server would see (engine/latency.h).  Sets probe_pid.
+guest_probe_start() {
+    rm -f "$T/probe-$1"_clat.*.log
+    fio --name=probe --ioengine=nbd --uri="nbd+unix:///guest?socket=$T/guest.sock" \
+        --rw=randread --bs=4k --rate_iops="${2:-50}" --time_based --runtime=3600 --size="$SIZE" \
+        --write_lat_log="$T/probe-$1" --log_avg_msec=0 --log_unix_epoch=1 \
+        --output-format=json --output="$T/probe-$1.json" >/dev/null 2>&1 &
+    probe_pid=$!
+    track_pid $probe_pid
+}
+
+guest_probe_stop() {
+    kill -INT "$probe_pid" 2>/dev/null || true
+    wait "$probe_pid" 2>/dev/null || true
+    untrack_pid "$probe_pid"
+}
+
+guest_probe_log() { echo "$T/probe-$1_clat.1.log"; }
+
+# ---- libvirt's path ----
+# QEMU's own blockdev-mirror with its default parameters into a second
+# QEMU's NBD export (nbd-server-start + block-export-add), then a
+# non-forced block-job-cancel once READY (a READY mirror then ends
+# consistent): what libvirt does for a migration with storage.
+
+# dst_qemu_start IMG: QEMU "dst" exporting IMG (O_DIRECT) writable as
+# "vol" on $T/dst.sock.
+dst_qemu_start() {
+    rm -f "$T"/dst.qmp*
+    start_qemu dst "{\"driver\":\"raw\",\"node-name\":\"vol\",\"file\":{\"driver\":\"file\",\"filename\":\"$1\",\"cache\":{\"direct\":true},\"aio\":\"native\"}}"
+    qmp "$T/dst.qmp2" nbd-server-start "{\"addr\":{\"type\":\"unix\",\"data\":{\"path\":\"$T/dst.sock\"}}}" \
+        block-export-add '{"type":"nbd","id":"e","node-name":"vol","writable":true,"name":"vol"}' \
+        >/dev/null || fail "the destination QEMU's NBD export"
+}
+
+dst_qemu_stop() {
+    qmp "$T/dst.qmp2" quit >/dev/null 2>&1 || true
+    wait "$dst_pid" 2>/dev/null || true
+    untrack_pid "$dst_pid"
+}
+
+# libvirt_mirror_start [COPY-MODE]: job m0 from src's disk0 into dst's vol.
+libvirt_mirror_start() {
+    qmp "$T/src.qmp2" blockdev-add "{\"driver\":\"nbd\",\"node-name\":\"tgt\",\"server\":{\"type\":\"unix\",\"path\":\"$T/dst.sock\"},\"export\":\"vol\"}" \
+        blockdev-mirror "{\"job-id\":\"m0\",\"device\":\"disk0\",\"target\":\"tgt\",\"sync\":\"full\",\"copy-mode\":\"${1:-background}\"}" \
+        >/dev/null || fail "libvirt path: blockdev-mirror"
+}
+
+# libvirt_mirror_ready SECONDS: 0 once m0 is READY, 1 if not within SECONDS.
+libvirt_mirror_ready() {
+    qmp "$T/src.qmp2" --wait-job m0 ready --timeout "$1" >/dev/null 2>&1
+}
+
+# libvirt_mirror_finish [force]: cancel m0 (forced: a mirror that is not
+# READY, whose target is then incomplete), wait until it is gone, remove
+# the target node.
+libvirt_mirror_finish() {
+    local force=false
+    [ "${1:-}" = force ] && force=true
+    qmp "$T/src.qmp2" block-job-cancel "{\"device\":\"m0\",\"force\":$force}" >/dev/null || true
+    qmp "$T/src.qmp2" --wait-job m0 gone --timeout 600 >/dev/null 2>&1 || true
+    qmp "$T/src.qmp2" blockdev-del '{"node-name":"tgt"}' >/dev/null || true
 }

@@ -16,6 +16,7 @@
 #        BENCH_RATES (default "0 50 150"), BENCH_MODES (default
 #        "background write-blocking").
 . "$(dirname "$0")/../tests/lib/common.sh"
+. "$TOP/bench/lib.sh"
 require qemu-system-x86_64 fio python3 numfmt
 SIZE=$(numfmt --from=iec "${BENCH_SIZE:-2G}")
 RATES=${BENCH_RATES:-0 50 150}
@@ -47,21 +48,13 @@ copy_limit() {
 }
 
 # The source VM: disk0 on the source image (O_DIRECT), exported read-write
-# on a unix socket so that fio can play the guest.
-start_source() {
-    rm -f "$T/src.qmp" "$T/src.qmp2"
-    start_qemu src "{\"driver\":\"raw\",\"node-name\":\"disk0\",\"file\":{\"driver\":\"file\",\"filename\":\"$W/src.img\",\"cache\":{\"direct\":true},\"aio\":\"native\"}}"
-    qmp "$T/src.qmp2" nbd-server-start "{\"addr\":{\"type\":\"unix\",\"data\":{\"path\":\"$T/guest.sock\"}}}" \
-        block-export-add '{"type":"nbd","id":"guest","node-name":"disk0","writable":true,"name":"disk0"}' >/dev/null
-}
-stop_source() {
-    qmp "$T/src.qmp2" quit >/dev/null 2>&1 || true
-    wait "$src_pid" 2>/dev/null || true
-}
+# on a unix socket so that fio can play the guest (lib.sh).
+start_source() { guest_qemu_start "$W/src.img" true; }
+stop_source() { guest_qemu_stop; }
 
 # The stand-in guest: 64 KiB random writes at RATE MB/s until SIGINT.
 start_guest() { # RATE
-    fio --name=guest --ioengine=nbd --uri="nbd+unix:///disk0?socket=$T/guest.sock" \
+    fio --name=guest --ioengine=nbd --uri="nbd+unix:///guest?socket=$T/guest.sock" \
         --rw=randwrite --bs=64k --rate="${1}m" --iodepth=4 --time_based --runtime=3600 \
         --size="$SIZE" --output-format=json --output="$T/guest.json" >/dev/null 2>&1 &
     guest_pid=$!
@@ -103,22 +96,15 @@ for l in open('$T/mig.json'):
 
 run_libvirt() { # MODE -> "ready total"
     truncate -s 0 "$W/dst.img"; truncate -s "$SIZE" "$W/dst.img"
-    rm -f "$T/dst.qmp" "$T/dst.qmp2"
-    start_qemu dst "{\"driver\":\"raw\",\"node-name\":\"vol\",\"file\":{\"driver\":\"file\",\"filename\":\"$W/dst.img\",\"cache\":{\"direct\":true},\"aio\":\"native\"}}"
-    qmp "$T/dst.qmp2" nbd-server-start "{\"addr\":{\"type\":\"unix\",\"data\":{\"path\":\"$T/dst.sock\"}}}" \
-        block-export-add '{"type":"nbd","id":"e","node-name":"vol","writable":true,"name":"vol"}' >/dev/null
+    dst_qemu_start "$W/dst.img"
     local s r e
     s=$(now)
-    qmp "$T/src.qmp2" blockdev-add "{\"driver\":\"nbd\",\"node-name\":\"tgt\",\"server\":{\"type\":\"unix\",\"path\":\"$T/dst.sock\"},\"export\":\"vol\"}" \
-        blockdev-mirror "{\"job-id\":\"m0\",\"device\":\"disk0\",\"target\":\"tgt\",\"sync\":\"full\",\"copy-mode\":\"$1\"}" >/dev/null
-    qmp "$T/src.qmp2" --wait-job m0 ready --timeout 3600 >/dev/null || fail "libvirt-path mirror never ready"
+    libvirt_mirror_start "$1"
+    libvirt_mirror_ready 3600 || fail "libvirt-path mirror never ready"
     r=$(now)
-    qmp "$T/src.qmp2" block-job-cancel '{"device":"m0"}' >/dev/null
-    qmp "$T/src.qmp2" --wait-job m0 gone --timeout 600 >/dev/null || true
-    qmp "$T/src.qmp2" blockdev-del '{"node-name":"tgt"}' >/dev/null
+    libvirt_mirror_finish
     e=$(now)
-    qmp "$T/dst.qmp2" quit >/dev/null 2>&1 || true
-    wait "$dst_pid" 2>/dev/null || true
+    dst_qemu_stop
     echo "$(elapsed "$s" "$r") $(elapsed "$s" "$e")"
 }
 

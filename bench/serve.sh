@@ -132,7 +132,7 @@ mirror_attempt() {
     start_qemu "src$n" "$(file_node src0 "$src" "$direct")" \
         '{"driver":"raw","node-name":"disk0","file":"src0"}'
     src_pid=$(eval echo "\$src${n}_pid")
-    if res=$(python3 "$BENCH_DIR/mirror.py" "$T/src$n.qmp" "$port" "$srv_pid" \
+    if res=$(python3 "$BENCH_HOME/mirror.py" "$T/src$n.qmp" "$port" "$srv_pid" \
                 "$src_pid" --target "$tgt" 2>"$T/mirror$n.err"); then
         while IFS='=' read -r k v; do R[$k]=$v; done < <(python3 -c '
 import json, sys
@@ -210,7 +210,7 @@ dense_cases() {
         if [ $case = shm ] && [ -f "$DISK_DIR/src.img" ]; then
             cp "$DISK_DIR/src.img" "$src"
         else
-            python3 "$BENCH_DIR/mkimage.py" dense "$src" "$SIZE"
+            python3 "$BENCH_HOME/mkimage.py" dense "$src" "$SIZE"
         fi
         sync
         # A first, unrecorded copy touches as much memory as a run does: on
@@ -232,8 +232,8 @@ sparse_cases() {
     [[ " $CASES " == *" sparse "* ]] || return 0
     local rep kind sparse=$DISK_DIR/sparse.img dense=$DISK_DIR/dense.img
     log "sparse: $((SPARSE_SIZE >> 30)) GiB holding $((SPARSE_DATA / MIB)) MiB, against $((SPARSE_DATA / MIB)) MiB dense, on the disk"
-    python3 "$BENCH_DIR/mkimage.py" sparse "$sparse" "$SPARSE_SIZE" "$SPARSE_DATA"
-    python3 "$BENCH_DIR/mkimage.py" dense "$dense" "$SPARSE_DATA"
+    python3 "$BENCH_HOME/mkimage.py" sparse "$sparse" "$SPARSE_SIZE" "$SPARSE_DATA"
+    python3 "$BENCH_HOME/mkimage.py" dense "$dense" "$SPARSE_DATA"
     sync
     for rep in $(seq "$REPEAT"); do
         for kind in $(rotate $((rep - 1)) $SPARSE_SERVERS); do
@@ -262,7 +262,7 @@ EOF
 meta >"$OUT/serve.meta"
 dense_cases
 sparse_cases
-python3 "$BENCH_DIR/report.py" "$OUT"
+python3 "$BENCH_HOME/report.py" "$OUT"
 if [ $failures -gt 0 ]; then
     fail "$failures run(s) failed; see $CSV and $OUT/logs"
 fi
