@@ -52,6 +52,7 @@
  *     checks the result.
  */
 #include "engine/libvirt_domain.h"
+#include "engine/libvirt_internal.h"
 #include "common/clock.h"
 #include "common/error.h"
 #include "engine/target_probe.h"
@@ -419,6 +420,27 @@ const char *lvd_name(const struct lvd *c)
 bool lvd_persistent(const struct lvd *c)
 {
     return c->persistent;
+}
+
+virDomainPtr lvd_dom(struct lvd *c)
+{
+    return c->dom;
+}
+
+bool lvd_alive(struct lvd *c)
+{
+    bool stopped, closed;
+
+    pthread_mutex_lock(&c->ev->lock);
+    stopped = c->ev->stopped;
+    closed = c->ev->closed;
+    pthread_mutex_unlock(&c->ev->lock);
+    return !stopped && !closed && virDomainIsActive(c->dom) == 1;
+}
+
+void lvd_set_error(const char *what, const char *name)
+{
+    lv_err("%s %s", what, name);
 }
 
 /* ---- disks ---- */

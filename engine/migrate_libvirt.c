@@ -1,0 +1,635 @@
+/* libvirt mode: libvirt moves the disks of a domain it owns, through its
+ * block copy (pivot, none) or its storage migration (migrate:URI); the run
+ * core (engine/migrate_run.h) does the attempts, backoff and cancel.  The
+ * design is in engine/migrate_libvirt.h; what libvirt does is in
+ * engine/libvirt_domain*.c.
+ *
+ * Several disks, pivot: every copy is READY before the first pivot, and
+ * libvirt pivots one disk at a time (virDomainBlockJobAbort per disk;
+ * there is no transaction over several).  When a later pivot fails, the
+ * disks pivoted before it stay on their destinations: each is a complete,
+ * consistent copy that libvirt's live and persistent XML now name, and
+ * moving it back would be another copy.  The copies not yet pivoted are
+ * aborted (those disks stay on their sources), the attempt fails, and the
+ * next attempt moves only the disks still on their sources.  The failure
+ * message says which disk runs where. */
+#include "engine/migrate_libvirt.h"
+#include "engine/libvirt_domain.h"
+#include "engine/target_tls.h"
+#include "common/clock.h"
+#include "common/error.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CHECK_TIMEOUT_MS  10000   /* an NBD destination to answer */
+#define FINISH_TIMEOUT_MS 60000   /* a pivot or abort to end */
+#define STALL_WARN_MS     10000
+
+struct lv_vol {
+    char *target;             /* libvirt's name of the disk ("vda") */
+    struct lvd_fit fit;
+    bool started;             /* a block copy of ours runs: ours to abort */
+    bool ready;
+    bool moved;               /* pivoted in an earlier attempt: done */
+};
+
+/* The strategy's state, for the whole run (r->state). */
+struct lv {
+    struct mig_run *r;
+    struct mig_config *cfg;
+    struct lvd *c;
+    char *name, *uri;                         /* the domain, its libvirtd (NULL: system) */
+    char *dest_uri, *migrate_uri, *disks_uri; /* migrate:URI */
+    struct lv_vol *v;
+    struct client_tls tls;                    /* for probing NBD destinations */
+    bool tls_on;
+    struct lvd_migration *mig;                /* running: ours to abort and end */
+    struct lvd_job_stats last;                /* the migration's last statistics */
+    /* progress */
+    int64_t last_progress, prev_at, stall_at;
+    uint64_t prev_done, stall_done;
+    double rate;
+    bool stall_warned;
+};
+
+/* ---- pure parts ---- */
+
+bool mig_libvirt_addr(const char *addr)
+{
+    return addr && !strncmp(addr, "libvirt:", 8);
+}
+
+const char *mig_libvirt_refusal(const struct mig_config *cfg)
+{
+    if (cfg->mode == MIG_MODE_BITMAP)
+        return "--mode bitmap cannot run under libvirt: its dirty bitmaps and NBD exports "
+               "would be raw QMP behind libvirt's back, and libvirt's own checkpoint and "
+               "backup API cannot stand in for them (checkpoints need qcow2 disks, and a pull "
+               "backup exports one point in time, not passes that converge); use --mode "
+               "mirror, which libvirt's block copy serves";
+    if (cfg->tls_psk)
+        return "--tls-psk cannot work under libvirt: libvirt's NBD client uses x509 "
+               "certificates only (qemu.conf nbd_tls_x509_cert_dir); use an nbds:// target "
+               "with those, or --qmp unix:PATH";
+    if (cfg->tls_hostname)
+        return "--tls-hostname cannot work under libvirt: libvirt gives QEMU no other name "
+               "to check the NBD server's certificate against than the target's host";
+    for (int i = 0; cfg->switchover == MIG_SW_MIGRATE && i < cfg->nvols; i++)
+        if (cfg->vols[i].uri.kind != URI_FILE)
+            return "under libvirt, migrate:URI takes file: targets (paths on the destination "
+                   "host, which libvirt's storage migration fills)";
+    return NULL;
+}
+
+int mig_libvirt_parse_addr(const char *spec, char **name, char **uri)
+{
+    const char *qm = strchr(spec, '?');
+
+    *name = *uri = NULL;
+    if (qm && (strncmp(qm + 1, "uri=", 4) || !qm[5])) {
+        err_set(EINVAL, "libvirt:%s: expected libvirt:DOMAIN[?uri=URI]", spec);
+        return -1;
+    }
+    if (qm == spec || !*spec) {
+        err_set(EINVAL, "libvirt:%s: no domain name", spec);
+        return -1;
+    }
+    *name = strndup(spec, qm ? (size_t)(qm - spec) : strlen(spec));
+    *uri = qm ? strdup(qm + 5) : NULL;
+    if (!*name || (qm && !*uri)) {
+        free(*name);
+        free(*uri);
+        *name = *uri = NULL;
+        err_set(ENOMEM, "libvirt:%s", spec);
+        return -1;
+    }
+    return 0;
+}
+
+/* Takes parameter key=VALUE out of the query of uri (in place); *val gets
+ * VALUE (malloc'd) or stays NULL. */
+static int take_param(char *uri, const char *key, char **val)
+{
+    char *q = strchr(uri, '?'), *p;
+    size_t kl = strlen(key);
+
+    if (!q)
+        return 0;
+    for (p = q + 1; *p;) {
+        char *amp = strchr(p, '&'), *next = amp ? amp + 1 : p + strlen(p);
+
+        if (!strncmp(p, key, kl) && p[kl] == '=') {
+            free(*val);
+            if (!(*val = strndup(p + kl + 1, (size_t)((amp ? amp : next) - (p + kl + 1)))))
+                return -1;
+            memmove(p, next, strlen(next) + 1);
+            continue;
+        }
+        p = next;
+    }
+    /* a query left empty, or ending in '&' */
+    if (!q[1])
+        *q = '\0';
+    else if (uri[strlen(uri) - 1] == '&')
+        uri[strlen(uri) - 1] = '\0';
+    return 0;
+}
+
+int mig_libvirt_parse_dest(const char *text, char **dest_uri, char **migrate_uri,
+                           char **disks_uri)
+{
+    *migrate_uri = *disks_uri = NULL;
+    if (!(*dest_uri = strdup(text)) || take_param(*dest_uri, "migrate_uri", migrate_uri) < 0 ||
+        take_param(*dest_uri, "disks_uri", disks_uri) < 0) {
+        err_set(ENOMEM, "migrate:%s", text);
+        return -1;
+    }
+    if (!**dest_uri || (*migrate_uri && !**migrate_uri) || (*disks_uri && !**disks_uri)) {
+        err_set(EINVAL, "migrate:%s: expected migrate:LIBVIRT_URI[?migrate_uri=URI]"
+                "[&disks_uri=URI] (the destination libvirtd)", text);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- events ---- */
+
+static void emit_started(struct lv *l, int attempt)
+{
+    json_t *vols = json_array();
+
+    for (int i = 0; i < l->cfg->nvols; i++) {
+        struct mig_volume *v = &l->cfg->vols[i];
+
+        if (l->v[i].moved)
+            continue;
+        json_array_append_new(vols, json_pack("{s:s, s:s, s:s, s:I, s:I}", "drive", v->drive,
+                                              "node", v->node, "target", v->target, "size",
+                                              (json_int_t)v->size, "target_size",
+                                              (json_int_t)v->target_size));
+    }
+    run_emit(l->r, json_pack("{s:s, s:i, s:o, s:s, s:s}", "event", "started", "attempt",
+                             attempt + 1, "volumes", vols, "copy_mode",
+                             l->cfg->write_blocking ? "write-blocking" : "background",
+                             "via", l->cfg->switchover == MIG_SW_MIGRATE
+                                    ? "libvirt storage migration" : "libvirt block copy"));
+}
+
+/* A progress event in the mirror's format; vols may be an empty array
+ * (libvirt's migration reports the disks' sum only). */
+static void emit_progress(struct lv *l, json_t *vols, uint64_t done, uint64_t total)
+{
+    int64_t now = clock_ms();
+    uint64_t remaining = total > done ? total - done : 0;
+    double eta;
+
+    if (l->prev_at && now > l->prev_at) {
+        double inst = (double)(done > l->prev_done ? done - l->prev_done : 0) * 1000.0 /
+                      (double)(now - l->prev_at);
+
+        l->rate = l->rate ? 0.5 * l->rate + 0.5 * inst : inst;
+    }
+    l->prev_done = done;
+    l->prev_at = now;
+    l->last_progress = now;
+    eta = l->rate > 0 ? (double)remaining / l->rate : -1;
+    run_emit(l->r, json_pack("{s:s, s:o, s:I, s:I, s:I, s:f, s:f}", "event", "progress",
+                             "volumes", vols, "done", (json_int_t)done, "total",
+                             (json_int_t)total, "remaining", (json_int_t)remaining, "rate",
+                             l->rate, "eta", eta));
+    if (done != l->stall_done || !l->stall_at) {
+        l->stall_done = done;
+        l->stall_at = now;
+        l->stall_warned = false;
+    } else if (!l->stall_warned && remaining && now - l->stall_at > STALL_WARN_MS) {
+        l->stall_warned = true;
+        run_emit(l->r, json_pack("{s:s, s:s}", "event", "warning", "message",
+                                 "no data moved for 10 s: is the destination reachable?"));
+    }
+}
+
+static bool progress_due(const struct lv *l)
+{
+    return clock_ms() - l->last_progress >= l->cfg->progress_ms;
+}
+
+/* The block copies' progress, from libvirt's job info. */
+static int copy_progress(struct lv *l)
+{
+    json_t *vols = json_array();
+    uint64_t done = 0, total = 0;
+
+    for (int i = 0; i < l->cfg->nvols; i++) {
+        struct mig_volume *v = &l->cfg->vols[i];
+        struct lvd_progress p;
+
+        if (l->v[i].moved || !l->v[i].started)
+            continue;
+        if (lvd_job_info(l->c, l->v[i].target, &p) < 0) {
+            json_decref(vols);
+            return -1;
+        }
+        if (p.end) {
+            v->done = p.cur;
+            v->total = p.end;
+        }
+        snprintf(v->status, sizeof v->status, "%s", l->v[i].ready ? "ready" : "running");
+        json_array_append_new(vols, json_pack("{s:s, s:I, s:I, s:I, s:s}", "drive", v->drive,
+                                              "done", (json_int_t)v->done, "total",
+                                              (json_int_t)v->total, "remaining",
+                                              (json_int_t)(v->total - v->done), "status",
+                                              v->status));
+        done += v->done;
+        total += v->total;
+    }
+    emit_progress(l, vols, done, total);
+    return 0;
+}
+
+/* ---- block copy: pivot and none ---- */
+
+/* After a libvirt call failed: GONE when the domain or libvirtd is, else
+ * if_alive. */
+static enum attempt failed(struct lv *l, enum attempt if_alive)
+{
+    if (lvd_alive(l->c))
+        return if_alive;
+    err_prefix("the domain or its libvirtd went away");
+    return ATT_GONE;
+}
+
+static enum attempt start_copies(struct lv *l, int attempt)
+{
+    struct lvd_copy_opts o = {
+        .bandwidth = l->cfg->speed, .granularity = (unsigned)l->cfg->granularity,
+        .buf_size = l->cfg->buf_size, .sync_writes = l->cfg->write_blocking,
+    };
+
+    for (int i = 0; i < l->cfg->nvols; i++) {
+        struct lv_vol *lv = &l->v[i];
+        struct mig_volume *v = &l->cfg->vols[i];
+
+        if (lv->moved)
+            continue;
+        lv->ready = false;
+        v->done = v->total = 0;
+        /* init checked before the first; a retry checks again, since the
+         * destination or the domain may have changed. */
+        if (attempt > 0 && lvd_copy_check(l->c, lv->target, &v->uri, l->tls_on ? &l->tls : NULL,
+                                          CHECK_TIMEOUT_MS, &lv->fit) < 0)
+            return failed(l, ATT_RETRY);
+        if (lvd_copy_start(l->c, lv->target, &v->uri, &lv->fit, &o) < 0)
+            return failed(l, ATT_RETRY);
+        lv->started = true;
+    }
+    return ATT_OK;
+}
+
+static enum attempt wait_ready(struct lv *l)
+{
+    for (;;) {
+        bool all = true;
+
+        if (run_cancelled(l->r))
+            return ATT_CANCELLED;
+        for (int i = 0; i < l->cfg->nvols; i++) {
+            struct lv_vol *lv = &l->v[i];
+
+            if (lv->moved || lv->ready)
+                continue;
+            if (lvd_wait_ready(l->c, lv->target, clock_ms()) == 0) {
+                lv->ready = true;
+                continue;
+            }
+            if (err_errno() != ETIMEDOUT)
+                return failed(l, ATT_RETRY);
+            all = false;
+        }
+        if (all)
+            return ATT_OK;
+        if (progress_due(l) && copy_progress(l) < 0)
+            return failed(l, ATT_RETRY);
+        run_nap(l->r, 50);
+    }
+}
+
+/* Which disks run where, after a pivot of disk failed. */
+static void say_where(struct lv *l, int failed_at)
+{
+    char moved[512] = "", *p = moved;
+
+    for (int i = 0; i < failed_at; i++)
+        if (l->v[i].moved)
+            p += snprintf(p, (size_t)(moved + sizeof moved - p), "%s%s", p == moved ? "" : ", ",
+                          l->cfg->vols[i].drive);
+    if (moved[0])
+        err_prefix("%s already run%s on %s destination%s (libvirt names %s); the pivot of %s "
+                   "failed, and it and the disks after it stay on their sources",
+                   moved, strchr(moved, ',') ? "" : "s", strchr(moved, ',') ? "their" : "its",
+                   strchr(moved, ',') ? "s" : "", strchr(moved, ',') ? "them" : "it",
+                   l->cfg->vols[failed_at].drive);
+}
+
+static enum attempt pivot_all(struct lv *l)
+{
+    for (int i = 0; i < l->cfg->nvols; i++) {
+        struct lv_vol *lv = &l->v[i];
+        struct mig_volume *v = &l->cfg->vols[i];
+
+        if (lv->moved)
+            continue;
+        if (lvd_finish(l->c, lv->target, true, clock_ms() + FINISH_TIMEOUT_MS) < 0) {
+            enum attempt a = failed(l, ATT_RETRY);
+
+            say_where(l, i);
+            return a;
+        }
+        lv->started = false;
+        lv->moved = true;
+        snprintf(v->status, sizeof v->status, "pivoted");
+        /* libvirt skips the persistent definition, with only a debug
+         * message, in cases lvd_copy_check cannot foresee all of: say so
+         * loudly instead of redefining the domain behind the user's back.
+         * Retrying cannot help. */
+        if (lvd_verify(l->c, lv->target, &v->uri) < 0) {
+            err_prefix("drive '%s' was pivoted, but", v->drive);
+            return ATT_FINAL;
+        }
+    }
+    return ATT_OK;
+}
+
+/* none: each READY copy is aborted, which leaves it consistent. */
+static enum attempt abort_all(struct lv *l)
+{
+    for (int i = 0; i < l->cfg->nvols; i++) {
+        struct lv_vol *lv = &l->v[i];
+
+        if (!lv->started)
+            continue;
+        if (lvd_finish(l->c, lv->target, false, clock_ms() + FINISH_TIMEOUT_MS) < 0)
+            return failed(l, ATT_RETRY);
+        lv->started = false;
+        snprintf(l->cfg->vols[i].status, sizeof l->cfg->vols[i].status, "copied");
+    }
+    return ATT_OK;
+}
+
+static enum attempt copy_attempt(struct lv *l, int attempt)
+{
+    enum attempt a;
+    bool pivot = l->cfg->switchover == MIG_SW_PIVOT;
+
+    l->last_progress = l->prev_at = l->stall_at = 0;
+    l->rate = 0;
+    if ((a = start_copies(l, attempt)) != ATT_OK)
+        return a;
+    emit_started(l, attempt);
+    if ((a = wait_ready(l)) != ATT_OK)
+        return a;
+    copy_progress(l);
+    run_emit(l->r, json_pack("{s:s}", "event", "ready"));
+    run_emit(l->r, json_pack("{s:s, s:s}", "event", "switchover", "mode",
+                             pivot ? "pivot" : "none"));
+    return pivot ? pivot_all(l) : abort_all(l);
+}
+
+/* ---- migrate:URI: libvirt's storage migration ---- */
+
+static void migration_progress(struct lv *l)
+{
+    struct lvd_job_stats s;
+    json_t *vols = json_array();
+
+    if (lvd_job_stats(l->c, &s) < 0) {
+        json_decref(vols);
+        return;          /* between phases libvirt may have no job to show */
+    }
+    l->last = s;
+    if (l->cfg->nvols == 1) {
+        struct mig_volume *v = &l->cfg->vols[0];
+
+        v->done = s.disk_done;
+        v->total = s.disk_total;
+        json_array_append_new(vols, json_pack("{s:s, s:I, s:I, s:I, s:s}", "drive", v->drive,
+                                              "done", (json_int_t)v->done, "total",
+                                              (json_int_t)v->total, "remaining",
+                                              (json_int_t)(v->total - v->done), "status",
+                                              s.mem_done ? "memory" : "copying"));
+    }
+    emit_progress(l, vols, s.disk_done, s.disk_total);
+}
+
+/* The destination's live and persistent XML name the new volumes. */
+static int verify_dest(struct lv *l)
+{
+    struct lvd *d = lvd_open(l->dest_uri, l->name);
+    int rc = d ? 0 : -1;
+
+    for (int i = 0; d && rc == 0 && i < l->cfg->nvols; i++)
+        rc = lvd_verify(d, l->v[i].target, &l->cfg->vols[i].uri);
+    lvd_close(d);
+    if (rc < 0)
+        err_prefix("the domain migrated, but on the destination");
+    return rc;
+}
+
+static enum attempt migrate_attempt(struct lv *l, int attempt)
+{
+    struct lvd_move *moves = calloc((size_t)l->cfg->nvols, sizeof *moves);
+    struct lvd_migrate_opts o = {
+        .dest_uri = l->dest_uri, .migrate_uri = l->migrate_uri, .disks_uri = l->disks_uri,
+        .moves = moves, .nmoves = (size_t)l->cfg->nvols, .bandwidth = l->cfg->speed,
+        .sync_writes = l->cfg->write_blocking,
+    };
+    bool switched = false;
+
+    if (!moves) {
+        err_set(ENOMEM, "libvirt migration");
+        return ATT_FINAL;
+    }
+    for (int i = 0; i < l->cfg->nvols; i++)
+        moves[i] = (struct lvd_move){ .target = l->v[i].target, .dest = &l->cfg->vols[i].uri,
+                                      .fit = l->v[i].fit };
+    l->last_progress = l->prev_at = l->stall_at = 0;
+    l->rate = 0;
+    memset(&l->last, 0, sizeof l->last);
+    l->mig = lvd_migrate_start(l->c, &o);
+    free(moves);
+    if (!l->mig)
+        return failed(l, ATT_RETRY);
+    emit_started(l, attempt);
+    while (!lvd_migrate_ended(l->mig)) {
+        if (run_cancelled(l->r))
+            return ATT_CANCELLED;       /* cleanup aborts the job */
+        if (progress_due(l))
+            migration_progress(l);
+        /* The disks are in sync once the memory moves. */
+        if (!switched && l->last.mem_done) {
+            switched = true;
+            run_emit(l->r, json_pack("{s:s}", "event", "ready"));
+            run_emit(l->r, json_pack("{s:s, s:s}", "event", "switchover", "mode", "migrate"));
+        }
+        run_nap(l->r, 50);
+    }
+    if (lvd_migrate_end(l->mig, NULL) < 0) {
+        l->mig = NULL;
+        return failed(l, ATT_RETRY);
+    }
+    l->mig = NULL;
+    for (int i = 0; i < l->cfg->nvols; i++) {
+        l->v[i].moved = true;
+        snprintf(l->cfg->vols[i].status, sizeof l->cfg->vols[i].status, "migrated");
+    }
+    if (!switched)
+        run_emit(l->r, json_pack("{s:s, s:s}", "event", "switchover", "mode", "migrate"));
+    run_emit(l->r, json_pack("{s:s, s:f}", "event", "migrated", "blocks_flushed_in",
+                             (double)l->last.downtime_ms / 1000.0));
+    return verify_dest(l) < 0 ? ATT_FINAL : ATT_OK;
+}
+
+/* ---- the strategy ---- */
+
+static int resolve_all(struct lv *l)
+{
+    struct mig_config *cfg = l->cfg;
+
+    for (int i = 0; i < cfg->nvols; i++) {
+        struct mig_volume *v = &cfg->vols[i];
+
+        if (lvd_resolve(l->c, v->drive, &l->v[i].target) < 0)
+            return -1;
+        for (int j = 0; j < i; j++)
+            if (!strcmp(l->v[j].target, l->v[i].target)) {
+                err_set(0, "drives '%s' and '%s' are the same disk (%s)", cfg->vols[j].drive,
+                        v->drive, l->v[i].target);
+                return -1;
+            }
+        snprintf(v->node, sizeof v->node, "%s", l->v[i].target);
+        if (lvd_capacity(l->c, l->v[i].target, &v->size) < 0)
+            return -1;
+        v->target_size = v->size;
+    }
+    return 0;
+}
+
+/* Everything that must hold before anything starts, so that a refusal
+ * leaves the domain untouched.  A migrate:URI destination file lives on
+ * the other host: it is checked here only when it is visible here too. */
+static int check_all(struct lv *l)
+{
+    for (int i = 0; i < l->cfg->nvols; i++) {
+        struct mig_volume *v = &l->cfg->vols[i];
+
+        if (l->cfg->switchover == MIG_SW_MIGRATE && access(v->uri.path, F_OK) < 0)
+            continue;
+        if (lvd_copy_check(l->c, l->v[i].target, &v->uri, l->tls_on ? &l->tls : NULL,
+                           CHECK_TIMEOUT_MS, &l->v[i].fit) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int lv_init(struct mig_run *r)
+{
+    struct lv *l = calloc(1, sizeof *l);
+    const char *why = mig_libvirt_refusal(r->cfg);
+
+    if (!l) {
+        err_set(ENOMEM, "libvirt state");
+        return -1;
+    }
+    l->r = r;
+    l->cfg = r->cfg;
+    r->state = l;
+    if (why) {
+        err_set(0, "%s", why);
+        return -1;
+    }
+    if (mig_libvirt_parse_addr(r->cfg->qmp + 8, &l->name, &l->uri) < 0)
+        return -1;
+    if (r->cfg->switchover == MIG_SW_MIGRATE &&
+        mig_libvirt_parse_dest(r->cfg->migrate_uri, &l->dest_uri, &l->migrate_uri,
+                               &l->disks_uri) < 0)
+        return -1;
+    if (!(l->v = calloc((size_t)r->cfg->nvols, sizeof *l->v))) {
+        err_set(ENOMEM, "libvirt state");
+        return -1;
+    }
+    if (r->cfg->tls_creds) {
+        if (client_tls_init(&l->tls, r->cfg->tls_creds, NULL, NULL) < 0)
+            return -1;
+        l->tls_on = true;
+    }
+    if (!(l->c = lvd_open(l->uri, l->name)))
+        return -1;
+    return resolve_all(l) == 0 && check_all(l) == 0 ? 0 : -1;
+}
+
+static enum attempt lv_attempt(struct mig_run *r, int attempt)
+{
+    struct lv *l = r->state;
+
+    return l->cfg->switchover == MIG_SW_MIGRATE ? migrate_attempt(l, attempt)
+                                                : copy_attempt(l, attempt);
+}
+
+/* Aborts what this attempt started: libvirt then runs the domain on the
+ * disks it ran on before (or, for those pivoted, on their destinations). */
+static void lv_cleanup(struct mig_run *r)
+{
+    struct lv *l = r->state;
+    struct err_saved e;
+
+    err_save(&e);
+    if (l->mig) {
+        if (!lvd_migrate_ended(l->mig))
+            lvd_migrate_abort(l->c);
+        lvd_migrate_end(l->mig, NULL);
+        l->mig = NULL;
+    }
+    for (int i = 0; i < l->cfg->nvols; i++) {
+        if (!l->v[i].started)
+            continue;
+        if (lvd_finish(l->c, l->v[i].target, false, clock_ms() + FINISH_TIMEOUT_MS) == 0)
+            l->v[i].started = false;
+        else
+            run_emit(r, json_pack("{s:s, s:s, s:s}", "event", "warning", "message", err_msg(),
+                                  "drive", l->cfg->vols[i].drive));
+    }
+    err_restore(e.errnum, e.msg);
+}
+
+static void lv_finish(struct mig_run *r, enum mig_result res)
+{
+    struct lv *l = r->state;
+
+    (void)res;
+    if (!l)
+        return;
+    if (l->mig)
+        lv_cleanup(r);
+    lvd_close(l->c);
+    for (int i = 0; l->v && i < l->cfg->nvols; i++)
+        free(l->v[i].target);
+    free(l->v);
+    free(l->name);
+    free(l->uri);
+    free(l->dest_uri);
+    free(l->migrate_uri);
+    free(l->disks_uri);
+    free(l);
+    r->state = NULL;
+}
+
+const struct mig_strategy mig_libvirt = {
+    .name = "libvirt",
+    .init = lv_init,
+    .attempt = lv_attempt,
+    .cleanup = lv_cleanup,
+    .finish = lv_finish,
+};
