@@ -181,7 +181,7 @@ static void list_names(const struct lvd_disk *v, size_t n, char *buf, size_t len
 }
 
 /* Target first, then alias and node name (all unique by construction),
- * then the source path, which two disks may share. */
+ * then a KubeVirt volume name (alias ua-NAME), then the source path, which two disks may share. */
 int lvd_disk_find(const struct lvd_disk *v, size_t n, const char *name)
 {
     char names[1024];
@@ -193,6 +193,12 @@ int lvd_disk_find(const struct lvd_disk *v, size_t n, const char *name)
             return (int)i;
     for (i = 0; i < n; i++)
         if ((v[i].alias && !strcmp(v[i].alias, name)) || is_node_of(&v[i], name))
+            return (int)i;
+    /* KubeVirt's virt-launcher gives every disk the user alias
+     * "ua-" + the VMI's volume name: the controller names a disk by its
+     * volume. */
+    for (i = 0; i < n; i++)
+        if (v[i].alias && !strncmp(v[i].alias, "ua-", 3) && !strcmp(v[i].alias + 3, name))
             return (int)i;
     for (i = 0; i < n; i++) {
         if (!v[i].path || strcmp(v[i].path, name))

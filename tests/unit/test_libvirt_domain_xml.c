@@ -87,6 +87,7 @@ static void test_find(void **state)
     assert_int_equal(lvd_parse_disks(live_xml, &v, &n), 0);
     assert_int_equal(lvd_disk_find(v, n, "vdb"), 1);
     assert_int_equal(lvd_disk_find(v, n, "ua-data"), 1);
+    assert_int_equal(lvd_disk_find(v, n, "data"), 1);      /* KubeVirt volume name */
     assert_int_equal(lvd_disk_find(v, n, "virtio-disk2"), 2);
     assert_int_equal(lvd_disk_find(v, n, "libvirt-3-format"), 2);
     assert_int_equal(lvd_disk_find(v, n, "libvirt-5-storage"), 3);
