@@ -438,6 +438,31 @@ bool lvd_alive(struct lvd *c)
     return !stopped && !closed && virDomainIsActive(c->dom) == 1;
 }
 
+int lvd_suspend(struct lvd *c)
+{
+    if (virDomainSuspend(c->dom) < 0) {
+        lv_err("pausing %s%s", c->name, "");
+        return -1;
+    }
+    return 0;
+}
+
+int lvd_resume(struct lvd *c)
+{
+    if (virDomainResume(c->dom) < 0) {
+        lv_err("resuming %s%s", c->name, "");
+        return -1;
+    }
+    return 0;
+}
+
+bool lvd_paused(struct lvd *c)
+{
+    int state, reason;
+
+    return virDomainGetState(c->dom, &state, &reason, 0) == 0 && state == VIR_DOMAIN_PAUSED;
+}
+
 void lvd_set_error(const char *what, const char *name)
 {
     lv_err("%s %s", what, name);

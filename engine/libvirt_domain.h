@@ -184,6 +184,10 @@ struct lvd_migrate_opts {
     uint64_t bandwidth;              /* bytes/s, 0: unlimited (libvirt takes MiB/s) */
     bool sync_writes;                /* NON_SHARED_SYNCHRONOUS_WRITES */
     const char *format;              /* the destinations' format, NULL: raw */
+    /* false: memory only, the destinations already hold the disks' data
+     * (no NON_SHARED_DISK, no MIGRATE_DISKS; UNSAFE, since libvirt cannot
+     * know that the guest is paused and the copies are complete). */
+    bool storage;
 };
 
 struct lvd_job_stats {
@@ -213,6 +217,12 @@ int lvd_migrate_abort(struct lvd *c);
  * the destination, -1 with libvirt's error.  *stats (may be NULL) gets
  * the completed job's statistics when libvirt has them. */
 int lvd_migrate_end(struct lvd_migration *m, struct lvd_job_stats *stats);
+
+/* Pauses or resumes the guest (virDomainSuspend, virDomainResume). */
+int lvd_suspend(struct lvd *c);
+int lvd_resume(struct lvd *c);
+/* True when the domain is paused. */
+bool lvd_paused(struct lvd *c);
 
 /* False once the domain stopped, left, or libvirtd's connection closed. */
 bool lvd_alive(struct lvd *c);

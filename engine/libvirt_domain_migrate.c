@@ -106,7 +106,7 @@ static int add_params(struct lvd *c, struct lvd_migration *m, const struct lvd_m
                                                  VIR_MIGRATE_PARAM_BANDWIDTH,
                                                  (o->bandwidth + (1 << 20) - 1) >> 20) < 0))
         goto oom;
-    for (size_t i = 0; i < o->nmoves; i++)
+    for (size_t i = 0; o->storage && i < o->nmoves; i++)
         if (virTypedParamsAddString(&m->params, &m->nparams, &max,
                                     VIR_MIGRATE_PARAM_MIGRATE_DISKS, o->moves[i].target) < 0)
             goto oom;
@@ -130,11 +130,15 @@ struct lvd_migration *lvd_migrate_start(struct lvd *c, const struct lvd_migrate_
         return NULL;
     }
     m->dom = lvd_dom(c);
-    m->flags = VIR_MIGRATE_LIVE | VIR_MIGRATE_PEER2PEER | VIR_MIGRATE_PERSIST_DEST |
-               VIR_MIGRATE_NON_SHARED_DISK;
+    m->flags = VIR_MIGRATE_LIVE | VIR_MIGRATE_PEER2PEER | VIR_MIGRATE_PERSIST_DEST;
+    /* Memory only: libvirt refuses a disk on local storage that it does
+     * not copy ("Migration without shared storage is unsafe",
+     * qemu_migration.c qemuMigrationSrcIsSafe); the caller made the
+     * destination a complete copy with the guest paused. */
+    m->flags |= o->storage ? VIR_MIGRATE_NON_SHARED_DISK : VIR_MIGRATE_UNSAFE;
     if (lvd_persistent(c))
         m->flags |= VIR_MIGRATE_UNDEFINE_SOURCE;
-    if (o->sync_writes)
+    if (o->storage && o->sync_writes)
         m->flags |= VIR_MIGRATE_NON_SHARED_SYNCHRONOUS_WRITES;
     if (add_params(c, m, o) < 0) {
         migration_free(m);

@@ -12,7 +12,19 @@
  * moving it back would be another copy.  The copies not yet pivoted are
  * aborted (those disks stay on their sources), the attempt fails, and the
  * next attempt moves only the disks still on their sources.  The failure
- * message says which disk runs where. */
+ * message says which disk runs where.
+ *
+ * migrate:URI through volmig's data path (serve.DRIVE=NBD_URI in URI's
+ * query, one per volume): each disk is block-copied into the volmig serve
+ * that serves its volume on the destination host; once all are READY the
+ * guest is paused, the copies are ended (consistent), volmig serve (run
+ * with --once) exits when QEMU disconnects and so lets go of the volume's
+ * image locks, and a memory-only migration starts the domain on the
+ * destination with DEST_XML naming the volume as a local file; there it
+ * is resumed.  The guest stays paused from the end of the copy to the end
+ * of the memory migration: libvirt offers no hook inside a migration's
+ * own switchover, and the destination QEMU cannot take the volume while
+ * volmig serve holds it. */
 #include "engine/migrate_libvirt.h"
 #include "engine/libvirt_domain.h"
 #include "engine/target_tls.h"
@@ -20,17 +32,27 @@
 #include "common/error.h"
 
 #include <errno.h>
+#include <netdb.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #define CHECK_TIMEOUT_MS  10000   /* an NBD destination to answer */
 #define FINISH_TIMEOUT_MS 60000   /* a pivot or abort to end */
 #define STALL_WARN_MS     10000
+#define SERVE_EXIT_MS     30000   /* volmig serve --once to let go of the volume */
 
 struct lv_vol {
     char *target;             /* libvirt's name of the disk ("vda") */
+    /* What the block copy writes into: the volume's target (pivot, none),
+     * or the volmig serve on the destination host that serves it
+     * (migrate:URI through volmig's data path). */
+    const struct target_uri *copy_dest;
+    struct target_uri serve;
     struct lvd_fit fit;
     bool started;             /* a block copy of ours runs: ours to abort */
     bool ready;
@@ -47,6 +69,8 @@ struct lv {
     struct lv_vol *v;
     struct client_tls tls;                    /* for probing NBD destinations */
     bool tls_on;
+    bool via_serve;                           /* migrate:URI through volmig serve */
+    bool suspended;                           /* we paused the guest: ours to resume */
     struct lvd_migration *mig;                /* running: ours to abort and end */
     struct lvd_job_stats last;                /* the migration's last statistics */
     /* progress */
@@ -156,6 +180,89 @@ int mig_libvirt_parse_dest(const char *text, char **dest_uri, char **migrate_uri
     return 0;
 }
 
+/* serve.DRIVE=NBD_URI for every volume, or for none: volmig's data path. */
+static int take_serves(struct lv *l)
+{
+    int given = 0;
+
+    for (int i = 0; i < l->cfg->nvols; i++) {
+        char key[200], *val = NULL;
+
+        snprintf(key, sizeof key, "serve.%s", l->cfg->vols[i].drive);
+        if (take_param(l->dest_uri, key, &val) < 0) {
+            err_set(ENOMEM, "migrate:URI");
+            return -1;
+        }
+        l->v[i].copy_dest = &l->cfg->vols[i].uri;
+        if (!val)
+            continue;
+        given++;
+        if (target_uri_parse(val, &l->v[i].serve) < 0 || l->v[i].serve.kind == URI_FILE) {
+            err_set(EINVAL, "migrate:URI: %s=%s: expected the NBD URI of the volmig serve "
+                    "that serves the volume on the destination host", key, val);
+            free(val);
+            return -1;
+        }
+        free(val);
+        l->v[i].copy_dest = &l->v[i].serve;
+    }
+    if (given && given != l->cfg->nvols) {
+        err_set(EINVAL, "migrate:URI: serve.DRIVE= names %d of %d volumes: volmig's data path "
+                "takes one for every volume, libvirt's storage migration none", given,
+                l->cfg->nvols);
+        return -1;
+    }
+    l->via_serve = given > 0;
+    return 0;
+}
+
+/* 0 when something accepted a connection at addr within 1 s, 1 when it
+ * was refused, -1 when it could not be told (no answer in time). */
+static int try_connect(int family, const struct sockaddr *addr, socklen_t len)
+{
+    int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), rc = -1, err = 0;
+    struct pollfd p = { .fd = fd, .events = POLLOUT };
+    socklen_t el = sizeof err;
+
+    if (fd < 0)
+        return -1;
+    if (connect(fd, addr, len) == 0)
+        rc = 0;
+    else if (errno == EINPROGRESS && poll(&p, 1, 1000) == 1 &&
+             getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) == 0)
+        rc = err ? 1 : 0;
+    else if (errno != EINPROGRESS)
+        rc = 1;
+    close(fd);
+    return rc;
+}
+
+/* True once nothing accepts connections at u's address any more (volmig
+ * serve --once exited), within SERVE_EXIT_MS. */
+static bool endpoint_gone(const struct target_uri *u)
+{
+    int64_t end = clock_ms() + SERVE_EXIT_MS;
+
+    while (clock_ms() < end) {
+        struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai = NULL;
+        int rc = -1;
+
+        if (u->kind == URI_NBD_UNIX) {
+            struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+            snprintf(sa.sun_path, sizeof sa.sun_path, "%s", u->socket);
+            rc = try_connect(AF_UNIX, (struct sockaddr *)&sa, sizeof sa);
+        } else if (getaddrinfo(u->host, u->port[0] ? u->port : "10809", &hints, &ai) == 0) {
+            rc = try_connect(ai->ai_family, ai->ai_addr, ai->ai_addrlen);
+            freeaddrinfo(ai);
+        }
+        if (rc == 1)
+            return true;
+        usleep(100000);
+    }
+    return false;
+}
+
 /* ---- events ---- */
 
 static void emit_started(struct lv *l, int attempt)
@@ -175,7 +282,8 @@ static void emit_started(struct lv *l, int attempt)
     run_emit(l->r, json_pack("{s:s, s:i, s:o, s:s, s:s}", "event", "started", "attempt",
                              attempt + 1, "volumes", vols, "copy_mode",
                              l->cfg->write_blocking ? "write-blocking" : "background",
-                             "via", l->cfg->switchover == MIG_SW_MIGRATE
+                             "via", l->via_serve ? "volmig serve, libvirt memory migration"
+                                    : l->cfg->switchover == MIG_SW_MIGRATE
                                     ? "libvirt storage migration" : "libvirt block copy"));
 }
 
@@ -279,10 +387,14 @@ static enum attempt start_copies(struct lv *l, int attempt)
         v->done = v->total = 0;
         /* init checked before the first; a retry checks again, since the
          * destination or the domain may have changed. */
-        if (attempt > 0 && lvd_copy_check(l->c, lv->target, &v->uri, l->tls_on ? &l->tls : NULL,
-                                          CHECK_TIMEOUT_MS, &lv->fit) < 0)
+        if (attempt > 0 && !l->via_serve &&
+            lvd_copy_check(l->c, lv->target, lv->copy_dest, l->tls_on ? &l->tls : NULL,
+                           CHECK_TIMEOUT_MS, &lv->fit) < 0)
             return failed(l, ATT_RETRY);
-        if (lvd_copy_start(l->c, lv->target, &v->uri, &lv->fit, &o) < 0)
+        /* volmig serve --once would take a probe's connection for its one
+         * client: its export is the disk's size (--size), no slice. */
+        if (lvd_copy_start(l->c, lv->target, lv->copy_dest,
+                           l->via_serve ? &(struct lvd_fit){ 0 } : &lv->fit, &o) < 0)
             return failed(l, ATT_RETRY);
         lv->started = true;
     }
@@ -438,23 +550,34 @@ static int verify_dest(struct lv *l)
     return rc;
 }
 
-static enum attempt migrate_attempt(struct lv *l, int attempt)
+/* The moves of a migration: every volume onto its target (malloc'd). */
+static struct lvd_move *make_moves(struct lv *l)
 {
-    struct lvd_move *moves = calloc((size_t)l->cfg->nvols, sizeof *moves);
-    struct lvd_migrate_opts o = {
-        .dest_uri = l->dest_uri, .migrate_uri = l->migrate_uri, .disks_uri = l->disks_uri,
-        .moves = moves, .nmoves = (size_t)l->cfg->nvols, .bandwidth = l->cfg->speed,
-        .sync_writes = l->cfg->write_blocking,
-    };
-    bool switched = false;
+    size_t n = l->cfg->nvols > 0 ? (size_t)l->cfg->nvols : 1;
+    struct lvd_move *moves = calloc(n, sizeof *moves);
 
     if (!moves) {
         err_set(ENOMEM, "libvirt migration");
-        return ATT_FINAL;
+        return NULL;
     }
     for (int i = 0; i < l->cfg->nvols; i++)
         moves[i] = (struct lvd_move){ .target = l->v[i].target, .dest = &l->cfg->vols[i].uri,
                                       .fit = l->v[i].fit };
+    return moves;
+}
+
+static enum attempt migrate_attempt(struct lv *l, int attempt)
+{
+    struct lvd_move *moves = make_moves(l);
+    struct lvd_migrate_opts o = {
+        .dest_uri = l->dest_uri, .migrate_uri = l->migrate_uri, .disks_uri = l->disks_uri,
+        .moves = moves, .nmoves = (size_t)l->cfg->nvols, .bandwidth = l->cfg->speed,
+        .sync_writes = l->cfg->write_blocking, .storage = true,
+    };
+    bool switched = false;
+
+    if (!moves)
+        return ATT_FINAL;
     l->last_progress = l->prev_at = l->stall_at = 0;
     l->rate = 0;
     memset(&l->last, 0, sizeof l->last);
@@ -490,6 +613,95 @@ static enum attempt migrate_attempt(struct lv *l, int attempt)
     run_emit(l->r, json_pack("{s:s, s:f}", "event", "migrated", "blocks_flushed_in",
                              (double)l->last.downtime_ms / 1000.0));
     return verify_dest(l) < 0 ? ATT_FINAL : ATT_OK;
+}
+
+/* ---- migrate:URI through volmig serve ---- */
+
+/* The guest resumed on the destination, whose XML names the volumes. */
+static int resume_on_dest(struct lv *l)
+{
+    struct lvd *d = lvd_open(l->dest_uri, l->name);
+    int rc = d ? 0 : -1;
+
+    if (d && lvd_paused(d))
+        rc = lvd_resume(d);
+    for (int i = 0; d && rc == 0 && i < l->cfg->nvols; i++)
+        rc = lvd_verify(d, l->v[i].target, &l->cfg->vols[i].uri);
+    lvd_close(d);
+    if (rc < 0)
+        err_prefix("the domain migrated, but on the destination");
+    return rc;
+}
+
+static enum attempt memory_migration(struct lv *l)
+{
+    struct lvd_move *moves = make_moves(l);
+    struct lvd_migrate_opts o = {
+        .dest_uri = l->dest_uri, .migrate_uri = l->migrate_uri, .moves = moves,
+        .nmoves = (size_t)l->cfg->nvols, .storage = false,   /* the guest waits: no limit */
+    };
+
+    if (!moves)
+        return ATT_FINAL;
+    l->mig = lvd_migrate_start(l->c, &o);
+    free(moves);
+    if (!l->mig)
+        return failed(l, ATT_RETRY);
+    while (!lvd_migrate_ended(l->mig)) {
+        if (run_cancelled(l->r))
+            return ATT_CANCELLED;
+        run_nap(l->r, 20);
+    }
+    if (lvd_migrate_end(l->mig, NULL) < 0) {
+        l->mig = NULL;
+        return failed(l, ATT_RETRY);
+    }
+    l->mig = NULL;
+    return ATT_OK;
+}
+
+static enum attempt serve_attempt(struct lv *l, int attempt)
+{
+    enum attempt a;
+    int64_t paused;
+
+    l->last_progress = l->prev_at = l->stall_at = 0;
+    l->rate = 0;
+    if ((a = start_copies(l, attempt)) != ATT_OK)
+        return a;
+    emit_started(l, attempt);
+    if ((a = wait_ready(l)) != ATT_OK)
+        return a;
+    copy_progress(l);
+    run_emit(l->r, json_pack("{s:s}", "event", "ready"));
+    run_emit(l->r, json_pack("{s:s, s:s}", "event", "switchover", "mode", "migrate"));
+    /* From here to the resume on the destination the guest is paused: the
+     * copies end complete, and volmig serve lets go of the volumes. */
+    paused = clock_ms();
+    if (lvd_suspend(l->c) < 0)
+        return failed(l, ATT_RETRY);
+    l->suspended = true;
+    if ((a = abort_all(l)) != ATT_OK)
+        return a;
+    for (int i = 0; i < l->cfg->nvols; i++)
+        if (!endpoint_gone(&l->v[i].serve)) {
+            err_set(0, "the volmig serve of drive '%s' still runs after the copy ended: run "
+                    "it with --once, so that it lets go of the volume before the "
+                    "destination's QEMU opens it", l->cfg->vols[i].drive);
+            return ATT_FINAL;
+        }
+    if ((a = memory_migration(l)) != ATT_OK)
+        return a;
+    l->suspended = false;     /* the source domain is gone */
+    for (int i = 0; i < l->cfg->nvols; i++) {
+        l->v[i].moved = true;
+        snprintf(l->cfg->vols[i].status, sizeof l->cfg->vols[i].status, "migrated");
+    }
+    if (resume_on_dest(l) < 0)
+        return ATT_FINAL;
+    run_emit(l->r, json_pack("{s:s, s:f}", "event", "migrated", "blocks_flushed_in",
+                             (double)(clock_ms() - paused) / 1000.0));
+    return ATT_OK;
 }
 
 /* ---- the strategy ---- */
@@ -565,6 +777,10 @@ static int lv_init(struct mig_run *r)
             return -1;
         l->tls_on = true;
     }
+    for (int i = 0; i < r->cfg->nvols; i++)
+        l->v[i].copy_dest = &r->cfg->vols[i].uri;
+    if (r->cfg->switchover == MIG_SW_MIGRATE && take_serves(l) < 0)
+        return -1;
     if (!(l->c = lvd_open(l->uri, l->name)))
         return -1;
     return resolve_all(l) == 0 && check_all(l) == 0 ? 0 : -1;
@@ -574,8 +790,9 @@ static enum attempt lv_attempt(struct mig_run *r, int attempt)
 {
     struct lv *l = r->state;
 
-    return l->cfg->switchover == MIG_SW_MIGRATE ? migrate_attempt(l, attempt)
-                                                : copy_attempt(l, attempt);
+    if (l->cfg->switchover != MIG_SW_MIGRATE)
+        return copy_attempt(l, attempt);
+    return l->via_serve ? serve_attempt(l, attempt) : migrate_attempt(l, attempt);
 }
 
 /* Aborts what this attempt started: libvirt then runs the domain on the
@@ -601,6 +818,12 @@ static void lv_cleanup(struct mig_run *r)
             run_emit(r, json_pack("{s:s, s:s, s:s}", "event", "warning", "message", err_msg(),
                                   "drive", l->cfg->vols[i].drive));
     }
+    if (l->suspended && lvd_alive(l->c)) {
+        if (lvd_resume(l->c) == 0)
+            l->suspended = false;
+        else
+            run_emit(r, json_pack("{s:s, s:s}", "event", "warning", "message", err_msg()));
+    }
     err_restore(e.errnum, e.msg);
 }
 
@@ -611,7 +834,7 @@ static void lv_finish(struct mig_run *r, enum mig_result res)
     (void)res;
     if (!l)
         return;
-    if (l->mig)
+    if (l->mig || l->suspended)
         lv_cleanup(r);
     lvd_close(l->c);
     for (int i = 0; l->v && i < l->cfg->nvols; i++)

@@ -20,17 +20,12 @@ LIBVIRT_URI=$SRC_URI "$LV" define "$DOM" "$T/src.img" || fail "define on the sou
 VIRSH=(virsh -q -c "$SRC_URI")
 
 log "a stand-in guest writes 64 KiB blocks while volmig migrates to $DST_IP"
-( k=0; while [ $k -lt 400 ]; do
-      lv_write "$DOM" vda $((k % 200 + 16)) $((k * 128))k 64k 2>/dev/null || exit 0
-      k=$((k + 1)); echo $k >"$T/writes"; sleep 0.05
-  done ) &
-writer=$!
-track_pid $writer
+lv_guest_writer "$DOM" "$T/writes"
 dest="$DST_URI&migrate_uri=tcp://$DST_IP:$(free_port)&disks_uri=tcp://$DST_IP:$(free_port)"
 "$VOLMIG" migrate --qmp "libvirt:$DOM?uri=$SRC_URI" --volume "vda=file:$T/dst.img" \
     --switchover "migrate:$dest" --speed 8M --retries 0 --output json >"$T/events" 2>"$T/err" \
     || { cat "$T/events" "$T/err"; fail "volmig migrate to the other host failed"; }
-wait $writer || true
+wait $LV_WRITER || true
 log "$(cat "$T/writes" 2>/dev/null || echo 0) guest writes were made"
 [ "$(cat "$T/writes" 2>/dev/null || echo 0)" -ge 5 ] || fail "too few guest writes during the migration"
 grep -q '"event":"completed"' "$T/events" || fail "no completed event"
@@ -43,5 +38,5 @@ src() { virsh -c "$DST_URI" domblklist "$DOM" "$@" | awk '$1 == "vda" { print $2
 assert_eq "$(src)" "$T/dst.img" "destination live XML"
 assert_eq "$(src --inactive)" "$T/dst.img" "destination persistent XML"
 virsh -c "$DST_URI" destroy "$DOM" >/dev/null
-same_bytes "$T/src.img" "$T/dst.img"
+lv_same_as_guest "$T/src.img" "$T/dst.img" "$T/writes"
 log "ok"
