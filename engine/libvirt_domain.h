@@ -207,9 +207,10 @@ struct lvd_migration;
 struct lvd_migration *lvd_migrate_start(struct lvd *c, const struct lvd_migrate_opts *o);
 /* True once the migration call returned. */
 bool lvd_migrate_ended(struct lvd_migration *m);
-/* The running job's statistics (virDomainGetJobStats); 0, or -1 with
- * err_msg() when there is none to read. */
-int lvd_job_stats(struct lvd *c, struct lvd_job_stats *s);
+/* The running job's statistics (virDomainGetJobStats), or with completed
+ * the last completed job's (on a migration's destination: the incoming
+ * migration, downtime included); 0, or -1 with err_msg(). */
+int lvd_job_stats(struct lvd *c, bool completed, struct lvd_job_stats *s);
 /* Asks libvirt to abort the migration (virDomainAbortJob): the domain
  * stays on the source, on its own disks. */
 int lvd_migrate_abort(struct lvd *c);

@@ -159,14 +159,15 @@ bool lvd_migrate_ended(struct lvd_migration *m)
     return atomic_load(&m->ended);
 }
 
-int lvd_job_stats(struct lvd *c, struct lvd_job_stats *s)
+int lvd_job_stats(struct lvd *c, bool completed, struct lvd_job_stats *s)
 {
     virTypedParameterPtr p = NULL;
     int n = 0, type;
     unsigned long long v;
 
     memset(s, 0, sizeof *s);
-    if (virDomainGetJobStats(lvd_dom(c), &type, &p, &n, 0) < 0) {
+    if (virDomainGetJobStats(lvd_dom(c), &type, &p, &n,
+                             completed ? VIR_DOMAIN_JOB_STATS_COMPLETED : 0) < 0) {
         lvd_set_error("job statistics of", lvd_name(c));
         return -1;
     }

@@ -517,7 +517,7 @@ static void migration_progress(struct lv *l)
     struct lvd_job_stats s;
     json_t *vols = json_array();
 
-    if (lvd_job_stats(l->c, &s) < 0) {
+    if (lvd_job_stats(l->c, false, &s) < 0) {
         json_decref(vols);
         return;          /* between phases libvirt may have no job to show */
     }
@@ -540,8 +540,13 @@ static void migration_progress(struct lv *l)
 static int verify_dest(struct lv *l)
 {
     struct lvd *d = lvd_open(l->dest_uri, l->name);
+    struct lvd_job_stats done;
     int rc = d ? 0 : -1;
 
+    /* The destination keeps the incoming migration's statistics: the
+     * guest's downtime is measured there. */
+    if (d && lvd_job_stats(d, true, &done) == 0 && done.downtime_ms)
+        l->last.downtime_ms = done.downtime_ms;
     for (int i = 0; d && rc == 0 && i < l->cfg->nvols; i++)
         rc = lvd_verify(d, l->v[i].target, &l->cfg->vols[i].uri);
     lvd_close(d);
@@ -610,9 +615,11 @@ static enum attempt migrate_attempt(struct lv *l, int attempt)
     }
     if (!switched)
         run_emit(l->r, json_pack("{s:s, s:s}", "event", "switchover", "mode", "migrate"));
+    if (verify_dest(l) < 0)
+        return ATT_FINAL;
     run_emit(l->r, json_pack("{s:s, s:f}", "event", "migrated", "blocks_flushed_in",
                              (double)l->last.downtime_ms / 1000.0));
-    return verify_dest(l) < 0 ? ATT_FINAL : ATT_OK;
+    return ATT_OK;
 }
 
 /* ---- migrate:URI through volmig serve ---- */
