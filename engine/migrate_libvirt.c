@@ -817,8 +817,15 @@ static void lv_cleanup(struct mig_run *r)
         l->mig = NULL;
     }
     for (int i = 0; i < l->cfg->nvols; i++) {
+        struct lvd_progress p;
+
         if (!l->v[i].started)
             continue;
+        /* A copy that failed on its own has no job left to abort. */
+        if (lvd_job_info(l->c, l->v[i].target, &p) == 0) {
+            l->v[i].started = false;
+            continue;
+        }
         if (lvd_finish(l->c, l->v[i].target, false, clock_ms() + FINISH_TIMEOUT_MS) == 0)
             l->v[i].started = false;
         else

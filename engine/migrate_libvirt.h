@@ -14,7 +14,11 @@
  *   migrate:URI   libvirt's own storage migration to the libvirtd at URI
  *                 (virDomainMigrateToURI3, as KubeVirt's virt-launcher
  *                 does), the moving disks rewritten in the destination's
- *                 live and persistent XML.
+ *                 live and persistent XML; the default.  With
+ *                 serve.DRIVE=NBD_URI for every volume in URI's query:
+ *                 volmig's data path instead, a block copy into volmig
+ *                 serve on the destination, then, with the guest paused,
+ *                 a memory-only migration onto the local volumes.
  *
  * Bitmap mode is refused: libvirt's checkpoint and backup API cannot serve
  * it for raw disks (mig_libvirt_refusal).
