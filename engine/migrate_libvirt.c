@@ -25,60 +25,15 @@
  * of the memory migration: libvirt offers no hook inside a migration's
  * own switchover, and the destination QEMU cannot take the volume while
  * volmig serve holds it. */
-#include "engine/migrate_libvirt.h"
-#include "engine/libvirt_domain.h"
-#include "engine/target_tls.h"
+#include "engine/migrate_libvirt_internal.h"
 #include "common/clock.h"
 #include "common/error.h"
 
 #include <errno.h>
-#include <netdb.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
-
-#define CHECK_TIMEOUT_MS  10000   /* an NBD destination to answer */
-#define FINISH_TIMEOUT_MS 60000   /* a pivot or abort to end */
-#define STALL_WARN_MS     10000
-#define SERVE_EXIT_MS     30000   /* volmig serve --once to let go of the volume */
-
-struct lv_vol {
-    char *target;             /* libvirt's name of the disk ("vda") */
-    /* What the block copy writes into: the volume's target (pivot, none),
-     * or the volmig serve on the destination host that serves it
-     * (migrate:URI through volmig's data path). */
-    const struct target_uri *copy_dest;
-    struct target_uri serve;
-    struct lvd_fit fit;
-    bool started;             /* a block copy of ours runs: ours to abort */
-    bool ready;
-    bool moved;               /* pivoted in an earlier attempt: done */
-};
-
-/* The strategy's state, for the whole run (r->state). */
-struct lv {
-    struct mig_run *r;
-    struct mig_config *cfg;
-    struct lvd *c;
-    char *name, *uri;                         /* the domain, its libvirtd (NULL: system) */
-    char *dest_uri, *migrate_uri, *disks_uri; /* migrate:URI */
-    struct lv_vol *v;
-    struct client_tls tls;                    /* for probing NBD destinations */
-    bool tls_on;
-    bool via_serve;                           /* migrate:URI through volmig serve */
-    bool suspended;                           /* we paused the guest: ours to resume */
-    struct lvd_migration *mig;                /* running: ours to abort and end */
-    struct lvd_job_stats last;                /* the migration's last statistics */
-    /* progress */
-    int64_t last_progress, prev_at, stall_at;
-    uint64_t prev_done, stall_done;
-    double rate;
-    bool stall_warned;
-};
 
 /* ---- pure parts ---- */
 
@@ -136,7 +91,7 @@ int mig_libvirt_parse_addr(const char *spec, char **name, char **uri)
 
 /* Takes parameter key=VALUE out of the query of uri (in place); *val gets
  * VALUE (malloc'd) or stays NULL. */
-static int take_param(char *uri, const char *key, char **val)
+int lv_take_param(char *uri, const char *key, char **val)
 {
     char *q = strchr(uri, '?'), *p;
     size_t kl = strlen(key);
@@ -167,8 +122,8 @@ int mig_libvirt_parse_dest(const char *text, char **dest_uri, char **migrate_uri
                            char **disks_uri)
 {
     *migrate_uri = *disks_uri = NULL;
-    if (!(*dest_uri = strdup(text)) || take_param(*dest_uri, "migrate_uri", migrate_uri) < 0 ||
-        take_param(*dest_uri, "disks_uri", disks_uri) < 0) {
+    if (!(*dest_uri = strdup(text)) || lv_take_param(*dest_uri, "migrate_uri", migrate_uri) < 0 ||
+        lv_take_param(*dest_uri, "disks_uri", disks_uri) < 0) {
         err_set(ENOMEM, "migrate:%s", text);
         return -1;
     }
@@ -180,92 +135,9 @@ int mig_libvirt_parse_dest(const char *text, char **dest_uri, char **migrate_uri
     return 0;
 }
 
-/* serve.DRIVE=NBD_URI for every volume, or for none: volmig's data path. */
-static int take_serves(struct lv *l)
-{
-    int given = 0;
-
-    for (int i = 0; i < l->cfg->nvols; i++) {
-        char key[200], *val = NULL;
-
-        snprintf(key, sizeof key, "serve.%s", l->cfg->vols[i].drive);
-        if (take_param(l->dest_uri, key, &val) < 0) {
-            err_set(ENOMEM, "migrate:URI");
-            return -1;
-        }
-        l->v[i].copy_dest = &l->cfg->vols[i].uri;
-        if (!val)
-            continue;
-        given++;
-        if (target_uri_parse(val, &l->v[i].serve) < 0 || l->v[i].serve.kind == URI_FILE) {
-            err_set(EINVAL, "migrate:URI: %s=%s: expected the NBD URI of the volmig serve "
-                    "that serves the volume on the destination host", key, val);
-            free(val);
-            return -1;
-        }
-        free(val);
-        l->v[i].copy_dest = &l->v[i].serve;
-    }
-    if (given && given != l->cfg->nvols) {
-        err_set(EINVAL, "migrate:URI: serve.DRIVE= names %d of %d volumes: volmig's data path "
-                "takes one for every volume, libvirt's storage migration none", given,
-                l->cfg->nvols);
-        return -1;
-    }
-    l->via_serve = given > 0;
-    return 0;
-}
-
-/* 0 when something accepted a connection at addr within 1 s, 1 when it
- * was refused, -1 when it could not be told (no answer in time). */
-static int try_connect(int family, const struct sockaddr *addr, socklen_t len)
-{
-    int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), rc = -1, err = 0;
-    struct pollfd p = { .fd = fd, .events = POLLOUT };
-    socklen_t el = sizeof err;
-
-    if (fd < 0)
-        return -1;
-    if (connect(fd, addr, len) == 0)
-        rc = 0;
-    else if (errno == EINPROGRESS && poll(&p, 1, 1000) == 1 &&
-             getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) == 0)
-        rc = err ? 1 : 0;
-    else if (errno != EINPROGRESS)
-        rc = 1;
-    close(fd);
-    return rc;
-}
-
-/* True once nothing accepts connections at u's address any more (volmig
- * serve --once exited), within SERVE_EXIT_MS. */
-static bool endpoint_gone(const struct target_uri *u)
-{
-    int64_t end = clock_ms() + SERVE_EXIT_MS;
-
-    while (clock_ms() < end) {
-        struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai = NULL;
-        int rc = -1;
-
-        if (u->kind == URI_NBD_UNIX) {
-            struct sockaddr_un sa = { .sun_family = AF_UNIX };
-
-            snprintf(sa.sun_path, sizeof sa.sun_path, "%s", u->socket);
-            rc = try_connect(AF_UNIX, (struct sockaddr *)&sa, sizeof sa);
-        } else if (getaddrinfo(u->host, u->port[0] ? u->port : "10809", &hints, &ai) == 0) {
-            rc = try_connect(ai->ai_family, ai->ai_addr, ai->ai_addrlen);
-            freeaddrinfo(ai);
-        }
-        if (rc == 1)
-            return true;
-        usleep(100000);
-    }
-    return false;
-}
-
 /* ---- events ---- */
 
-static void emit_started(struct lv *l, int attempt)
+void lv_emit_started(struct lv *l, int attempt)
 {
     json_t *vols = json_array();
 
@@ -289,7 +161,7 @@ static void emit_started(struct lv *l, int attempt)
 
 /* A progress event in the mirror's format; vols may be an empty array
  * (libvirt's migration reports the disks' sum only). */
-static void emit_progress(struct lv *l, json_t *vols, uint64_t done, uint64_t total)
+void lv_emit_progress(struct lv *l, json_t *vols, uint64_t done, uint64_t total)
 {
     int64_t now = clock_ms();
     uint64_t remaining = total > done ? total - done : 0;
@@ -320,13 +192,13 @@ static void emit_progress(struct lv *l, json_t *vols, uint64_t done, uint64_t to
     }
 }
 
-static bool progress_due(const struct lv *l)
+bool lv_progress_due(const struct lv *l)
 {
     return clock_ms() - l->last_progress >= l->cfg->progress_ms;
 }
 
 /* The block copies' progress, from libvirt's job info. */
-static int copy_progress(struct lv *l)
+int lv_copy_progress(struct lv *l)
 {
     json_t *vols = json_array();
     uint64_t done = 0, total = 0;
@@ -354,7 +226,7 @@ static int copy_progress(struct lv *l)
         done += v->done;
         total += v->total;
     }
-    emit_progress(l, vols, done, total);
+    lv_emit_progress(l, vols, done, total);
     return 0;
 }
 
@@ -362,7 +234,7 @@ static int copy_progress(struct lv *l)
 
 /* After a libvirt call failed: GONE when the domain or libvirtd is, else
  * if_alive. */
-static enum attempt failed(struct lv *l, enum attempt if_alive)
+enum attempt lv_failed(struct lv *l, enum attempt if_alive)
 {
     if (lvd_alive(l->c))
         return if_alive;
@@ -370,7 +242,7 @@ static enum attempt failed(struct lv *l, enum attempt if_alive)
     return ATT_GONE;
 }
 
-static enum attempt start_copies(struct lv *l, int attempt)
+enum attempt lv_start_copies(struct lv *l, int attempt)
 {
     struct lvd_copy_opts o = {
         .bandwidth = l->cfg->speed, .granularity = (unsigned)l->cfg->granularity,
@@ -390,18 +262,18 @@ static enum attempt start_copies(struct lv *l, int attempt)
         if (attempt > 0 && !l->via_serve &&
             lvd_copy_check(l->c, lv->target, lv->copy_dest, l->tls_on ? &l->tls : NULL,
                            CHECK_TIMEOUT_MS, &lv->fit) < 0)
-            return failed(l, ATT_RETRY);
+            return lv_failed(l, ATT_RETRY);
         /* volmig serve --once would take a probe's connection for its one
          * client: its export is the disk's size (--size), no slice. */
         if (lvd_copy_start(l->c, lv->target, lv->copy_dest,
                            l->via_serve ? &(struct lvd_fit){ 0 } : &lv->fit, &o) < 0)
-            return failed(l, ATT_RETRY);
+            return lv_failed(l, ATT_RETRY);
         lv->started = true;
     }
     return ATT_OK;
 }
 
-static enum attempt wait_ready(struct lv *l)
+enum attempt lv_wait_ready(struct lv *l)
 {
     for (;;) {
         bool all = true;
@@ -418,13 +290,13 @@ static enum attempt wait_ready(struct lv *l)
                 continue;
             }
             if (err_errno() != ETIMEDOUT)
-                return failed(l, ATT_RETRY);
+                return lv_failed(l, ATT_RETRY);
             all = false;
         }
         if (all)
             return ATT_OK;
-        if (progress_due(l) && copy_progress(l) < 0)
-            return failed(l, ATT_RETRY);
+        if (lv_progress_due(l) && lv_copy_progress(l) < 0)
+            return lv_failed(l, ATT_RETRY);
         run_nap(l->r, 50);
     }
 }
@@ -455,7 +327,7 @@ static enum attempt pivot_all(struct lv *l)
         if (lv->moved)
             continue;
         if (lvd_finish(l->c, lv->target, true, clock_ms() + FINISH_TIMEOUT_MS) < 0) {
-            enum attempt a = failed(l, ATT_RETRY);
+            enum attempt a = lv_failed(l, ATT_RETRY);
 
             say_where(l, i);
             return a;
@@ -476,7 +348,7 @@ static enum attempt pivot_all(struct lv *l)
 }
 
 /* none: each READY copy is aborted, which leaves it consistent. */
-static enum attempt abort_all(struct lv *l)
+enum attempt lv_abort_all(struct lv *l)
 {
     for (int i = 0; i < l->cfg->nvols; i++) {
         struct lv_vol *lv = &l->v[i];
@@ -484,7 +356,7 @@ static enum attempt abort_all(struct lv *l)
         if (!lv->started)
             continue;
         if (lvd_finish(l->c, lv->target, false, clock_ms() + FINISH_TIMEOUT_MS) < 0)
-            return failed(l, ATT_RETRY);
+            return lv_failed(l, ATT_RETRY);
         lv->started = false;
         snprintf(l->cfg->vols[i].status, sizeof l->cfg->vols[i].status, "copied");
     }
@@ -498,217 +370,16 @@ static enum attempt copy_attempt(struct lv *l, int attempt)
 
     l->last_progress = l->prev_at = l->stall_at = 0;
     l->rate = 0;
-    if ((a = start_copies(l, attempt)) != ATT_OK)
+    if ((a = lv_start_copies(l, attempt)) != ATT_OK)
         return a;
-    emit_started(l, attempt);
-    if ((a = wait_ready(l)) != ATT_OK)
+    lv_emit_started(l, attempt);
+    if ((a = lv_wait_ready(l)) != ATT_OK)
         return a;
-    copy_progress(l);
+    lv_copy_progress(l);
     run_emit(l->r, json_pack("{s:s}", "event", "ready"));
     run_emit(l->r, json_pack("{s:s, s:s}", "event", "switchover", "mode",
                              pivot ? "pivot" : "none"));
-    return pivot ? pivot_all(l) : abort_all(l);
-}
-
-/* ---- migrate:URI: libvirt's storage migration ---- */
-
-static void migration_progress(struct lv *l)
-{
-    struct lvd_job_stats s;
-    json_t *vols = json_array();
-
-    if (lvd_job_stats(l->c, false, &s) < 0) {
-        json_decref(vols);
-        return;          /* between phases libvirt may have no job to show */
-    }
-    l->last = s;
-    if (l->cfg->nvols == 1) {
-        struct mig_volume *v = &l->cfg->vols[0];
-
-        v->done = s.disk_done;
-        v->total = s.disk_total;
-        json_array_append_new(vols, json_pack("{s:s, s:I, s:I, s:I, s:s}", "drive", v->drive,
-                                              "done", (json_int_t)v->done, "total",
-                                              (json_int_t)v->total, "remaining",
-                                              (json_int_t)(v->total - v->done), "status",
-                                              s.mem_done ? "memory" : "copying"));
-    }
-    emit_progress(l, vols, s.disk_done, s.disk_total);
-}
-
-/* The destination's live and persistent XML name the new volumes. */
-static int verify_dest(struct lv *l)
-{
-    struct lvd *d = lvd_open(l->dest_uri, l->name);
-    struct lvd_job_stats done;
-    int rc = d ? 0 : -1;
-
-    /* The destination keeps the incoming migration's statistics: the
-     * guest's downtime is measured there. */
-    if (d && lvd_job_stats(d, true, &done) == 0 && done.downtime_ms)
-        l->last.downtime_ms = done.downtime_ms;
-    for (int i = 0; d && rc == 0 && i < l->cfg->nvols; i++)
-        rc = lvd_verify(d, l->v[i].target, &l->cfg->vols[i].uri);
-    lvd_close(d);
-    if (rc < 0)
-        err_prefix("the domain migrated, but on the destination");
-    return rc;
-}
-
-/* The moves of a migration: every volume onto its target (malloc'd). */
-static struct lvd_move *make_moves(struct lv *l)
-{
-    size_t n = l->cfg->nvols > 0 ? (size_t)l->cfg->nvols : 1;
-    struct lvd_move *moves = calloc(n, sizeof *moves);
-
-    if (!moves) {
-        err_set(ENOMEM, "libvirt migration");
-        return NULL;
-    }
-    for (int i = 0; i < l->cfg->nvols; i++)
-        moves[i] = (struct lvd_move){ .target = l->v[i].target, .dest = &l->cfg->vols[i].uri,
-                                      .fit = l->v[i].fit };
-    return moves;
-}
-
-static enum attempt migrate_attempt(struct lv *l, int attempt)
-{
-    struct lvd_move *moves = make_moves(l);
-    struct lvd_migrate_opts o = {
-        .dest_uri = l->dest_uri, .migrate_uri = l->migrate_uri, .disks_uri = l->disks_uri,
-        .moves = moves, .nmoves = (size_t)l->cfg->nvols, .bandwidth = l->cfg->speed,
-        .sync_writes = l->cfg->write_blocking, .storage = true,
-    };
-    bool switched = false;
-
-    if (!moves)
-        return ATT_FINAL;
-    l->last_progress = l->prev_at = l->stall_at = 0;
-    l->rate = 0;
-    memset(&l->last, 0, sizeof l->last);
-    l->mig = lvd_migrate_start(l->c, &o);
-    free(moves);
-    if (!l->mig)
-        return failed(l, ATT_RETRY);
-    emit_started(l, attempt);
-    while (!lvd_migrate_ended(l->mig)) {
-        if (run_cancelled(l->r))
-            return ATT_CANCELLED;       /* cleanup aborts the job */
-        if (progress_due(l))
-            migration_progress(l);
-        /* The disks are in sync once the memory moves. */
-        if (!switched && l->last.mem_done) {
-            switched = true;
-            run_emit(l->r, json_pack("{s:s}", "event", "ready"));
-            run_emit(l->r, json_pack("{s:s, s:s}", "event", "switchover", "mode", "migrate"));
-        }
-        run_nap(l->r, 50);
-    }
-    if (lvd_migrate_end(l->mig, NULL) < 0) {
-        l->mig = NULL;
-        return failed(l, ATT_RETRY);
-    }
-    l->mig = NULL;
-    for (int i = 0; i < l->cfg->nvols; i++) {
-        l->v[i].moved = true;
-        snprintf(l->cfg->vols[i].status, sizeof l->cfg->vols[i].status, "migrated");
-    }
-    if (!switched)
-        run_emit(l->r, json_pack("{s:s, s:s}", "event", "switchover", "mode", "migrate"));
-    if (verify_dest(l) < 0)
-        return ATT_FINAL;
-    run_emit(l->r, json_pack("{s:s, s:f}", "event", "migrated", "blocks_flushed_in",
-                             (double)l->last.downtime_ms / 1000.0));
-    return ATT_OK;
-}
-
-/* ---- migrate:URI through volmig serve ---- */
-
-/* The guest resumed on the destination, whose XML names the volumes. */
-static int resume_on_dest(struct lv *l)
-{
-    struct lvd *d = lvd_open(l->dest_uri, l->name);
-    int rc = d ? 0 : -1;
-
-    if (d && lvd_paused(d))
-        rc = lvd_resume(d);
-    for (int i = 0; d && rc == 0 && i < l->cfg->nvols; i++)
-        rc = lvd_verify(d, l->v[i].target, &l->cfg->vols[i].uri);
-    lvd_close(d);
-    if (rc < 0)
-        err_prefix("the domain migrated, but on the destination");
-    return rc;
-}
-
-static enum attempt memory_migration(struct lv *l)
-{
-    struct lvd_move *moves = make_moves(l);
-    struct lvd_migrate_opts o = {
-        .dest_uri = l->dest_uri, .migrate_uri = l->migrate_uri, .moves = moves,
-        .nmoves = (size_t)l->cfg->nvols, .storage = false,   /* the guest waits: no limit */
-    };
-
-    if (!moves)
-        return ATT_FINAL;
-    l->mig = lvd_migrate_start(l->c, &o);
-    free(moves);
-    if (!l->mig)
-        return failed(l, ATT_RETRY);
-    while (!lvd_migrate_ended(l->mig)) {
-        if (run_cancelled(l->r))
-            return ATT_CANCELLED;
-        run_nap(l->r, 20);
-    }
-    if (lvd_migrate_end(l->mig, NULL) < 0) {
-        l->mig = NULL;
-        return failed(l, ATT_RETRY);
-    }
-    l->mig = NULL;
-    return ATT_OK;
-}
-
-static enum attempt serve_attempt(struct lv *l, int attempt)
-{
-    enum attempt a;
-    int64_t paused;
-
-    l->last_progress = l->prev_at = l->stall_at = 0;
-    l->rate = 0;
-    if ((a = start_copies(l, attempt)) != ATT_OK)
-        return a;
-    emit_started(l, attempt);
-    if ((a = wait_ready(l)) != ATT_OK)
-        return a;
-    copy_progress(l);
-    run_emit(l->r, json_pack("{s:s}", "event", "ready"));
-    run_emit(l->r, json_pack("{s:s, s:s}", "event", "switchover", "mode", "migrate"));
-    /* From here to the resume on the destination the guest is paused: the
-     * copies end complete, and volmig serve lets go of the volumes. */
-    paused = clock_ms();
-    if (lvd_suspend(l->c) < 0)
-        return failed(l, ATT_RETRY);
-    l->suspended = true;
-    if ((a = abort_all(l)) != ATT_OK)
-        return a;
-    for (int i = 0; i < l->cfg->nvols; i++)
-        if (!endpoint_gone(&l->v[i].serve)) {
-            err_set(0, "the volmig serve of drive '%s' still runs after the copy ended: run "
-                    "it with --once, so that it lets go of the volume before the "
-                    "destination's QEMU opens it", l->cfg->vols[i].drive);
-            return ATT_FINAL;
-        }
-    if ((a = memory_migration(l)) != ATT_OK)
-        return a;
-    l->suspended = false;     /* the source domain is gone */
-    for (int i = 0; i < l->cfg->nvols; i++) {
-        l->v[i].moved = true;
-        snprintf(l->cfg->vols[i].status, sizeof l->cfg->vols[i].status, "migrated");
-    }
-    if (resume_on_dest(l) < 0)
-        return ATT_FINAL;
-    run_emit(l->r, json_pack("{s:s, s:f}", "event", "migrated", "blocks_flushed_in",
-                             (double)(clock_ms() - paused) / 1000.0));
-    return ATT_OK;
+    return pivot ? pivot_all(l) : lv_abort_all(l);
 }
 
 /* ---- the strategy ---- */
@@ -786,7 +457,7 @@ static int lv_init(struct mig_run *r)
     }
     for (int i = 0; i < r->cfg->nvols; i++)
         l->v[i].copy_dest = &r->cfg->vols[i].uri;
-    if (r->cfg->switchover == MIG_SW_MIGRATE && take_serves(l) < 0)
+    if (r->cfg->switchover == MIG_SW_MIGRATE && lv_take_serves(l) < 0)
         return -1;
     if (!(l->c = lvd_open(l->uri, l->name)))
         return -1;
@@ -799,7 +470,7 @@ static enum attempt lv_attempt(struct mig_run *r, int attempt)
 
     if (l->cfg->switchover != MIG_SW_MIGRATE)
         return copy_attempt(l, attempt);
-    return l->via_serve ? serve_attempt(l, attempt) : migrate_attempt(l, attempt);
+    return l->via_serve ? lv_serve_attempt(l, attempt) : lv_migrate_attempt(l, attempt);
 }
 
 /* Aborts what this attempt started: libvirt then runs the domain on the
