@@ -3,6 +3,7 @@
 #include "cli/cli.h"
 #include "common/error.h"
 #include "engine/migrate.h"
+#include "engine/migrate_libvirt.h"
 
 #include <getopt.h>
 #include <math.h>
@@ -419,6 +420,10 @@ int cmd_migrate(int argc, char **argv)
     }
     if (cfg.tls_hostname && !cfg.tls_creds) {
         cli_error(me, "--tls-hostname goes with --tls-creds (certificates carry names)");
+        return EXIT_USAGE;
+    }
+    if (mig_libvirt_addr(cfg.qmp) && mig_libvirt_refusal(&cfg)) {
+        cli_error(me, "%s", mig_libvirt_refusal(&cfg));
         return EXIT_USAGE;
     }
     /* QEMU's mirror issues up to a whole buffer before its rate limit

@@ -436,6 +436,13 @@ int cmd_qmp(int argc, char **argv)
     }
     if (verbose)
         qmp_set_trace(NULL, trace, NULL);
+    /* Said once, before anything is sent: libvirt marks a domain that
+     * received a raw monitor command, and does not follow what it did. */
+    if (!strncmp(argv[optind], "libvirt:", 8))
+        fprintf(stderr, "volmig qmp: warning: raw QMP through libvirt taints the domain "
+                        "(custom-monitor), and libvirt does not learn what a command changes: "
+                        "use this as a debug console, and volmig migrate (which goes through "
+                        "libvirt's own APIs) to move disks\n");
     c.q = qmp_open(argv[optind], c.timeout_ms);
     if (!c.q) {
         cli_error("qmp", "%s", err_msg());

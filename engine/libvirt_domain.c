@@ -52,6 +52,7 @@
  *     checks the result.
  */
 #include "engine/libvirt_domain.h"
+#include "engine/libvirt_internal.h"
 #include "common/clock.h"
 #include "common/error.h"
 #include "engine/target_probe.h"
@@ -419,6 +420,52 @@ const char *lvd_name(const struct lvd *c)
 bool lvd_persistent(const struct lvd *c)
 {
     return c->persistent;
+}
+
+virDomainPtr lvd_dom(struct lvd *c)
+{
+    return c->dom;
+}
+
+bool lvd_alive(struct lvd *c)
+{
+    bool stopped, closed;
+
+    pthread_mutex_lock(&c->ev->lock);
+    stopped = c->ev->stopped;
+    closed = c->ev->closed;
+    pthread_mutex_unlock(&c->ev->lock);
+    return !stopped && !closed && virDomainIsActive(c->dom) == 1;
+}
+
+int lvd_suspend(struct lvd *c)
+{
+    if (virDomainSuspend(c->dom) < 0) {
+        lv_err("pausing %s%s", c->name, "");
+        return -1;
+    }
+    return 0;
+}
+
+int lvd_resume(struct lvd *c)
+{
+    if (virDomainResume(c->dom) < 0) {
+        lv_err("resuming %s%s", c->name, "");
+        return -1;
+    }
+    return 0;
+}
+
+bool lvd_paused(struct lvd *c)
+{
+    int state, reason;
+
+    return virDomainGetState(c->dom, &state, &reason, 0) == 0 && state == VIR_DOMAIN_PAUSED;
+}
+
+void lvd_set_error(const char *what, const char *name)
+{
+    lv_err("%s %s", what, name);
 }
 
 /* ---- disks ---- */

@@ -160,4 +160,72 @@ int lvd_finish(struct lvd *c, const char *target, bool pivot, int64_t deadline);
  * with the old source as dest. */
 int lvd_verify(struct lvd *c, const char *target, const struct target_uri *dest);
 
+/* ---- migration to another libvirtd (libvirt_domain_migrate.c) ---- */
+
+/* A disk that moves with the domain, onto dest on the destination host. */
+struct lvd_move {
+    const char *target;              /* "vda" */
+    const struct target_uri *dest;   /* file: (a path on the destination host) or NBD */
+    struct lvd_fit fit;
+};
+
+/* The domain XML xml with each moving disk's source replaced by its
+ * destination (type, <driver type>, <source> as lvd_dest_xml makes them).
+ * malloc'd, or NULL with err_msg() (a disk xml does not have, say). */
+char *lvd_xml_move_disks(const char *xml, const struct lvd_move *m, size_t n,
+                         const char *format);
+
+struct lvd_migrate_opts {
+    const char *dest_uri;            /* the destination libvirtd */
+    const char *migrate_uri;         /* VIR_MIGRATE_PARAM_URI, NULL: libvirt's choice */
+    const char *disks_uri;           /* VIR_MIGRATE_PARAM_DISKS_URI, NULL: libvirt's */
+    const struct lvd_move *moves;
+    size_t nmoves;
+    uint64_t bandwidth;              /* bytes/s, 0: unlimited (libvirt takes MiB/s) */
+    bool sync_writes;                /* NON_SHARED_SYNCHRONOUS_WRITES */
+    const char *format;              /* the destinations' format, NULL: raw */
+    /* false: memory only, the destinations already hold the disks' data
+     * (no NON_SHARED_DISK, no MIGRATE_DISKS; UNSAFE, since libvirt cannot
+     * know that the guest is paused and the copies are complete). */
+    bool storage;
+};
+
+struct lvd_job_stats {
+    uint64_t disk_done, disk_total;  /* the storage copy */
+    uint64_t mem_done, mem_total;
+    uint64_t downtime_ms;            /* after the end */
+};
+
+struct lvd_migration;
+
+/* Starts libvirt's storage migration of the domain to o->dest_uri (LIVE,
+ * PEER2PEER, PERSIST_DEST, NON_SHARED_DISK, MIGRATE_DISKS = the moves,
+ * DEST_XML and, for a persistent domain, PERSIST_XML and UNDEFINE_SOURCE)
+ * in a thread of its own, since virDomainMigrateToURI3 blocks until the
+ * end.  NULL with err_msg() when the XML cannot be made or the thread not
+ * started. */
+struct lvd_migration *lvd_migrate_start(struct lvd *c, const struct lvd_migrate_opts *o);
+/* True once the migration call returned. */
+bool lvd_migrate_ended(struct lvd_migration *m);
+/* The running job's statistics (virDomainGetJobStats), or with completed
+ * the last completed job's (on a migration's destination: the incoming
+ * migration, downtime included); 0, or -1 with err_msg(). */
+int lvd_job_stats(struct lvd *c, bool completed, struct lvd_job_stats *s);
+/* Asks libvirt to abort the migration (virDomainAbortJob): the domain
+ * stays on the source, on its own disks. */
+int lvd_migrate_abort(struct lvd *c);
+/* Waits for the call to return and frees m: 0 when the domain now runs on
+ * the destination, -1 with libvirt's error.  *stats (may be NULL) gets
+ * the completed job's statistics when libvirt has them. */
+int lvd_migrate_end(struct lvd_migration *m, struct lvd_job_stats *stats);
+
+/* Pauses or resumes the guest (virDomainSuspend, virDomainResume). */
+int lvd_suspend(struct lvd *c);
+int lvd_resume(struct lvd *c);
+/* True when the domain is paused. */
+bool lvd_paused(struct lvd *c);
+
+/* False once the domain stopped, left, or libvirtd's connection closed. */
+bool lvd_alive(struct lvd *c);
+
 #endif

@@ -181,7 +181,7 @@ static void list_names(const struct lvd_disk *v, size_t n, char *buf, size_t len
 }
 
 /* Target first, then alias and node name (all unique by construction),
- * then the source path, which two disks may share. */
+ * then a KubeVirt volume name (alias ua-NAME), then the source path, which two disks may share. */
 int lvd_disk_find(const struct lvd_disk *v, size_t n, const char *name)
 {
     char names[1024];
@@ -193,6 +193,12 @@ int lvd_disk_find(const struct lvd_disk *v, size_t n, const char *name)
             return (int)i;
     for (i = 0; i < n; i++)
         if ((v[i].alias && !strcmp(v[i].alias, name)) || is_node_of(&v[i], name))
+            return (int)i;
+    /* KubeVirt's virt-launcher gives every disk the user alias
+     * "ua-" + the VMI's volume name: the controller names a disk by its
+     * volume. */
+    for (i = 0; i < n; i++)
+        if (v[i].alias && !strncmp(v[i].alias, "ua-", 3) && !strcmp(v[i].alias + 3, name))
             return (int)i;
     for (i = 0; i < n; i++) {
         if (!v[i].path || strcmp(v[i].path, name))
@@ -370,4 +376,103 @@ char *lvd_dest_xml(const struct target_uri *u, bool blockdev, const char *format
         return NULL;
     }
     return b.p;
+}
+
+/* ---- a domain XML with moved disks ---- */
+
+/* The <disk> of doc whose <target dev> is target, or NULL. */
+static xmlNodePtr disk_by_target(xmlDocPtr doc, const char *target)
+{
+    xmlNodePtr devs = child(xmlDocGetRootElement(doc), "devices");
+
+    for (xmlNodePtr d = devs ? devs->children : NULL; d; d = d->next) {
+        char *dev;
+        bool hit;
+
+        if (d->type != XML_ELEMENT_NODE || strcmp((const char *)d->name, "disk"))
+            continue;
+        dev = prop(child(d, "target"), "dev");
+        hit = dev && !strcmp(dev, target);
+        free(dev);
+        if (hit)
+            return d;
+    }
+    return NULL;
+}
+
+/* Gives disk the type, <driver type> and <source> of want (a parsed
+ * lvd_dest_xml).  What else the disk has (target, alias, address, boot
+ * order) stays. */
+static int move_disk(xmlNodePtr disk, xmlNodePtr want)
+{
+    xmlNodePtr src = child(disk, "source"), wsrc = child(want, "source"), copy;
+    xmlNodePtr drv = child(disk, "driver"), back = child(disk, "backingStore");
+    xmlChar *type = xmlGetProp(want, (const xmlChar *)"type");
+    xmlChar *fmt = xmlGetProp(child(want, "driver"), (const xmlChar *)"type");
+    int rc = -1;
+
+    if (!type || !fmt || !wsrc || !(copy = xmlCopyNode(wsrc, 1)))
+        goto out;
+    xmlSetProp(disk, (const xmlChar *)"type", type);
+    if (drv)
+        xmlSetProp(drv, (const xmlChar *)"type", fmt);
+    if (src) {
+        xmlReplaceNode(src, copy);
+        xmlFreeNode(src);
+    } else {
+        xmlAddChild(disk, copy);
+    }
+    /* The source's backing chain is not the destination's (a raw
+     * destination has none). */
+    if (back) {
+        xmlUnlinkNode(back);
+        xmlFreeNode(back);
+    }
+    rc = 0;
+out:
+    xmlFree(type);
+    xmlFree(fmt);
+    return rc;
+}
+
+char *lvd_xml_move_disks(const char *xml, const struct lvd_move *m, size_t n,
+                         const char *format)
+{
+    xmlDocPtr doc = xmlReadMemory(xml, (int)strlen(xml), "domain.xml", NULL,
+                                  XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    xmlChar *out = NULL;
+    char *res = NULL;
+    int len = 0;
+
+    if (!doc) {
+        err_set(EINVAL, "domain XML does not parse");
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        xmlNodePtr disk = disk_by_target(doc, m[i].target);
+        char *dx;
+        xmlDocPtr want;
+
+        if (!disk) {
+            err_set(ENOENT, "domain XML has no disk %s", m[i].target);
+            goto out;
+        }
+        if (!(dx = lvd_dest_xml(m[i].dest, m[i].fit.blockdev, format, m[i].fit.slice)))
+            goto out;
+        want = xmlReadMemory(dx, (int)strlen(dx), "disk.xml", NULL, XML_PARSE_NONET);
+        free(dx);
+        if (!want || move_disk(disk, xmlDocGetRootElement(want)) < 0) {
+            xmlFreeDoc(want);
+            err_set(ENOMEM, "domain XML: disk %s", m[i].target);
+            goto out;
+        }
+        xmlFreeDoc(want);
+    }
+    xmlDocDumpMemory(doc, &out, &len);
+    if (!out || !(res = strndup((const char *)out, (size_t)len)))
+        err_set(ENOMEM, "domain XML");
+out:
+    xmlFree(out);
+    xmlFreeDoc(doc);
+    return res;
 }

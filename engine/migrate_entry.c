@@ -5,6 +5,7 @@
 #include "engine/migrate_run.h"
 #include "engine/migrate_mirror.h"
 #include "engine/migrate_bitmap.h"
+#include "engine/migrate_libvirt.h"
 #include "common/error.h"
 #include "qmp/qmp.h"
 
@@ -160,6 +161,16 @@ enum mig_result mig_run(struct mig_config *cfg)
     };
     enum mig_result res = MIG_FAILED;
 
+    /* A QEMU that libvirt owns is moved by libvirt: no monitor is opened
+     * (a raw QMP command would taint the domain and leave libvirt's
+     * record behind), nothing is swept, and libvirt resolves the disks. */
+    if (mig_libvirt_addr(cfg->qmp)) {
+        r.strategy = &mig_libvirt;
+        if (r.strategy->init(&r) == 0)
+            res = run_attempts(&r);
+        r.strategy->finish(&r, res);
+        return res;
+    }
     r.q = qmp_open(cfg->qmp, QMP_TIMEOUT_MS);
     if (!r.q) {
         err_prefix("cannot reach QEMU's monitor at %s", cfg->qmp);

@@ -43,6 +43,12 @@ int run_nap(struct mig_run *r, int ms)
 {
     json_t *ev = NULL;
 
+    /* A run without a monitor (the libvirt strategy talks to libvirtd,
+     * never to QEMU) just sleeps. */
+    if (!r->q) {
+        usleep((useconds_t)ms * 1000);
+        return 0;
+    }
     if (qmp_wait_event(r->q, NULL, NULL, NULL, &ev, run_dl(ms)) == 0)
         json_decref(ev);
     while ((ev = qmp_next_event(r->q)))
@@ -212,7 +218,7 @@ static void cleanup(struct mig_run *r)
 {
     struct err_saved e;
 
-    if (!qmp_is_open(r->q)) {
+    if (!r->q || !qmp_is_open(r->q)) {
         r->strategy->cleanup(r);
         return;
     }

@@ -58,7 +58,8 @@ struct mig_strategy {
 
 struct mig_run {
     struct mig_config *cfg;
-    struct qmp *q;
+    struct qmp *q;                   /* NULL for a strategy that needs no
+                                      * monitor (libvirt's: run_nap sleeps) */
     int64_t t0;                      /* qmp_now_ms() at the start */
     const struct mig_strategy *strategy;
     void *state;                     /* the strategy's; it frees it in finish() */

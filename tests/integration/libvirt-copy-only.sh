@@ -20,7 +20,8 @@ lv_domain "$DOM" persistent "$T/src.img"
 "$LVD" "$DOM" wait-ready vda >/dev/null || fail "wait-ready"
 # libvirt's status XML records the job's flags: REUSE_EXT (0x2),
 # TRANSIENT_JOB (0x4, a persistent domain), SYNCHRONOUS_WRITES (0x8).
-grep -q "<blockjob name='copy-vda-[^']*' type='copy' state='ready'.* jobflags='0xe'" \
+# libvirt saves that file after it sent the READY event, so it may lag.
+wait_for 10 grep -q "<blockjob name='copy-vda-[^']*' type='copy' state='ready'.* jobflags='0xe'" \
     "/var/run/libvirt/qemu/$DOM.xml" || fail "job flags: $(grep blockjob "/var/run/libvirt/qemu/$DOM.xml")"
 lv_write "$DOM" vda 0x5a 2M 1M
 lv_write "$DOM" vda 0x77 63M 64k

@@ -2,7 +2,8 @@
 # volmig qmp through libvirt (libvirt:DOMAIN): a real libvirtd running a
 # type='qemu' domain (tests/lib/libvirt.sh), the same commands as over the
 # unix socket, events through the QEMU monitor event API, and the domain
-# going away while volmig waits.
+# going away while volmig waits.  It warns, once, that raw commands taint
+# the domain.
 . "$(dirname "$0")/../lib/common.sh"
 require libvirtd virsh qemu-system-x86_64 python3
 [ "$(id -u)" = 0 ] || skip "libvirtd for a system domain needs root"
@@ -27,6 +28,9 @@ assert_eq "$(sed -n 1p "$T/out" | py 'd["return"]["status"]')" running "query-st
 fmt=$(sed -n 2p "$T/out" | py '[n["node-name"] for n in d["return"] if n["drv"] == "raw"][0]')
 sed -n 2p "$T/out" | grep -q "$T/disk.img" || fail "the domain's disk is not among the nodes"
 assert_eq "$(sed -n 3p "$T/out" | py 'd["error"]["class"]')" CommandNotFound "error class"
+assert_eq "$(grep -c 'taints the domain' "$T/err")" 1 "the taint warning, said once"
+grep -q "tainted: custom-monitor" "/var/log/libvirt/qemu/$DOM.log" \
+    || fail "libvirt did not record the taint the warning announces"
 
 log "the same with an explicit uri"
 "$VOLMIG" qmp "$Q?uri=qemu:///system" -c query-status >"$T/out" || fail "?uri="

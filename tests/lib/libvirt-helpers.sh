@@ -77,3 +77,42 @@ lv_no_job() {
 lv_state() {
     "${VIRSH[@]}" domstate "$1"
 }
+
+# lv_guest_writer DOM OUT: a stand-in guest in the background (its pid in
+# LV_WRITER) making 64 KiB writes 128 KiB apart through HMP qemu-io while
+# DOM runs (the count made so far in OUT).  A monitor command still
+# writes while the domain is paused, which a guest cannot: the writer
+# stops at the first write after which DOM no longer runs, and leaves that
+# write's offset (KiB) in OUT.uncertain, since it may have come after the
+# pause.  lv_same_as_guest compares without that one write.
+lv_guest_writer() {
+    local dom=$1 out=$2
+    ( k=0
+      while [ $k -lt 400 ]; do
+          [ "$(lv_state "$dom" 2>/dev/null)" = running ] || exit 0
+          echo $((k * 128)) >"$out.uncertain"
+          lv_write "$dom" vda $((k % 200 + 16)) $((k * 128))k 64k 2>/dev/null || exit 0
+          [ "$(lv_state "$dom" 2>/dev/null)" = running ] || exit 0
+          rm -f "$out.uncertain"
+          k=$((k + 1)); echo $k >"$out"; sleep 0.05
+      done ) &
+    LV_WRITER=$!
+    track_pid $LV_WRITER
+}
+
+# lv_same_as_guest SRC DST OUT: SRC and DST hold the same bytes, but for
+# the one write lv_guest_writer could not place before or after a pause.
+lv_same_as_guest() {
+    local off
+    if [ -f "$3.uncertain" ]; then
+        off=$(cat "$3.uncertain")
+        cp "$1" "$T/guest-a" && cp "$2" "$T/guest-b"
+        for f in "$T/guest-a" "$T/guest-b"; do
+            dd if=/dev/zero of="$f" bs=1k seek="$off" count=64 conv=notrunc status=none
+        done
+        same_bytes "$T/guest-a" "$T/guest-b"
+        rm -f "$T/guest-a" "$T/guest-b"
+    else
+        same_bytes "$1" "$2"
+    fi
+}

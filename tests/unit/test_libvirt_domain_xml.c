@@ -87,6 +87,7 @@ static void test_find(void **state)
     assert_int_equal(lvd_parse_disks(live_xml, &v, &n), 0);
     assert_int_equal(lvd_disk_find(v, n, "vdb"), 1);
     assert_int_equal(lvd_disk_find(v, n, "ua-data"), 1);
+    assert_int_equal(lvd_disk_find(v, n, "data"), 1);      /* KubeVirt volume name */
     assert_int_equal(lvd_disk_find(v, n, "virtio-disk2"), 2);
     assert_int_equal(lvd_disk_find(v, n, "libvirt-3-format"), 2);
     assert_int_equal(lvd_disk_find(v, n, "libvirt-5-storage"), 3);
@@ -174,6 +175,42 @@ static void test_dest_xml(void **state)
     lvd_disks_free(v, n);
 }
 
+/* A migration's destination XML: the moving disks get the destination's
+ * type, format and source (slice included); the rest stays. */
+static void test_move_disks(void **state)
+{
+    struct target_uri u1, u2;
+    struct lvd_move m[2] = {
+        { .target = "vdb", .dest = &u1, .fit = { .slice = 0 } },
+        { .target = "vda", .dest = &u2, .fit = { .slice = 65536 } },
+    };
+    struct lvd_disk *v;
+    size_t n;
+    char *x;
+
+    (void)state;
+    assert_int_equal(target_uri_parse("file:/dst/b.img", &u1), 0);
+    assert_int_equal(target_uri_parse("file:/dst/a.img", &u2), 0);
+    x = lvd_xml_move_disks(live_xml, m, 2, NULL);
+    assert_non_null(x);
+    assert_int_equal(lvd_parse_disks(x, &v, &n), 0);
+    assert_int_equal(n, 6);
+    assert_string_equal(v[0].path, "/dst/a.img");
+    assert_string_equal(v[0].type, "file");
+    assert_string_equal(v[0].alias, "virtio-disk0");
+    assert_string_equal(v[1].path, "/dst/b.img");
+    assert_string_equal(v[1].type, "file");           /* was block */
+    assert_string_equal(v[2].export_name, "exp");     /* untouched */
+    assert_non_null(strstr(x, "size=\"65536\""));
+    assert_null(strstr(x, "backingStore"));           /* vda's went with its source */
+    lvd_disks_free(v, n);
+    free(x);
+
+    m[0].target = "vdz";
+    assert_null(lvd_xml_move_disks(live_xml, m, 1, NULL));
+    assert_non_null(strstr(err_msg(), "no disk vdz"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -181,6 +218,7 @@ int main(void)
         cmocka_unit_test(test_find),
         cmocka_unit_test(test_is),
         cmocka_unit_test(test_dest_xml),
+        cmocka_unit_test(test_move_disks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
