@@ -56,7 +56,9 @@ daemon() {
         for _ in $(seq 100); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
     fi
     if ! pidof libvirtd >/dev/null; then
-        libvirtd -d
+        # The daemon outlives the test that starts it, on purpose: it is not
+        # the test's, so it does not carry the test's tag (leftovers.sh).
+        env -u VOLMIG_TAG libvirtd -d
     fi
     for _ in $(seq 200); do answers && return 0; sleep 0.1; done
     die "libvirtd does not answer on $URI"
