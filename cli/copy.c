@@ -172,7 +172,7 @@ static int parse_count(const char *opt, const char *arg, int max, int *out)
     long n = strtol(arg, &end, 10);
 
     if (*end || end == arg || n < 1 || n > max) {
-        cli_error("copy", "%s '%s': a number from 1 to %d", opt, arg, max);
+        cli_usage("copy", "%s '%s': a number from 1 to %d", opt, arg, max);
         return -1;
     }
     *out = (int)n;
@@ -210,7 +210,8 @@ int cmd_copy(int argc, char **argv)
     if (copy_names_drive(argc, argv))
         return cmd_copy_drive(argc, argv);
     optind = 1;
-    while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":o:h", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
             if (parse_count("--connections", optarg, COPY_MAX_CONNECTIONS, &cfg.connections) < 0)
@@ -222,10 +223,8 @@ int cmd_copy(int argc, char **argv)
             break;
         case 's':
             n = cli_parse_size(optarg);
-            if (n < 4096 || n > COPY_MAX_REQUEST || n % 4096) {
-                cli_error("copy", "--request-size '%s': a multiple of 4K from 4K to 32M", optarg);
-                return EXIT_USAGE;
-            }
+            if (n < 4096 || n > COPY_MAX_REQUEST || n % 4096)
+                return cli_usage("copy", "--request-size '%s': a multiple of 4K from 4K to 32M", optarg);
             cfg.request_size = (uint32_t)n;
             break;
         case 'p':
@@ -237,35 +236,27 @@ int cmd_copy(int argc, char **argv)
             if (!strcmp(optarg, "json")) {
                 d.json = true;
             } else if (strcmp(optarg, "text")) {
-                cli_error("copy", "--output '%s': use text or json", optarg);
-                return EXIT_USAGE;
+                return cli_usage("copy", "--output '%s': use text or json", optarg);
             }
             break;
         case 'D': cfg.no_direct = true; break;
         case 'S':
             n = cli_parse_size(optarg);
-            if (n < 1) {
-                cli_error("copy", "--speed '%s': bytes per second, more than 0 (K M G suffixes)",
-                          optarg);
-                return EXIT_USAGE;
-            }
+            if (n < 1)
+                return cli_usage("copy", "--speed '%s': bytes per second, more than 0 (K M G "
+                                         "suffixes; leave it out for no limit)", optarg);
             cfg.max_rate = (uint64_t)n;
             break;
         case 'X': tls_creds = optarg; break;
         case 'P': tls_psk = optarg; break;
         case 'h': usage(stdout); return EXIT_DONE;
-        default: usage(stderr); return EXIT_USAGE;
+        default: return cli_bad_option("copy", argv, c);
         }
     }
-    if (argc - optind < 2) {
-        cli_error("copy", "SOURCE and TARGET are required");
-        usage(stderr);
-        return EXIT_USAGE;
-    }
-    if (argc - optind > 2) {
-        cli_error("copy", "unexpected argument '%s'", argv[optind + 2]);
-        return EXIT_USAGE;
-    }
+    if (argc - optind < 2)
+        return cli_usage("copy", "SOURCE and TARGET are required");
+    if (argc - optind > 2)
+        return cli_usage("copy", "unexpected argument '%s'", argv[optind + 2]);
     cfg.source = argv[optind];
     cfg.target = argv[optind + 1];
     for (int i = 0; i < 2; i++) {
@@ -273,36 +264,25 @@ int cmd_copy(int argc, char **argv)
         enum copy_spec_kind kind;
         const char *path;
 
-        if (copy_spec_kind(argv[optind + i], &kind, &path, &u) < 0) {
-            cli_error("copy", "%s: %s", i ? "TARGET" : "SOURCE", err_msg());
-            return EXIT_USAGE;
-        }
+        if (copy_spec_kind(argv[optind + i], &kind, &path, &u) < 0)
+            return cli_usage("copy", "%s '%s': %s", i ? "TARGET" : "SOURCE", argv[optind + i], cli_why());
         any_tls |= u.tls && kind == COPY_SPEC_NBD;
     }
-    if (tls_creds && tls_psk) {
-        cli_error("copy", "--tls-creds and --tls-psk exclude each other");
-        return EXIT_USAGE;
-    }
-    if ((tls_creds || tls_psk) && !any_tls) {
-        cli_error("copy", "TLS credentials given, but neither SOURCE nor TARGET is an nbds:// "
-                          "or nbds+unix:// URI");
-        return EXIT_USAGE;
-    }
-    if (any_tls && !tls_creds && !tls_psk) {
-        cli_error("copy", "an nbds URI needs --tls-creds or --tls-psk");
-        return EXIT_USAGE;
-    }
+    if (tls_creds && tls_psk)
+        return cli_usage("copy", "--tls-creds and --tls-psk exclude each other");
+    if ((tls_creds || tls_psk) && !any_tls)
+        return cli_usage("copy", "%s given, but neither SOURCE nor TARGET is an nbds:// or "
+                                 "nbds+unix:// URI", tls_creds ? "--tls-creds" : "--tls-psk");
+    if (any_tls && !tls_creds && !tls_psk)
+        return cli_usage("copy", "an nbds URI needs --tls-creds or --tls-psk");
     if (any_tls) {
-        if (client_tls_init(&tls, tls_creds, tls_psk, NULL) < 0) {
-            cli_error("copy", "%s", err_msg());
-            return EXIT_USAGE;
-        }
+        if (client_tls_init(&tls, tls_creds, tls_psk, NULL) < 0)
+            return cli_usage("copy", "%s '%s': %s", tls_creds ? "--tls-creds" : "--tls-psk",
+                             tls_creds ? tls_creds : tls_psk, cli_why());
         cfg.tls = &tls;
     }
-    if ((uint64_t)cfg.requests * cfg.request_size > COPY_MAX_BUFFERS) {
-        cli_error("copy", "--requests times --request-size is more than 1 GiB of buffers");
-        return EXIT_USAGE;
-    }
+    if ((uint64_t)cfg.requests * cfg.request_size > COPY_MAX_BUFFERS)
+        return cli_usage("copy", "--requests times --request-size is more than 1 GiB of buffers");
     d.tty = !d.json && isatty(STDERR_FILENO) && isatty(STDOUT_FILENO);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
@@ -310,7 +290,7 @@ int cmd_copy(int argc, char **argv)
     r = copy_run(&cfg, &st);
     show_end(&d, r, &st);
     if (r == COPY_FAILED) {
-        cli_error("copy", "%s", err_msg());
+        cli_error("copy", "%s", cli_why());
         return EXIT_FAILED;
     }
     return r == COPY_CANCELLED ? EXIT_CANCELLED : EXIT_DONE;

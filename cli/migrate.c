@@ -4,6 +4,7 @@
 #include "engine/error.h"
 #include "engine/migrate.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
@@ -221,15 +222,63 @@ static int parse_volume(char *arg, struct mig_volume *v)
     char *eq = strchr(arg, '=');
 
     if (!eq || eq == arg || !eq[1]) {
-        cli_error(me, "--volume '%s' is not DRIVE=TARGET", arg);
+        cli_usage(me, "--volume '%s' is not DRIVE=TARGET", arg);
         return -1;
     }
     *eq = '\0';
     v->drive = arg;
     v->target = eq + 1;
     if (target_uri_parse(v->target, &v->uri) < 0) {
-        cli_error(me, "--volume %s: %s", arg, err_msg());
+        cli_usage(me, "--volume %s=%s: %s", arg, v->target, cli_why());
         return -1;
+    }
+    return 0;
+}
+
+/* QEMU's migration URIs (QEMU 7.2): tcp:HOST:PORT, rdma:HOST:PORT,
+ * unix:PATH, exec:COMMAND, fd:NAME.  Only the form is checked: whether the
+ * other end listens is known when QEMU tries. */
+static int check_migrate_uri(const char *arg)
+{
+    const char *u = arg + 8;   /* after "migrate:" */
+    const char *colon;
+
+    if (!strncmp(u, "tcp:", 4) || !strncmp(u, "rdma:", 5)) {
+        const char *hp = strchr(u, ':') + 1;
+
+        colon = strrchr(hp, ':');
+        if (!colon || colon == hp || cli_parse_port(colon + 1, 1) < 0)
+            return cli_usage(me, "--switchover '%s': expected migrate:%.*s:HOST:PORT, the port "
+                             "a number from 1 to 65535", arg, (int)(hp - u - 1), u);
+        return 0;
+    }
+    if (!strncmp(u, "unix:", 5) || !strncmp(u, "exec:", 5) || !strncmp(u, "fd:", 3)) {
+        if (!strchr(u, ':')[1])
+            return cli_usage(me, "--switchover '%s': nothing after '%.*s'", arg,
+                             (int)(strchr(u, ':') - u + 1), u);
+        return 0;
+    }
+    return cli_usage(me, "--switchover '%s': expected migrate:tcp:HOST:PORT (or QEMU's other "
+                     "migration URIs: unix:PATH, rdma:HOST:PORT, exec:CMD, fd:NAME)", arg);
+}
+
+/* A file: target must exist in mirror mode (QEMU opens it, and volmig
+ * cannot know the drive's size before it asks QEMU); bitmap mode creates
+ * it.  Checked only for a QEMU on this host: through libvirt?uri= the
+ * path is another host's. */
+static int check_file_targets(const struct mig_config *cfg)
+{
+    if (cfg->mode == MIG_MODE_BITMAP || strstr(cfg->qmp, "?uri="))
+        return 0;
+    for (int i = 0; i < cfg->nvols; i++) {
+        const struct mig_volume *v = &cfg->vols[i];
+
+        if (v->uri.kind == URI_FILE && access(v->uri.path, F_OK) < 0 && errno == ENOENT) {
+            cli_error(me, "--volume %s=%s: %s does not exist; create it as large as the drive "
+                      "first (truncate -s SIZE %s), or use --mode bitmap, which creates it",
+                      v->drive, v->target, v->uri.path, v->uri.path);
+            return -1;
+        }
     }
     return 0;
 }
@@ -273,14 +322,17 @@ int cmd_migrate(int argc, char **argv)
 
     me = argv[0];
     optind = 1;
-    while ((c = getopt_long(argc, argv, "q:V:s:o:h", opts, NULL)) != -1) {
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":q:V:s:o:h", opts, NULL)) != -1) {
         switch (c) {
-        case 'q': cfg.qmp = optarg; break;
-        case 'V':
-            if (cfg.nvols == MAX_VOLUMES) {
-                cli_error(me, "at most %d volumes in one migration", MAX_VOLUMES);
+        case 'q':
+            if (cli_check_qmp(me, "--qmp", optarg))
                 return EXIT_USAGE;
-            }
+            cfg.qmp = optarg;
+            break;
+        case 'V':
+            if (cfg.nvols == MAX_VOLUMES)
+                return cli_usage(me, "--volume: at most %d volumes in one migration", MAX_VOLUMES);
             if (parse_volume(optarg, &vols[cfg.nvols]) < 0)
                 return EXIT_USAGE;
             cfg.nvols++;
@@ -290,45 +342,46 @@ int cmd_migrate(int argc, char **argv)
                 cfg.switchover = MIG_SW_PIVOT;
             } else if (!strcmp(optarg, "none")) {
                 cfg.switchover = MIG_SW_NONE;
-            } else if (!strncmp(optarg, "migrate:", 8) && optarg[8]) {
+            } else if (!strncmp(optarg, "migrate:", 8)) {
+                if (check_migrate_uri(optarg))
+                    return EXIT_USAGE;
                 cfg.switchover = MIG_SW_MIGRATE;
                 cfg.migrate_uri = optarg + 8;
             } else {
-                cli_error(me, "--switchover '%s': use pivot, none or migrate:URI", optarg);
-                return EXIT_USAGE;
+                return cli_usage(me, "--switchover '%s': use pivot, none or migrate:URI", optarg);
             }
             break;
         case 'c':
             if (!strcmp(optarg, "write-blocking")) {
                 cfg.write_blocking = true;
             } else if (strcmp(optarg, "background")) {
-                cli_error(me, "--copy-mode '%s': use background or write-blocking", optarg);
-                return EXIT_USAGE;
+                return cli_usage(me, "--copy-mode '%s': use background or write-blocking", optarg);
             }
             break;
         case 'r':
             n = strtoll(optarg, &end, 10);
-            if (*end || n < 0 || n > 1000) {
-                cli_error(me, "--retries '%s': a number from 0 to 1000", optarg);
-                return EXIT_USAGE;
-            }
+            if (!*optarg || *end || n < 0 || n > 1000)
+                return cli_usage(me, "--retries '%s': a number from 0 to 1000", optarg);
             cfg.retries = (int)n;
             break;
         case 'b':
             cfg.backoff_s = strtod(optarg, &end);
-            if (*end || !(cfg.backoff_s >= 0) || cfg.backoff_s > 86400) {
-                cli_error(me, "--backoff '%s': seconds, from 0 to 86400", optarg);
-                return EXIT_USAGE;
-            }
+            if (!*optarg || *end || !(cfg.backoff_s >= 0) || cfg.backoff_s > 86400)
+                return cli_usage(me, "--backoff '%s': seconds, from 0 to 86400", optarg);
             break;
         case 'B':
         case 'g':
         case 'S':
             n = cli_parse_size(optarg);
-            if (n <= 0) {
-                cli_error(me, "'%s' is not a size in bytes", optarg);
-                return EXIT_USAGE;
-            }
+            if (n <= 0)
+                return cli_usage(me, "%s '%s': %s", c == 'S' ? "--speed" : c == 'B' ? "--buf-size" : "--granularity",
+                                 optarg, c == 'S' ? "bytes per second, more than 0 (K M G suffixes; "
+                                                    "leave it out for no limit)"
+                                                  : "a size in bytes, more than 0 (K M G suffixes)");
+            /* QEMU takes a power of two from 512 B to 64 MiB, and says so
+             * only once the job starts. */
+            if (c == 'g' && (n < 512 || n > (64 << 20) || (n & (n - 1))))
+                return cli_usage(me, "--granularity '%s': a power of two from 512 to 64M", optarg);
             if (c == 'S') {
                 cfg.speed = (uint64_t)n;
             } else if (c == 'B') {
@@ -340,80 +393,63 @@ int cmd_migrate(int argc, char **argv)
             break;
         case 'p':
             n = strtoll(optarg, &end, 10);
-            if (*end || n < 50 || n > 60000) {
-                cli_error(me, "--progress-interval: milliseconds from 50 to 60000");
-                return EXIT_USAGE;
-            }
+            if (!*optarg || *end || n < 50 || n > 60000)
+                return cli_usage(me, "--progress-interval '%s': milliseconds from 50 to 60000", optarg);
             cfg.progress_ms = (int)n;
             break;
         case 'o':
             if (!strcmp(optarg, "json")) {
                 d.json = true;
             } else if (strcmp(optarg, "text")) {
-                cli_error(me, "--output '%s': use text or json", optarg);
-                return EXIT_USAGE;
+                return cli_usage(me, "--output '%s': use text or json", optarg);
             }
             break;
         case 'M':
             if (!strcmp(optarg, "bitmap")) {
                 cfg.mode = MIG_MODE_BITMAP;
             } else if (strcmp(optarg, "mirror")) {
-                cli_error(me, "--mode '%s': use mirror or bitmap", optarg);
-                return EXIT_USAGE;
+                return cli_usage(me, "--mode '%s': use mirror or bitmap", optarg);
             }
             break;
         case 'C':
             n = strcmp(optarg, "0") ? cli_parse_size(optarg) : 0;
-            if (n < 0) {
-                cli_error(me, "--converge-below '%s' is not a size in bytes", optarg);
-                return EXIT_USAGE;
-            }
+            if (n < 0)
+                return cli_usage(me, "--converge-below '%s': a size in bytes (K M G suffixes)", optarg);
             cfg.converge_below = n;
             break;
         case 'N':
             /* sun_path holds 108 bytes with the NUL. */
-            if (!optarg[0] || strlen(optarg) > 107) {
-                cli_error(me, "--nbd-socket '%s': a unix socket path of 1 to 107 bytes",
-                          optarg);
-                return EXIT_USAGE;
-            }
+            if (!optarg[0] || strlen(optarg) > 107)
+                return cli_usage(me, "--nbd-socket '%s': a unix socket path of 1 to 107 bytes", optarg);
             cfg.nbd_socket = optarg;
             break;
         case 'X': cfg.tls_creds = optarg; break;
         case 'P': cfg.tls_psk = optarg; break;
         case 'H': cfg.tls_hostname = optarg; break;
         case 'h': usage(stdout); return EXIT_DONE;
-        default: usage(stderr); return EXIT_USAGE;
+        default: return cli_bad_option(me, argv, c);
         }
     }
-    if (optind < argc) {
-        cli_error(me, "unexpected argument '%s'", argv[optind]);
-        return EXIT_USAGE;
-    }
-    if (!cfg.qmp || !cfg.nvols) {
-        cli_error(me, "--qmp and at least one --volume are required");
-        usage(stderr);
-        return EXIT_USAGE;
-    }
-    if (cfg.tls_creds && cfg.tls_psk) {
-        cli_error(me, "--tls-creds and --tls-psk exclude each other");
-        return EXIT_USAGE;
-    }
+    if (optind < argc)
+        return cli_usage(me, "unexpected argument '%s'", argv[optind]);
+    if (!cfg.qmp || !cfg.nvols)
+        return cli_usage(me, "%s", !cfg.qmp ? "--qmp ADDR is required" : "at least one --volume DRIVE=TARGET is required");
+    if (cfg.tls_creds && cfg.tls_psk)
+        return cli_usage(me, "--tls-creds and --tls-psk exclude each other");
     for (int i = 0; i < cfg.nvols; i++)
-        if (cfg.vols[i].uri.tls && !cfg.tls_creds && !cfg.tls_psk) {
-            cli_error(me, "--volume %s=%s: an nbds URI needs --tls-creds or --tls-psk",
-                      cfg.vols[i].drive, cfg.vols[i].target);
-            return EXIT_USAGE;
-        }
-    if (cfg.nbd_socket && cfg.mode != MIG_MODE_BITMAP) {
-        cli_error(me, "--nbd-socket goes with --mode bitmap (the mirror pushes to the "
-                      "targets and needs no NBD server in QEMU)");
-        return EXIT_USAGE;
-    }
-    if (cfg.tls_hostname && !cfg.tls_creds) {
-        cli_error(me, "--tls-hostname goes with --tls-creds (certificates carry names)");
-        return EXIT_USAGE;
-    }
+        if (cfg.vols[i].uri.tls && !cfg.tls_creds && !cfg.tls_psk)
+            return cli_usage(me, "--volume %s=%s: an nbds URI needs --tls-creds or --tls-psk",
+                             cfg.vols[i].drive, cfg.vols[i].target);
+    if (cfg.nbd_socket && cfg.mode != MIG_MODE_BITMAP)
+        return cli_usage(me, "--nbd-socket goes with --mode bitmap (the mirror pushes to the "
+                             "targets and needs no NBD server in QEMU)");
+    if (cfg.tls_hostname && !cfg.tls_creds)
+        return cli_usage(me, "--tls-hostname goes with --tls-creds (certificates carry names)");
+    if (cfg.mode == MIG_MODE_BITMAP && cfg.switchover == MIG_SW_PIVOT)
+        return cli_usage(me, "--switchover pivot goes with --mode mirror only (QEMU would have to "
+                             "reopen the drive on the target): use none or migrate:URI with bitmap");
+    if (check_file_targets(&cfg) < 0)
+        return EXIT_FAILED;
     /* QEMU's mirror issues up to a whole buffer before its rate limit
      * applies, so a large buffer would overrun a small --speed: size the
      * buffer to about one second of the allowed rate. */
@@ -426,7 +462,7 @@ int cmd_migrate(int argc, char **argv)
     r = mig_run(&cfg);
     cli_bar_end();
     if (r == MIG_FAILED) {
-        cli_error(me, "%s", err_msg());
+        cli_error(me, "%s", cli_why());
         return EXIT_FAILED;
     }
     return r == MIG_CANCELLED ? EXIT_CANCELLED : EXIT_DONE;
