@@ -113,7 +113,7 @@ static int builtin_wait(struct console *c, const char *line)
         return -1;
     }
     if (qmp_wait_event(c->q, name, NULL, NULL, &ev, qmp_deadline_in(secs * 1000)) < 0) {
-        cli_error("qmp", "%s", err_msg());
+        cli_error("qmp", "%s", cli_why());
         return -1;
     }
     print_json(c, ev);
@@ -136,7 +136,7 @@ static int run_line(struct console *c, const char *line)
         return builtin_wait(c, line) < 0 ? (qmp_is_open(c->q) ? -1 : -2) : 0;
     cmd = qmp_shell_parse(line);
     if (!cmd) {
-        cli_error("qmp", "%s", err_msg());
+        cli_error("qmp", "%s", cli_why());
         return -1;
     }
     name = json_string_value(json_object_get(cmd, "execute"));
@@ -149,7 +149,7 @@ static int run_line(struct console *c, const char *line)
         reply = json_pack("{s:{s:s, s:s}}", "error", "class", qmp_error_class(c->q),
                           "desc", qmp_error_desc(c->q));
     } else {
-        cli_error("qmp", "%s", err_msg());
+        cli_error("qmp", "%s", cli_why());
         json_decref(cmd);
         return qmp_is_open(c->q) ? -1 : -2;
     }
@@ -222,7 +222,7 @@ static int console_getc(EditLine *el, wchar_t *wc)
         if (n > 0 && p[1].revents) {
             if (qmp_pump(c->q, qmp_now_ms()) < 0) {
                 printf("\r\n");
-                cli_error("qmp", "%s", err_msg());
+                cli_error("qmp", "%s", cli_why());
                 c->dead = true;
                 return 0;
             }
