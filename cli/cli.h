@@ -3,6 +3,7 @@
 #ifndef VOLMIG_CLI_H
 #define VOLMIG_CLI_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -47,8 +48,14 @@ int cli_parse_port(const char *s, int min);
 /* progress.c: "1.5 GiB"; a progress bar on stderr (a terminal), and the
  * newline that ends it before other output. */
 const char *cli_human_bytes(double bytes, char *buf, size_t len);
-void cli_bar(double done, double total, double rate, double eta);
+/* The bar; EXTRA (may be NULL) follows it on the same line: the figures
+ * per volume of a migration. */
+void cli_bar(double done, double total, double rate, double eta, const char *extra);
 void cli_bar_end(void);
+/* Prints one JSON event as a line on stdout and drops the reference: "t"
+ * to the millisecond, an unknown (negative) "eta" as null, and reals
+ * without binary noise (0.091, not 0.090999999999999998). */
+void cli_json_event(json_t *ev);
 
 /* Parses "123", "4k", "10M", "2G", "1T" (powers of 1024). -1 if invalid. */
 long long cli_parse_size(const char *s);

@@ -77,13 +77,8 @@ static json_t *status_json(const char *event, const struct copy_status *s)
 
 static void print_json(json_t *o)
 {
-    char *text = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-
-    if (text)
-        printf("%s\n", text);
-    free(text);
-    json_decref(o);
-    fflush(stdout);
+    if (o)
+        cli_json_event(o);
 }
 
 static void show_progress(struct display *d, const struct copy_status *s)
@@ -94,7 +89,7 @@ static void show_progress(struct display *d, const struct copy_status *s)
     if (s->eta >= 0)
         snprintf(etas, sizeof etas, "%.0fs", s->eta);
     if (d->tty) {
-        cli_bar((double)s->done, (double)s->size, s->rate, s->eta);
+        cli_bar((double)s->done, (double)s->size, s->rate, s->eta, NULL);
         return;
     }
     if (s->t - d->last_line < 2.0 && d->last_line > 0)
@@ -139,6 +134,11 @@ static void show_end(struct display *d, enum copy_result r, const struct copy_st
     const char *ev = r == COPY_DONE ? "completed" : r == COPY_CANCELLED ? "cancelled" : "failed";
     char a[32], b[32], c[32], z[32], k[32], rt[32];
 
+    /* The bar ends where the copy did: at 100% when it is done, whenever
+     * the last progress event came. */
+    if (d->tty && d->started)
+        cli_bar(r == COPY_DONE ? (double)s->size : (double)s->done, (double)s->size,
+                r == COPY_DONE && s->t > 0 ? (double)s->size / s->t : s->rate, r == COPY_DONE ? 0 : s->eta, NULL);
     cli_bar_end();
     if (d->json) {
         json_t *o = status_json(ev, s);
@@ -159,9 +159,14 @@ static void show_end(struct display *d, enum copy_result r, const struct copy_st
                cli_human_bytes(s->t > 0 ? (double)s->size / s->t : 0, rt, sizeof rt),
                cli_human_bytes((double)s->data, k, sizeof k), cli_human_bytes((double)s->zeroed, z, sizeof z),
                cli_human_bytes((double)s->skipped, c, sizeof c));
-    } else {
+    } else if (r == COPY_CANCELLED) {
         printf("%7.1fs %s after %s of %s: the target holds the source up to offset %llu (%s); "
                "the source is untouched\n", s->t, ev, a, b, (unsigned long long)s->contiguous, c);
+    } else {
+        /* A failure is said once, on stderr, with how far the copy got. */
+        cli_error("copy", "%s; failed after %s of %s: the target holds the source up to offset "
+                  "%llu (%s); the source is untouched", cli_why(), a, b,
+                  (unsigned long long)s->contiguous, c);
     }
     fflush(stdout);
 }
@@ -290,7 +295,8 @@ int cmd_copy(int argc, char **argv)
     r = copy_run(&cfg, &st);
     show_end(&d, r, &st);
     if (r == COPY_FAILED) {
-        cli_error("copy", "%s", cli_why());
+        if (!d.started || d.json)    /* else show_end said it */
+            cli_error("copy", "%s", cli_why());
         return EXIT_FAILED;
     }
     return r == COPY_CANCELLED ? EXIT_CANCELLED : EXIT_DONE;

@@ -103,7 +103,39 @@ struct display {
     bool json;
     bool tty;
     double last_line;
+    double done, total;       /* the last progress, for the bar at `ready` */
+    /* A text-mode `failed` waits for the next event: a retry follows it,
+     * or the end, where the error line on stderr says it once. */
+    char failed[1024];
 };
+
+/* The figures per volume after the bar: "disk0 45% 560.0 MiB left". */
+static void volume_figures(json_t *ev, char *buf, size_t len)
+{
+    size_t i, n = 0;
+    json_t *v;
+
+    buf[0] = '\0';
+    json_array_foreach(json_object_get(ev, "volumes"), i, v) {
+        double vd = (double)json_integer_value(json_object_get(v, "done"));
+        double vt = (double)json_integer_value(json_object_get(v, "total"));
+        char l[32];
+
+        if (n >= len)
+            break;
+        n += snprintf(buf + n, len - n, "%s%s %.0f%% %s left", i ? ", " : "",
+                      json_string_value(json_object_get(v, "drive")), vt > 0 ? 100.0 * vd / vt : 0,
+                      cli_human_bytes(vt - vd, l, sizeof l));
+    }
+}
+
+/* The pending `failed` line, when a retry follows it. */
+static void flush_failed(struct display *d)
+{
+    if (d->failed[0])
+        printf("%s\n", d->failed);
+    d->failed[0] = '\0';
+}
 
 static void show_progress(struct display *d, json_t *ev)
 {
@@ -117,8 +149,13 @@ static void show_progress(struct display *d, json_t *ev)
 
     if (eta >= 0)
         snprintf(etas, sizeof etas, "%.0fs", eta);
+    d->done = done;
+    d->total = total;
     if (d->tty) {
-        cli_bar(done, total, rate, eta);
+        char vols[512];
+
+        volume_figures(ev, vols, sizeof vols);
+        cli_bar(done, total, rate, eta, json_array_size(json_object_get(ev, "volumes")) ? vols : NULL);
         return;
     }
     if (t - d->last_line < 2.0 && d->last_line > 0)
@@ -147,18 +184,17 @@ static void show(void *opaque, json_t *ev)
     double t = json_real_value(json_object_get(ev, "t"));
 
     if (d->json) {
-        char *s = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER);
-
-        if (s)
-            printf("%s\n", s);
-        free(s);
-        fflush(stdout);
-        json_decref(ev);
+        cli_json_event(ev);
         return;
     }
+    if (strcmp(name, "failed"))
+        flush_failed(d);
     if (!strcmp(name, "progress")) {
         show_progress(d, ev);
     } else {
+        /* The bar ends full when the copy is: the mirrors are in sync. */
+        if (d->tty && !strcmp(name, "ready") && d->total > 0)
+            cli_bar(d->total, d->total, 0, 0, NULL);
         cli_bar_end();
         if (!strcmp(name, "started")) {
             size_t i;
@@ -207,9 +243,9 @@ static void show(void *opaque, json_t *ev)
         } else if (!strcmp(name, "completed")) {
             printf("%7.1fs done\n", t);
         } else if (!strcmp(name, "failed")) {
-            printf("%7.1fs attempt %lld failed: %s\n", t,
-                   json_integer_value(json_object_get(ev, "attempt")),
-                   json_string_value(json_object_get(ev, "error")));
+            snprintf(d->failed, sizeof d->failed, "%7.1fs attempt %lld failed: %s", t,
+                     json_integer_value(json_object_get(ev, "attempt")),
+                     json_string_value(json_object_get(ev, "error")));
         } else if (!strcmp(name, "retrying")) {
             printf("%7.1fs retrying in %.0f s (attempt %lld)\n", t,
                    json_real_value(json_object_get(ev, "delay")),
@@ -468,6 +504,10 @@ int cmd_migrate(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     r = mig_run(&cfg);
     cli_bar_end();
+    /* A last failed attempt is said once, by the error line; its own line
+     * only when the error says something else. */
+    if (r != MIG_FAILED || !strstr(d.failed, err_msg()))
+        flush_failed(&d);
     if (r == MIG_FAILED) {
         cli_error(me, "%s", cli_why());
         return EXIT_FAILED;
