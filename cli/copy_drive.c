@@ -71,21 +71,18 @@ int cmd_copy_drive(int argc, char **argv)
                    "Exit status: 0 done, 1 failed, 2 bad usage, 3 cancelled.\n");
             return EXIT_DONE;
         default:
-            cli_error("copy", "'%s' does not go with --qmp/--drive (pull mode takes --output, "
-                              "--tls-creds, --tls-psk, --speed and --progress-interval)",
-                      argv[optind - 1]);
-            return EXIT_USAGE;
+            return cli_usage("copy", "'%s' does not go with --qmp/--drive (pull mode takes --output, "
+                                     "--tls-creds, --tls-psk, --speed and --progress-interval)",
+                             argv[optind - 1]);
         }
     }
-    if (!qmp || !drive) {
-        cli_error("copy", "pull mode needs both --qmp ADDR and --drive NAME");
+    if (!qmp || !drive)
+        return cli_usage("copy", "pull mode needs both --qmp ADDR and --drive NAME");
+    if (argc - optind != 1)
+        return cli_usage("copy", "pull mode takes one TARGET (the source is the drive), got %d",
+                         argc - optind);
+    if (cli_check_qmp("copy", "--qmp", qmp))
         return EXIT_USAGE;
-    }
-    if (argc - optind != 1) {
-        cli_error("copy", "pull mode takes one TARGET (the source is the drive), got %d",
-                  argc - optind);
-        return EXIT_USAGE;
-    }
     snprintf(volume, sizeof volume, "%s=%s%s", drive, has_scheme(argv[optind]) ? "" : "file:",
              argv[optind]);
     margv[margc++] = "--qmp";

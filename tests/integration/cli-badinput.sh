@@ -74,6 +74,9 @@ usage migrate "'--bogus'" --qmp "$Q" "${V[@]}" --bogus
 usage copy "--speed '0'" "$T/disk" "$T/out" --speed 0
 usage copy "'--bogus'" "$T/disk" "$T/out" --bogus
 usage copy "SOURCE" "$T/disk"
+usage copy "--qmp '$T/q.sock'" --qmp "$T/q.sock" --drive disk0 "$T/out"
+usage copy "--drive" --qmp "$Q" "$T/out"
+usage copy "'--connections'" --qmp "$Q" --drive disk0 --connections 2 "$T/out"
 usage qmp "'$T/q.sock'" "$T/q.sock" -c query-status
 usage qmp "--timeout 'x'" "$Q" --timeout x
 usage qmp "no QMP address"
