@@ -167,7 +167,6 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof subcommands / sizeof subcommands[0]; i++)
         if (!strcmp(argv[1], subcommands[i].name))
             return subcommands[i].run(argc - 1, argv + 1);
-    fprintf(stderr, "volmig: unknown subcommand '%s'\n\n", argv[1]);
-    usage(stderr);
+    fprintf(stderr, "volmig: unknown subcommand '%s'\nsee volmig --help\n", argv[1]);
     return EXIT_USAGE;
 }

@@ -81,6 +81,12 @@ usage qmp "'$T/q.sock'" "$T/q.sock" -c query-status
 usage qmp "--timeout 'x'" "$Q" --timeout x
 usage qmp "no QMP address"
 
+rc=0
+"$VOLMIG" frobnicate >"$T/top.out" 2>"$T/top.err" || rc=$?
+assert_eq "$rc" 2 "exit status of an unknown subcommand"
+assert_eq "$(cat "$T/top.err")" "volmig: unknown subcommand 'frobnicate'
+see volmig --help" "an unknown subcommand"
+
 log "a file: target that does not exist, in mirror mode: said at once, with what to do"
 random_file "$T/src" 4
 start_qemu q '{"driver":"raw","node-name":"disk0","file":{"driver":"file","filename":"'"$T/src"'"}}'
