@@ -6,7 +6,7 @@ CC      ?= gcc
 PREFIX  ?= /usr/local
 DESTDIR ?=
 DEPS    ?= ./tests/lib/deps.sh
-PKGS    := liburing jansson libnbd libvirt libvirt-qemu libedit yaml-0.1 gnutls
+PKGS    := liburing jansson libnbd libvirt libvirt-qemu libxml-2.0 libedit yaml-0.1 gnutls
 SAN     ?=
 OPT     ?= -O2 -g
 CFLAGS  ?=
@@ -15,7 +15,7 @@ override CFLAGS += $(OPT) -std=gnu11 -Wall -Wextra -Werror -Wno-format-truncatio
 override LDLIBS += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 override LDFLAGS += $(SAN)
 
-LIB_SRCS  := $(wildcard nbd/*.c engine/*.c qmp/*.c k8s/*.c)
+LIB_SRCS  := $(wildcard common/*.c nbd/*.c engine/*.c qmp/*.c k8s/*.c)
 CLI_SRCS  := $(wildcard cli/*.c)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 TOOL_SRCS := $(wildcard tests/tools/*.c)

@@ -18,7 +18,13 @@
 # 1-minute load average when the case started: on a shared machine CPU
 # time is the steadier figure.
 #
-# Prints a Markdown table on stdout; progress goes to stderr.
+# A second table: the source's page cache.  A BENCH_CACHE_SIZE (default 1G)
+# file on the disk copied into nbdkit's file plugin with cache=none, once
+# with the source warm (read just before) and once cold (caches dropped),
+# volmig against nbdcopy: O_DIRECT alone loses when the cache is warm,
+# buffered reads alone lose when it is cold.
+#
+# Prints Markdown tables on stdout; progress goes to stderr.
 set -euo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 VOLMIG=${VOLMIG:-$TOP/build/volmig}
@@ -46,6 +52,26 @@ drop_caches() {
     if [ "$DROP" = 1 ] && [ "$1" = disk ] && [ -w /proc/sys/vm/drop_caches ]; then
         echo 3 >/proc/sys/vm/drop_caches
     fi
+}
+
+# The cache table's runs: TOOL warm|cold; prints "SECONDS CPU".
+cache_case() {
+    rm -f "$dir/target"
+    truncate -s "$cbytes" "$dir/target"
+    rm -f "$dir/t.sock"
+    nbdkit -f -U "$dir/t.sock" file "$dir/target" cache=none >/dev/null 2>&1 &
+    pids+=($!)
+    server=$!
+    for _ in $(seq 100); do [ -S "$dir/t.sock" ] && break; sleep 0.05; done
+    sync
+    if [ "$2" = cold ]; then echo 3 >/proc/sys/vm/drop_caches; else cat "$dir/csrc" >/dev/null; fi
+    case $1 in
+        volmig)  s=$(timed "$VOLMIG" copy "$dir/csrc" "nbd+unix:///?socket=$dir/t.sock") ;;
+        nbdcopy) s=$(timed nbdcopy "$dir/csrc" "nbd+unix:///?socket=$dir/t.sock") ;;
+    esac
+    stop_server
+    cmp -s "$dir/csrc" "$dir/target" || s="DIFFERS -"
+    echo "$s"
 }
 
 # nbdkit exporting FILE on a unix socket; URI in $uri, pid remembered.
@@ -182,6 +208,31 @@ except ValueError: print('-')")
     rm -rf "$dir"
 done
 
+crows=()
+if [ -w /proc/sys/vm/drop_caches ]; then
+    cbytes=$(numfmt --from=iec "${BENCH_CACHE_SIZE:-1G}")
+    dir=$(mktemp -d "$DISK/volmig-bench-cache.XXXXXX")
+    dirs+=("$dir")
+    head -c "$cbytes" /dev/urandom >"$dir/csrc"
+    for temp in warm cold; do
+        declare -A all=() t=() c=() r=()
+        load=$(cut -d' ' -f1 /proc/loadavg)
+        for i in $(seq "$REPEAT"); do
+            for tool in volmig nbdcopy; do
+                x=$(cache_case $tool $temp)
+                all[$tool]+="${all[$tool]:+|}$x"
+                say "cache $temp $tool run $i: ${x% *} s, CPU ${x#* } s"
+            done
+        done
+        for tool in volmig nbdcopy; do
+            IFS='|' read -r -a runs <<<"${all[$tool]}"
+            read -r t[$tool] c[$tool] r[$tool] < <(best "${runs[@]}")
+        done
+        crows+=("| $temp | ${r[volmig]} | ${r[nbdcopy]} | $(ratio "${t[nbdcopy]}" "${t[volmig]}") | ${c[volmig]} / ${c[nbdcopy]} | $load |")
+    done
+    rm -rf "$dir"
+fi
+
 echo "### volmig copy vs nbdcopy vs qemu-img convert ($SIZE, seconds incl. sync, fastest-slowest of $REPEAT; ratio of the fastest runs > 1: volmig faster)"
 echo
 echo "| where | case | volmig | nbdcopy | qemu-img | nbdcopy/volmig | qemu-img/volmig | CPU s volmig / nbdcopy / qemu-img | load | notes |"
@@ -189,3 +240,11 @@ echo "|---|---|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
 echo
 echo "$(nproc) CPUs, load average at the end $(cut -d' ' -f1-3 /proc/loadavg); NBD end: nbdkit file plugin ($(nbdkit --version | head -n 1)); $(nbdcopy --version | head -n 1); $(qemu-img --version | head -n 1); targets start as fresh sparse files."
+if [ ${#crows[@]} -gt 0 ]; then
+    echo
+    echo "### The source's page cache: a ${BENCH_CACHE_SIZE:-1G} file on the disk into nbdkit (file, cache=none), warm (read just before) and cold (caches dropped); seconds incl. sync, fastest-slowest of $REPEAT; ratio > 1: volmig faster"
+    echo
+    echo "| source | volmig | nbdcopy | nbdcopy/volmig | CPU s volmig / nbdcopy | load |"
+    echo "|---|---|---|---|---|---|"
+    printf '%s\n' "${crows[@]}"
+fi

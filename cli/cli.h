@@ -23,6 +23,11 @@ int cmd_apply(int argc, char **argv);
 int cmd_controller(int argc, char **argv);
 int cmd_get(int argc, char **argv);
 int cmd_copy(int argc, char **argv);
+/* migrate.c: runs the migration cfg describes (cancel, emit and opaque
+ * are set here) with migrate's display, errors under `volmig NAME:`;
+ * returns the exit status. */
+struct mig_config;
+int cli_migrate_run(const char *name, struct mig_config *cfg, bool json);
 /* copy_drive.c: volmig copy --qmp ADDR --drive NAME TARGET (pull mode). */
 bool copy_names_drive(int argc, char **argv);
 int cmd_copy_drive(int argc, char **argv);

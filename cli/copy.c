@@ -1,10 +1,10 @@
 /* volmig copy: argument parsing and the progress display.  The copier is
  * engine/copy.c's. */
 #include "cli/cli.h"
-#include "engine/client_tls.h"
+#include "engine/target_tls.h"
 #include "engine/copy.h"
-#include "engine/error.h"
-#include "engine/uri.h"
+#include "common/error.h"
+#include "engine/target_uri.h"
 
 #include <getopt.h>
 #include <jansson.h>
@@ -27,7 +27,7 @@ static void usage(FILE *f)
     fprintf(f,
         "usage: volmig copy SOURCE TARGET [--connections N] [--requests N]\n"
         "                   [--request-size BYTES] [--output text|json] [--no-direct]\n"
-        "                   [--tls-creds DIR | --tls-psk FILE] [--speed BYTES]\n"
+        "                   [--tls-creds DIR | --tls-psk FILE] [--speed BYTES] [--force-share]\n"
         "       volmig copy --qmp ADDR --drive NAME TARGET   (pull mode: a running VM's\n"
         "                   drive, live; see volmig copy --qmp - --help)\n"
         "\n"
@@ -39,6 +39,9 @@ static void usage(FILE *f)
         "reads as zeroes is not written at all.  The source is only ever read.  A\n"
         "TARGET path that does not exist is created as a sparse file; a target smaller\n"
         "than the source is refused before anything is written.\n"
+        "Local volumes are locked as QEMU locks its images, for the whole copy: a\n"
+        "TARGET that another process (a running VM, qemu-img) has open is refused, and\n"
+        "so is a SOURCE that another process writes, as qemu-img convert refuses them.\n"
         "\n"
         "  --connections N      NBD connections per side when the server allows\n"
         "                       multi-conn (default 4, at most %d)\n"
@@ -46,6 +49,9 @@ static void usage(FILE *f)
         "  --request-size BYTES bytes per read and write (default 256K, at most 32M)\n"
         "  --output text|json   progress as text (a bar on a terminal) or JSON lines\n"
         "  --no-direct          do not use O_DIRECT on local volumes\n"
+        "  --force-share, -U    read a local SOURCE even while another process writes it\n"
+        "                       (as qemu-img's -U); the copy may then be inconsistent.\n"
+        "                       The TARGET is never shared\n"
         "  --speed BYTES        read at most BYTES of data per second (suffixes K M G;\n"
         "                       default: no limit); zeroes and holes do not count\n"
         "  --tls-creds DIR      X.509 for nbds:// ends: DIR holds ca-cert.pem, and\n"
@@ -192,6 +198,7 @@ int cmd_copy(int argc, char **argv)
         { "request-size", required_argument, NULL, 's' },
         { "output", required_argument, NULL, 'o' },
         { "no-direct", no_argument, NULL, 'D' },
+        { "force-share", no_argument, NULL, 'U' },
         { "progress-interval", required_argument, NULL, 'p' },
         { "speed", required_argument, NULL, 'S' },
         { "tls-creds", required_argument, NULL, 'X' },
@@ -216,7 +223,7 @@ int cmd_copy(int argc, char **argv)
         return cmd_copy_drive(argc, argv);
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":o:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":o:Uh", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
             if (parse_count("--connections", optarg, COPY_MAX_CONNECTIONS, &cfg.connections) < 0)
@@ -245,6 +252,7 @@ int cmd_copy(int argc, char **argv)
             }
             break;
         case 'D': cfg.no_direct = true; break;
+        case 'U': cfg.force_share = true; break;
         case 'S':
             n = cli_parse_size(optarg);
             if (n < 1)

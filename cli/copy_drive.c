@@ -1,9 +1,11 @@
 /* volmig copy --qmp ADDR --drive NAME TARGET: pull mode.  The copy of a
  * running VM's drive is a bitmap-mode migration with switchover none (QEMU
  * exports the drive, volmig copies it and converges on dirty bitmaps, the
- * guest pauses for the last pass), so this only translates the command
- * line and runs `volmig migrate`. */
+ * guest pauses for the last pass), so this fills that migration's config
+ * and runs it with migrate's display. */
 #include "cli/cli.h"
+#include "common/error.h"
+#include "engine/migrate.h"
 
 #include <getopt.h>
 #include <stdbool.h>
@@ -20,7 +22,7 @@ bool copy_names_drive(int argc, char **argv)
     return false;
 }
 
-/* A TARGET without a scheme is a path; volmig migrate wants file:PATH. */
+/* A TARGET without a scheme is a path; the migration wants file:PATH. */
 static bool has_scheme(const char *s)
 {
     const char *p = s;
@@ -28,6 +30,58 @@ static bool has_scheme(const char *s)
     while ((*p >= 'a' && *p <= 'z') || *p == '+')
         p++;
     return p > s && *p == ':' && (!strncmp(s, "nbd", 3) || !strncmp(s, "file:", 5));
+}
+
+static void usage(void)
+{
+    printf("usage: volmig copy --qmp ADDR --drive NAME TARGET [--output text|json]\n"
+           "                   [--tls-creds DIR | --tls-psk FILE] [--speed BYTES]\n"
+           "\n"
+           "Pull mode: copies drive NAME of the running QEMU at ADDR (unix:PATH or\n"
+           "libvirt:DOMAIN) onto TARGET (a path, file:PATH or an NBD URI) while the\n"
+           "guest runs.  It is `volmig migrate --mode bitmap --switchover none`: QEMU\n"
+           "exports the drive read-only, volmig copies it and then what dirty bitmaps\n"
+           "mark, and the guest pauses for the last pass (the pause is reported).\n"
+           "Exit status: 0 done, 1 failed, 2 bad usage, 3 cancelled.\n");
+}
+
+/* One option's value into cfg; false (after the message) when it is bad.
+ * The messages are volmig migrate's for the same options. */
+static bool set_option(struct mig_config *cfg, int c, const char *arg, bool *json)
+{
+    long long n;
+    char *end;
+
+    switch (c) {
+    case 'q': cfg->qmp = arg; return true;
+    case 'X': cfg->tls_creds = arg; return true;
+    case 'P': cfg->tls_psk = arg; return true;
+    case 'o':
+        if (strcmp(arg, "json") && strcmp(arg, "text")) {
+            cli_usage("copy", "--output '%s': use text or json", arg);
+            return false;
+        }
+        *json = !strcmp(arg, "json");
+        return true;
+    case 'p':
+        n = strtoll(arg, &end, 10);
+        if (!*arg || *end || n < 50 || n > 60000) {
+            cli_usage("copy", "--progress-interval '%s': milliseconds from 50 to 60000", arg);
+            return false;
+        }
+        cfg->progress_ms = (int)n;
+        return true;
+    case 'S':
+        n = cli_parse_size(arg);
+        if (n <= 0) {
+            cli_usage("copy", "--speed '%s': bytes per second, more than 0 (K M G suffixes; "
+                              "leave it out for no limit)", arg);
+            return false;
+        }
+        cfg->speed = (uint64_t)n;
+        return true;
+    }
+    return false;
 }
 
 int cmd_copy_drive(int argc, char **argv)
@@ -43,58 +97,49 @@ int cmd_copy_drive(int argc, char **argv)
         { "help", no_argument, NULL, 'h' },
         { 0 },
     };
-    const char *qmp = NULL, *drive = NULL;
-    char *margv[32], volume[8192];
-    int margc = 0, c, rc;
+    static char target[8192];
+    struct mig_volume vol = { 0 };
+    struct mig_config cfg;
+    bool json = false;
+    int c;
 
-    margv[margc++] = "copy";
+    mig_config_defaults(&cfg);
+    cfg.mode = MIG_MODE_BITMAP;
+    cfg.switchover = MIG_SW_NONE;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
         switch (c) {
-        case 'q': qmp = optarg; break;
-        case 'd': drive = optarg; break;
-        case 'o': margv[margc++] = "--output"; margv[margc++] = optarg; break;
-        case 'X': margv[margc++] = "--tls-creds"; margv[margc++] = optarg; break;
-        case 'P': margv[margc++] = "--tls-psk"; margv[margc++] = optarg; break;
-        case 'p': margv[margc++] = "--progress-interval"; margv[margc++] = optarg; break;
-        case 'S': margv[margc++] = "--speed"; margv[margc++] = optarg; break;
-        case 'h':
-            printf("usage: volmig copy --qmp ADDR --drive NAME TARGET [--output text|json]\n"
-                   "                   [--tls-creds DIR | --tls-psk FILE] [--speed BYTES]\n"
-                   "\n"
-                   "Pull mode: copies drive NAME of the running QEMU at ADDR (unix:PATH or\n"
-                   "libvirt:DOMAIN) onto TARGET (a path, file:PATH or an NBD URI) while the\n"
-                   "guest runs.  It is `volmig migrate --mode bitmap --switchover none`: QEMU\n"
-                   "exports the drive read-only, volmig copies it and then what dirty bitmaps\n"
-                   "mark, and the guest pauses for the last pass (the pause is reported).\n"
-                   "Exit status: 0 done, 1 failed, 2 bad usage, 3 cancelled.\n");
-            return EXIT_DONE;
-        default:
+        case 'd': vol.drive = optarg; break;
+        case 'h': usage(); return EXIT_DONE;
+        case '?':
+        case ':':
             return cli_usage("copy", "'%s' does not go with --qmp/--drive (pull mode takes --output, "
                                      "--tls-creds, --tls-psk, --speed and --progress-interval)",
                              argv[optind - 1]);
+        default:
+            if (!set_option(&cfg, c, optarg, &json))
+                return EXIT_USAGE;
         }
     }
-    if (!qmp || !drive)
+    opterr = 1;
+    if (!cfg.qmp || !vol.drive)
         return cli_usage("copy", "pull mode needs both --qmp ADDR and --drive NAME");
     if (argc - optind != 1)
         return cli_usage("copy", "pull mode takes one TARGET (the source is the drive), got %d",
                          argc - optind);
-    if (cli_check_qmp("copy", "--qmp", qmp))
+    if (cli_check_qmp("copy", "--qmp", cfg.qmp))
         return EXIT_USAGE;
-    snprintf(volume, sizeof volume, "%s=%s%s", drive, has_scheme(argv[optind]) ? "" : "file:",
+    snprintf(target, sizeof target, "%s%s", has_scheme(argv[optind]) ? "" : "file:",
              argv[optind]);
-    margv[margc++] = "--qmp";
-    margv[margc++] = (char *)qmp;
-    margv[margc++] = "--volume";
-    margv[margc++] = volume;
-    margv[margc++] = "--mode";
-    margv[margc++] = "bitmap";
-    margv[margc++] = "--switchover";
-    margv[margc++] = "none";
-    margv[margc] = NULL;
-    opterr = 1;
-    rc = cmd_migrate(margc, margv);
-    return rc;
+    vol.target = target;
+    if (target_uri_parse(vol.target, &vol.uri) < 0)
+        return cli_usage("copy", "TARGET '%s': %s", argv[optind], cli_why());
+    if (cfg.tls_creds && cfg.tls_psk)
+        return cli_usage("copy", "--tls-creds and --tls-psk exclude each other");
+    if (vol.uri.tls && !cfg.tls_creds && !cfg.tls_psk)
+        return cli_usage("copy", "TARGET '%s': an nbds URI needs --tls-creds or --tls-psk", argv[optind]);
+    cfg.vols = &vol;
+    cfg.nvols = 1;
+    return cli_migrate_run("copy", &cfg, json);
 }

@@ -1,5 +1,5 @@
 #include "cli/cli.h"
-#include "engine/error.h"
+#include "common/error.h"
 
 #include <ctype.h>
 #include <errno.h>

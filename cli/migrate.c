@@ -1,7 +1,7 @@
 /* volmig migrate: argument parsing and the progress display.  The work is
- * engine/migrate.c's. */
+ * engine/migrate_*.c's. */
 #include "cli/cli.h"
-#include "engine/error.h"
+#include "common/error.h"
 #include "engine/migrate.h"
 
 #include <errno.h>
@@ -250,6 +250,15 @@ static void show(void *opaque, json_t *ev)
             printf("%7.1fs retrying in %.0f s (attempt %lld)\n", t,
                    json_real_value(json_object_get(ev, "delay")),
                    json_integer_value(json_object_get(ev, "attempt")));
+        } else if (!strcmp(name, "resumed")) {
+            char a[32], b[32];
+            const char *why = json_string_value(json_object_get(ev, "why"));
+
+            printf("%7.1fs attempt %lld resumes: %s kept, %s to copy%s%s\n", t,
+                   json_integer_value(json_object_get(ev, "attempt")),
+                   cli_human_bytes((double)json_integer_value(json_object_get(ev, "kept")), a, sizeof a),
+                   cli_human_bytes((double)json_integer_value(json_object_get(ev, "todo")), b, sizeof b),
+                   why ? "; copied in full: " : "", why ? why : "");
         } else if (!strcmp(name, "cancelled")) {
             printf("%7.1fs cancelled: the VM runs on its original volumes\n", t);
         } else if (!strcmp(name, "warning")) {
@@ -356,12 +365,10 @@ int cmd_migrate(int argc, char **argv)
         .progress_ms = 500, .converge_warn_s = 30, .cancel = &cancel_flag, .converge_below = -1,
         .emit = show, .opaque = &d,
     };
-    struct sigaction sa = { .sa_handler = on_signal };
     long long n;
     bool buf_size_given = false;
     char *end;
     int c;
-    enum mig_result r;
 
     me = argv[0];
     optind = 1;
@@ -498,18 +505,30 @@ int cmd_migrate(int argc, char **argv)
      * buffer to about one second of the allowed rate. */
     if (cfg.speed && !buf_size_given)
         cfg.buf_size = cfg.speed < (1 << 20) ? 1 << 20 : cfg.speed > (64 << 20) ? 64 << 20 : cfg.speed;
+    return cli_migrate_run(me, &cfg, d.json);
+}
+
+int cli_migrate_run(const char *name, struct mig_config *cfg, bool json)
+{
+    struct display d = { .json = json };
+    struct sigaction sa = { .sa_handler = on_signal };
+    enum mig_result r;
+
+    cfg->cancel = &cancel_flag;
+    cfg->emit = show;
+    cfg->opaque = &d;
     d.tty = !d.json && isatty(STDERR_FILENO) && isatty(STDOUT_FILENO);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    r = mig_run(&cfg);
+    r = mig_run(cfg);
     cli_bar_end();
     /* A last failed attempt is said once, by the error line; its own line
      * only when the error says something else. */
     if (r != MIG_FAILED || !strstr(d.failed, err_msg()))
         flush_failed(&d);
     if (r == MIG_FAILED) {
-        cli_error(me, "%s", cli_why());
+        cli_error(name, "%s", cli_why());
         return EXIT_FAILED;
     }
     return r == MIG_CANCELLED ? EXIT_CANCELLED : EXIT_DONE;

@@ -9,7 +9,7 @@
  * matching event, so that scripts can wait for a job.
  */
 #include "cli/cli.h"
-#include "engine/error.h"
+#include "common/error.h"
 #include "qmp/qmp.h"
 
 #include <ctype.h>

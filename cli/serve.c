@@ -1,7 +1,7 @@
 /* volmig serve: the destination end of a migration, an NBD export of a
  * volume.  Argument parsing only; the server lives in nbd/. */
 #include "cli/cli.h"
-#include "engine/error.h"
+#include "common/error.h"
 #include "nbd/nbd.h"
 
 #include <getopt.h>
@@ -13,7 +13,8 @@ static void usage(FILE *f)
 {
     fprintf(f,
         "usage: volmig serve --target PATH [--size BYTES] [--listen HOST:PORT | --listen unix:PATH]\n"
-        "                    [--export NAME] [--readonly] [--once] [--no-direct] [--verbose]\n"
+        "                    [--export NAME] [--readonly [--force-share]] [--once] [--no-direct]\n"
+        "                    [--verbose]\n"
         "                    [--tls-creds DIR | --tls-psk FILE]\n"
         "\n"
         "Exports a destination volume over NBD, for QEMU's mirror (or any NBD client) to\n"
@@ -27,6 +28,9 @@ static void usage(FILE *f)
         "                    port 0 picks a free port, printed when listening\n"
         "  --export NAME     export name clients must ask for (default: \"\")\n"
         "  --readonly        refuse writes\n"
+        "  --force-share, -U with --readonly: serve a volume that another process (a running\n"
+        "                    VM) holds for writing; what clients read may be inconsistent.\n"
+        "                    Without it such a volume is refused, as qemu-img refuses it\n"
         "  --once            exit after the first client disconnects\n"
         "  --no-direct       do not use O_DIRECT\n"
         "  --verbose, -v     log every connection\n"
@@ -40,6 +44,10 @@ static void usage(FILE *f)
         "                    know a key may connect\n"
         "                    With either, clients must send NBD_OPT_STARTTLS first; before\n"
         "                    TLS nothing but STARTTLS and ABORT is answered\n"
+        "\n"
+        "The target is locked as QEMU locks its images, for as long as it is served: a\n"
+        "volume a running VM (or qemu-img) holds is refused, and QEMU cannot open the\n"
+        "target while volmig serves it.\n"
         "\n"
         "SIGTERM or SIGINT: stop accepting, finish requests in flight, flush, exit 0.\n");
 }
@@ -92,6 +100,7 @@ int cmd_serve(int argc, char **argv)
         { "listen", required_argument, NULL, 'l' },
         { "export", required_argument, NULL, 'e' },
         { "readonly", no_argument, NULL, 'r' },
+        { "force-share", no_argument, NULL, 'U' },
         { "once", no_argument, NULL, '1' },
         { "no-direct", no_argument, NULL, 'D' },
         { "verbose", no_argument, NULL, 'v' },
@@ -107,7 +116,7 @@ int cmd_serve(int argc, char **argv)
 
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":t:s:l:e:rvh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":t:s:l:e:rUvh", opts, NULL)) != -1) {
         switch (c) {
         case 't': cfg.target = optarg; break;
         case 's':
@@ -128,6 +137,7 @@ int cmd_serve(int argc, char **argv)
             cfg.export_name = optarg;
             break;
         case 'r': cfg.readonly = true; break;
+        case 'U': cfg.force_share = true; break;
         case '1': cfg.once = true; break;
         case 'D': cfg.direct = false; break;
         case 'v': cfg.verbose++; break;
@@ -144,6 +154,9 @@ int cmd_serve(int argc, char **argv)
     if (!strcmp(cfg.target, "null:") && !cfg.size)
         return cli_usage("serve", "--target '%s' needs --size (a null target has no size of its own)",
                          cfg.target);
+    if (cfg.force_share && !cfg.readonly)
+        return cli_usage("serve", "--force-share is for --readonly exports only: a volume another "
+                                  "process holds is never written");
     if (cfg.tls_creds && cfg.tls_psk)
         return cli_usage("serve", "--tls-creds and --tls-psk exclude each other");
     if (nbd_serve(&cfg, serve_log) < 0) {

@@ -53,12 +53,18 @@ struct copy_range {
 
 struct copy_config {
     const char *source;       /* path, file:PATH or NBD URI */
-    const char *target;       /* same; a path that does not exist is created
-                               * as a sparse file of the source's size */
+    const char *target;       /* same, or null: (discards what it gets); a
+                               * path that does not exist is created as a
+                               * sparse file of the source's size */
     int connections;          /* per NBD side, when multi-conn (default 4) */
     int requests;             /* requests in flight (default 64) */
     uint32_t request_size;    /* bytes per read/write (default 256 KiB) */
     bool no_direct;           /* do not use O_DIRECT on local volumes */
+    /* Read a local source even while another process holds it with a
+     * permission that makes a consistent read impossible (a running VM
+     * writing it), as qemu-img's --force-share; the target is always
+     * locked for writing. */
+    bool force_share;
     /* Credentials for the ends whose URI is nbds:// or nbds+unix://; NULL
      * refuses such ends.  Plain nbd:// ends never use TLS. */
     const struct client_tls *tls;
@@ -107,9 +113,10 @@ struct copy_piece copy_plan(uint64_t pos, uint64_t size, uint64_t align, uint64_
 /* True when buf[0..len) is all zero bytes. */
 bool copy_is_zero(const void *buf, uint64_t len);
 
-enum copy_spec_kind { COPY_SPEC_LOCAL, COPY_SPEC_NBD };
-/* Tells a local path (plain or file:PATH) from an NBD URI; for URIs the
- * parsed form goes to *uri (a struct target_uri).  -1 with err_msg() set
+enum copy_spec_kind { COPY_SPEC_LOCAL, COPY_SPEC_NBD, COPY_SPEC_NULL };
+/* Tells a local path (plain or file:PATH) from an NBD URI and from null:
+ * (a target that discards everything); for URIs the parsed form goes to
+ * *uri (a struct target_uri).  -1 with err_msg() set
  * for an URI volmig does not take. */
 int copy_spec_kind(const char *spec, enum copy_spec_kind *kind, const char **path, void *uri);
 

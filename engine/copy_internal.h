@@ -1,12 +1,14 @@
-/* engine/copy*.c: the copier's inside.  copy.c is the core (planning, the
- * request state machine, the event loop); copy_local.c and copy_nbd.c are
- * the two endpoint backends behind struct ep_ops. */
+/* engine/copy*.c: the copier's inside.  copy_run.c is the core (planning, the
+ * request state machine, the event loop); copy_endpoint.c picks a backend
+ * for a spec; copy_local.c, copy_nbd.c and copy_null.c are the backends.
+ * A backend is a struct of its own with struct endpoint first (libnbd's
+ * copy/ does the same), and the core sees it only through struct ep_ops,
+ * polling and dead connections included. */
 #ifndef VOLMIG_COPY_INTERNAL_H
 #define VOLMIG_COPY_INTERNAL_H
 
 #include "engine/copy.h"
-#include "engine/target.h"
-#include "engine/uri.h"
+#include "engine/target_uri.h"
 
 #include <libnbd.h>
 #include <liburing.h>
@@ -50,9 +52,23 @@ struct ep_ops {
     /* A zero operation failed with res: true when the backend latched the
      * method off and the zeroing should simply be started again. */
     bool (*zero_unsupported)(struct endpoint *ep, struct creq *r, int64_t res);
+    /* Closes and frees the endpoint. */
     void (*close)(struct endpoint *ep);
+    /* Optional, for backends with sockets of their own: fills at most max
+     * pollfds for the loop's poll() and returns how many ... */
+    int (*poll_fds)(struct endpoint *ep, struct pollfd *fds, int max);
+    /* ... and hears what poll() said about them.  -1 with err_msg() set
+     * when a connection failed. */
+    int (*notify)(struct endpoint *ep, const struct pollfd *fds);
+    /* Optional: true when r's operation on ep can never complete (its
+     * connection died). */
+    bool (*lost)(const struct endpoint *ep, const struct creq *r);
+    /* Optional: the buffer pool is registered with the copier's ring as
+     * fixed buffer index; only endpoints with uses_ring hear it. */
+    void (*use_fixed)(struct endpoint *ep, int index);
 };
 
+/* What the core knows of an endpoint; each backend's struct starts with it. */
 struct endpoint {
     const struct ep_ops *ops;
     struct copy *cp;
@@ -64,17 +80,8 @@ struct endpoint {
     uint64_t max_zero;         /* largest zero request */
     bool can_zero;             /* has a zeroing operation at all */
     bool knows_zero;           /* its extents tell what reads as zeroes */
+    bool uses_ring;            /* its I/O goes through the copier's io_uring */
     char desc[160];
-    /* local */
-    struct target t;
-    bool inline_io;            /* plain syscalls on the loop's thread: the
-                                * volume lives in memory (tmpfs, ramfs) */
-    /* nbd */
-    struct target_uri uri;
-    const struct client_tls *tls;  /* set when uri.tls */
-    struct nbd_handle *h[COPY_MAX_CONNECTIONS];
-    int nconn;
-    int inflight[COPY_MAX_CONNECTIONS];
 };
 
 enum creq_state { ST_FREE, ST_READ, ST_WRITE, ST_ZERO, ST_ZERO_WRITE };
@@ -91,33 +98,38 @@ struct creq {
     uint64_t zpos;             /* ST_ZERO_WRITE: zeroes written up to here */
     int zmode;                 /* local zeroing: 0 punch, 1 zero range */
     int conn;                  /* NBD: which connection carries it */
-    int64_t res;               /* NBD: result handed from the callback */
+    int64_t res;               /* result handed over through the done list */
 };
 
 struct copy {
     const struct copy_config *cfg;
-    struct endpoint src, dst;
+    struct endpoint *src, *dst;   /* owned: closed (and freed) at teardown */
     struct io_uring ring;
     bool ring_ok;
     int efd;                   /* eventfd the ring signals completions on */
-    struct creq *done;         /* NBD and inline local completions not
-                                * yet processed */
+    struct creq *done;         /* completions not through the ring (NBD,
+                                * inline local, null) not yet processed */
     uint32_t req_size;
 };
 
-/* Backends: open fills ep (size, align, limits, ops).  -1 with err_msg(). */
-int copy_local_open(struct endpoint *ep, const char *path, bool direct, uint64_t create_size);
-int copy_nbd_open(struct endpoint *ep, int connections);
-/* True when connection conn of an NBD endpoint died: what is in flight on
- * it never completes. */
-bool copy_nbd_conn_dead(const struct endpoint *ep, int conn);
-/* NBD: the fds to poll and what for; notify after poll.  */
-int copy_nbd_poll_fds(struct endpoint *ep, struct pollfd *fds, int max);
-int copy_nbd_notify(struct endpoint *ep, const struct pollfd *fds);
+/* copy_endpoint.c: opens the backend spec names (a path, file:PATH, an
+ * NBD URI, null:).  src_size: the source's size, for a target (0 for the
+ * source).  NULL with err_msg() set. */
+struct endpoint *copy_endpoint_open(const struct copy_config *cfg, const char *spec,
+                                    bool is_target, uint64_t src_size);
+
+/* The backends.  Each fills its endpoint (size, align, limits, ops) or
+ * returns NULL with err_msg() set. */
+struct endpoint *copy_local_open(const char *spec, const char *path, bool is_target, bool direct,
+                                 uint64_t create_size, bool force_share);
+struct endpoint *copy_nbd_open(const char *spec, const struct target_uri *uri,
+                               const struct client_tls *tls, bool is_target, int connections);
+/* null: a target that takes everything and keeps nothing, src_size big;
+ * for measuring the core and the source alone. */
+struct endpoint *copy_null_open(const char *spec, bool is_target, uint64_t src_size);
 
 /* A backend reports the end of an operation: res is the byte count moved
  * (reads/writes) or 0 (zeroes), or -errno. */
 void copy_complete(struct creq *r, int64_t res);
-struct io_uring_sqe *copy_get_sqe(struct copy *cp);
 
 #endif

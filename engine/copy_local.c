@@ -1,14 +1,17 @@
 /* The copier's local backend: a file or block device through io_uring,
- * built on engine/target.c (O_DIRECT probing, SEEK_DATA extents, the
+ * built on common/target.c (O_DIRECT probing, SEEK_DATA extents, the
  * fallocate capability latches). */
 #include "engine/copy_internal.h"
-#include "engine/error.h"
+#include "common/error.h"
+#include "common/target.h"
+#include "common/uring.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <linux/magic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
@@ -16,10 +19,19 @@
 
 #define LOCAL_MAX_ZERO (1ULL << 30)
 
+struct local_ep {
+    struct endpoint ep;        /* first: the core's view */
+    struct target t;
+    bool inline_io;            /* plain syscalls on the loop's thread: the
+                                * volume lives in memory (tmpfs, ramfs) */
+};
+
+#define LOCAL(e) ((struct local_ep *)(e))
+
 static int local_extents(struct endpoint *ep, uint64_t off, uint64_t len, struct extent_map *m)
 {
     static struct target_extent te[COPY_MAP_MAX];   /* one thread, one copier */
-    int n = target_extents(&ep->t, off, len, te, COPY_MAP_MAX);
+    int n = target_extents(&LOCAL(ep)->t, off, len, te, COPY_MAP_MAX);
 
     /* A full answer ends in one extent that stands for everything not
      * looked at, as data: leave it out, so that the copier asks again
@@ -46,7 +58,7 @@ static int local_extents(struct endpoint *ep, uint64_t off, uint64_t len, struct
 static void local_do_inline(struct endpoint *ep, struct creq *r, enum ep_op op, uint8_t *buf,
                             uint64_t len)
 {
-    int fd = ep->t.fd;
+    int fd = LOCAL(ep)->t.fd;
     ssize_t n;
 
     do {
@@ -77,25 +89,28 @@ static int local_start(struct endpoint *ep, struct creq *r, enum ep_op op)
     /* O_DIRECT wants whole blocks; a read past the end of the file comes
      * back short, with exactly the bytes that exist. */
     if (op == OP_READ)
-        len = (len + ep->t.block_size - 1) / ep->t.block_size * ep->t.block_size;
+        len = (len + LOCAL(ep)->t.block_size - 1) / LOCAL(ep)->t.block_size * LOCAL(ep)->t.block_size;
     /* Punching leaves the target sparse; ZERO_RANGE allocates.  Both read
      * back as zeroes, on files and on block devices alike. */
     if (op == OP_ZERO)
-        r->zmode = ep->t.can_punch ? 0 : 1;
-    if (ep->inline_io) {
+        r->zmode = LOCAL(ep)->t.can_punch ? 0 : 1;
+    if (LOCAL(ep)->inline_io) {
         local_do_inline(ep, r, op, buf, len);
         return 0;
     }
-    sqe = copy_get_sqe(ep->cp);
+    sqe = uring_get_sqe(&ep->cp->ring);
     switch (op) {
     case OP_READ:
-        target_prep_read(&ep->t, sqe, buf, (uint32_t)len, r->io_pos);
+        if (target_cache_holds(&LOCAL(ep)->t, r->io_pos, len))
+            target_cache_prep_read(&LOCAL(ep)->t, sqe, buf, (uint32_t)len, r->io_pos);
+        else
+            target_prep_read(&LOCAL(ep)->t, sqe, buf, (uint32_t)len, r->io_pos);
         break;
     case OP_WRITE:
-        target_prep_write(&ep->t, sqe, buf, (uint32_t)len, r->io_pos, false);
+        target_prep_write(&LOCAL(ep)->t, sqe, buf, (uint32_t)len, r->io_pos, false);
         break;
     case OP_ZERO:
-        target_prep_fallocate(&ep->t, sqe, r->zmode ? FALLOC_FL_ZERO_RANGE : FALLOC_FL_PUNCH_HOLE,
+        target_prep_fallocate(&LOCAL(ep)->t, sqe, r->zmode ? FALLOC_FL_ZERO_RANGE : FALLOC_FL_PUNCH_HOLE,
                               r->io_pos, len);
         break;
     }
@@ -120,24 +135,27 @@ static bool in_memory(int fd)
 
 static bool local_zero_unsupported(struct endpoint *ep, struct creq *r, int64_t res)
 {
-    if (res != -EOPNOTSUPP && res != -EINVAL && res != -ENOTTY)
+    if (!target_zero_unsupported(&LOCAL(ep)->t, r->zmode ? FALLOC_FL_ZERO_RANGE : FALLOC_FL_PUNCH_HOLE,
+                                 res))
         return false;
-    if (r->zmode == 0)
-        ep->t.can_punch = false;
-    else
-        ep->t.can_zero_range = false;
-    ep->can_zero = ep->t.can_punch || ep->t.can_zero_range;
+    ep->can_zero = LOCAL(ep)->t.can_punch || LOCAL(ep)->t.can_zero_range;
     return true;
 }
 
 static int local_flush(struct endpoint *ep)
 {
-    return target_flush_sync(&ep->t);
+    return target_flush_sync(&LOCAL(ep)->t);
 }
 
 static void local_close(struct endpoint *ep)
 {
-    target_close(&ep->t);
+    target_close(&LOCAL(ep)->t);
+    free(ep);
+}
+
+static void local_use_fixed(struct endpoint *ep, int index)
+{
+    LOCAL(ep)->t.fixed_index = index;
 }
 
 static const struct ep_ops local_ops = {
@@ -146,6 +164,7 @@ static const struct ep_ops local_ops = {
     .flush = local_flush,
     .zero_unsupported = local_zero_unsupported,
     .close = local_close,
+    .use_fixed = local_use_fixed,
 };
 
 /* A target path that does not exist yet becomes a sparse file of the
@@ -168,29 +187,44 @@ static int create_sparse(const char *path, uint64_t size)
     return 0;
 }
 
-int copy_local_open(struct endpoint *ep, const char *path, bool direct, uint64_t create_size)
+struct endpoint *copy_local_open(const char *spec, const char *path, bool is_target, bool direct,
+                                 uint64_t create_size, bool force_share)
 {
+    struct local_ep *l = calloc(1, sizeof *l);
+    struct endpoint *ep = &l->ep;
     struct stat st;
 
-    if (ep->is_target && stat(path, &st) < 0 && errno == ENOENT &&
-        create_sparse(path, create_size) < 0)
-        return -1;
+    if (!l) {
+        err_set(ENOMEM, "%s", spec);
+        return NULL;
+    }
+    ep->spec = spec;
+    ep->is_target = is_target;
+    if (is_target && stat(path, &st) < 0 && errno == ENOENT && create_sparse(path, create_size) < 0)
+        goto fail;
     /* The target's export size is the source's: target_open drops O_DIRECT
      * when the copy would end mid-block. */
-    if (target_open(&ep->t, path, !ep->is_target, direct, ep->is_target ? create_size : 0) < 0)
-        return -1;
+    if (target_open(&l->t, path, !is_target, direct, is_target ? create_size : 0, force_share) < 0)
+        goto fail;
+    if (!is_target)
+        target_cache_open(&l->t);
     ep->ops = &local_ops;
-    ep->size = ep->t.size;
-    ep->align = ep->t.block_size;
+    ep->size = l->t.size;
+    ep->align = l->t.block_size;
     ep->max_io = COPY_MAX_REQUEST;
     ep->max_zero = LOCAL_MAX_ZERO;
-    ep->can_zero = ep->is_target;
-    ep->knows_zero = ep->t.kind == TARGET_FILE && ep->t.can_seek_data;
-    ep->inline_io = ep->t.kind == TARGET_FILE && in_memory(ep->t.fd);
-    snprintf(ep->desc, sizeof ep->desc, "%s, %s%s%s%s",
-             ep->t.kind == TARGET_BLOCK ? "block device" : "file",
-             ep->t.direct ? "O_DIRECT" : "buffered",
-             direct && !ep->t.direct ? ": " : "", direct && !ep->t.direct ? ep->t.why_buffered : "",
-             ep->inline_io ? ", in memory: plain syscalls" : "");
-    return 0;
+    ep->can_zero = is_target;
+    ep->knows_zero = l->t.kind == TARGET_FILE && l->t.can_seek_data;
+    l->inline_io = l->t.kind == TARGET_FILE && in_memory(l->t.fd);
+    ep->uses_ring = !l->inline_io;
+    snprintf(ep->desc, sizeof ep->desc, "%s, %s%s%s%s%s",
+             l->t.kind == TARGET_BLOCK ? "block device" : "file",
+             l->t.direct ? "O_DIRECT" : "buffered",
+             l->t.cache_fd >= 0 ? " (the page cache where it holds the data)" : "",
+             direct && !l->t.direct ? ": " : "", direct && !l->t.direct ? l->t.why_buffered : "",
+             l->inline_io ? ", in memory: plain syscalls" : "");
+    return ep;
+fail:
+    free(l);
+    return NULL;
 }

@@ -7,12 +7,13 @@
  * multi-conn, which promises that what one connection writes and flushes
  * is what every other one reads. */
 #include "engine/copy_internal.h"
-#include "engine/client_tls.h"
-#include "engine/clock.h"
-#include "engine/error.h"
+#include "engine/target_tls.h"
+#include "common/clock.h"
+#include "common/error.h"
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -20,6 +21,17 @@
 #define NBD_DEFAULT_MAX   (32U << 20)
 #define CONNECT_SECONDS   30
 #define COMMAND_SECONDS   60
+
+struct nbd_ep {
+    struct endpoint ep;        /* first: the core's view */
+    struct target_uri uri;
+    const struct client_tls *tls;  /* set when uri.tls */
+    struct nbd_handle *h[COPY_MAX_CONNECTIONS];
+    int nconn;
+    int inflight[COPY_MAX_CONNECTIONS];
+};
+
+#define NBD(e) ((struct nbd_ep *)(e))
 
 static int nbd_fail(struct endpoint *ep, const char *what)
 {
@@ -57,7 +69,7 @@ static struct nbd_handle *connect_one(struct endpoint *ep)
         nbd_fail(ep, "nbd_create");
         return NULL;
     }
-    if (ep->tls && client_tls_apply(ep->tls, h) < 0) {
+    if (NBD(ep)->tls && client_tls_apply(NBD(ep)->tls, h) < 0) {
         err_prefix("%s", ep->spec);
         nbd_close(h);
         return NULL;
@@ -68,13 +80,13 @@ static struct nbd_handle *connect_one(struct endpoint *ep)
      * buffers never hold anything but volume data, so the memset (7-8% of the
      * copier's CPU time in a 2 GiB copy from NBD into tmpfs) buys nothing. */
     if (nbd_set_pread_initialize(h, false) < 0 ||
-        nbd_set_export_name(h, ep->uri.export_name) < 0 ||
+        nbd_set_export_name(h, NBD(ep)->uri.export_name) < 0 ||
         nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0)
         goto fail;
-    if (ep->uri.kind == URI_NBD_UNIX)
-        r = nbd_aio_connect_unix(h, ep->uri.socket);
+    if (NBD(ep)->uri.kind == URI_NBD_UNIX)
+        r = nbd_aio_connect_unix(h, NBD(ep)->uri.socket);
     else
-        r = nbd_aio_connect_tcp(h, ep->uri.host, ep->uri.port);
+        r = nbd_aio_connect_tcp(h, NBD(ep)->uri.host, NBD(ep)->uri.port);
     if (r < 0)
         goto fail;
     while (!nbd_aio_is_ready(h)) {
@@ -149,9 +161,9 @@ static int nbd_extents(struct endpoint *ep, uint64_t off, uint64_t len, struct e
         nbd_extent_callback ecb = { .callback = extent_cb, .user_data = &b };
         nbd_completion_callback ccb = { .callback = bs_done_cb, .user_data = &b };
 
-        if (nbd_aio_block_status(ep->h[0], len, off, ecb, ccb, 0) < 0)
+        if (nbd_aio_block_status(NBD(ep)->h[0], len, off, ecb, ccb, 0) < 0)
             return nbd_fail(ep, "block status");
-        if (wait_done(ep, ep->h[0], &b.done, COMMAND_SECONDS, "block status") < 0)
+        if (wait_done(ep, NBD(ep)->h[0], &b.done, COMMAND_SECONDS, "block status") < 0)
             return -1;
         if (b.err) {
             err_set(b.err, "%s: block status at %llu", ep->spec, (unsigned long long)off);
@@ -167,9 +179,9 @@ static int nbd_extents(struct endpoint *ep, uint64_t off, uint64_t len, struct e
 static int io_done_cb(void *opaque, int *error)
 {
     struct creq *r = opaque;
-    struct endpoint *ep = r->st == ST_READ ? &r->cp->src : &r->cp->dst;
+    struct endpoint *ep = r->st == ST_READ ? r->cp->src : r->cp->dst;
 
-    ep->inflight[r->conn]--;
+    NBD(ep)->inflight[r->conn]--;
     r->res = *error ? -*error : (int64_t)(r->io_end - r->io_pos);
     r->next = r->cp->done;
     r->cp->done = r;
@@ -184,18 +196,18 @@ static int nbd_start(struct endpoint *ep, struct creq *r, enum ep_op op)
     int64_t cookie = -1;
     int c = 0;
 
-    for (int i = 1; i < ep->nconn; i++)
-        if (ep->inflight[i] < ep->inflight[c])
+    for (int i = 1; i < NBD(ep)->nconn; i++)
+        if (NBD(ep)->inflight[i] < NBD(ep)->inflight[c])
             c = i;
     r->conn = c;
     switch (op) {
-    case OP_READ: cookie = nbd_aio_pread(ep->h[c], buf, len, r->io_pos, cb, 0); break;
-    case OP_WRITE: cookie = nbd_aio_pwrite(ep->h[c], buf, len, r->io_pos, cb, 0); break;
-    case OP_ZERO: cookie = nbd_aio_zero(ep->h[c], len, r->io_pos, cb, 0); break;
+    case OP_READ: cookie = nbd_aio_pread(NBD(ep)->h[c], buf, len, r->io_pos, cb, 0); break;
+    case OP_WRITE: cookie = nbd_aio_pwrite(NBD(ep)->h[c], buf, len, r->io_pos, cb, 0); break;
+    case OP_ZERO: cookie = nbd_aio_zero(NBD(ep)->h[c], len, r->io_pos, cb, 0); break;
     }
     if (cookie < 0)
         return nbd_fail(ep, op == OP_READ ? "read" : op == OP_WRITE ? "write" : "zero");
-    ep->inflight[c]++;
+    NBD(ep)->inflight[c]++;
     return 0;
 }
 
@@ -219,15 +231,15 @@ static int flush_done_cb(void *opaque, int *error)
 
 static int nbd_flush_all(struct endpoint *ep)
 {
-    for (int i = 0; i < ep->nconn; i++) {
+    for (int i = 0; i < NBD(ep)->nconn; i++) {
         struct bs_ctx b = { .ep = ep };
         nbd_completion_callback cb = { .callback = flush_done_cb, .user_data = &b };
 
-        if (nbd_can_flush(ep->h[i]) != 1)
+        if (nbd_can_flush(NBD(ep)->h[i]) != 1)
             continue;
-        if (nbd_aio_flush(ep->h[i], cb, 0) < 0)
+        if (nbd_aio_flush(NBD(ep)->h[i], cb, 0) < 0)
             return nbd_fail(ep, "flush");
-        if (wait_done(ep, ep->h[i], &b.done, COMMAND_SECONDS, "flush") < 0)
+        if (wait_done(ep, NBD(ep)->h[i], &b.done, COMMAND_SECONDS, "flush") < 0)
             return -1;
         if (b.err) {
             err_set(b.err, "%s: flush", ep->spec);
@@ -239,13 +251,68 @@ static int nbd_flush_all(struct endpoint *ep)
 
 static void nbd_close_all(struct endpoint *ep)
 {
-    for (int i = 0; i < ep->nconn; i++) {
-        if (nbd_aio_is_ready(ep->h[i]))
-            nbd_shutdown(ep->h[i], 0);
-        nbd_close(ep->h[i]);
-        ep->h[i] = NULL;
+    for (int i = 0; i < NBD(ep)->nconn; i++) {
+        if (nbd_aio_is_ready(NBD(ep)->h[i]))
+            nbd_shutdown(NBD(ep)->h[i], 0);
+        nbd_close(NBD(ep)->h[i]);
+        NBD(ep)->h[i] = NULL;
     }
-    ep->nconn = 0;
+    NBD(ep)->nconn = 0;
+    free(ep);
+}
+
+static bool conn_dead(const struct endpoint *ep, int conn)
+{
+    const struct nbd_ep *n = (const struct nbd_ep *)ep;
+
+    return conn >= 0 && conn < n->nconn && n->h[conn] &&
+           (nbd_aio_is_dead(n->h[conn]) || nbd_aio_is_closed(n->h[conn]));
+}
+
+static bool nbd_lost(const struct endpoint *ep, const struct creq *r)
+{
+    return conn_dead(ep, r->conn);
+}
+
+static int nbd_poll_fds(struct endpoint *ep, struct pollfd *fds, int max)
+{
+    int n = 0;
+
+    for (int i = 0; i < NBD(ep)->nconn && n < max; i++, n++) {
+        unsigned dir = nbd_aio_get_direction(NBD(ep)->h[i]);
+
+        /* A dead connection has nothing more to say, and its socket would
+         * wake every poll with POLLHUP. */
+        fds[n].fd = conn_dead(ep, i) ? -1 : nbd_aio_get_fd(NBD(ep)->h[i]);
+        fds[n].events = (dir & LIBNBD_AIO_DIRECTION_READ ? POLLIN : 0) |
+                        (dir & LIBNBD_AIO_DIRECTION_WRITE ? POLLOUT : 0);
+        fds[n].revents = 0;
+    }
+    return n;
+}
+
+static int nbd_notify(struct endpoint *ep, const struct pollfd *fds)
+{
+    int rc = 0;
+
+    /* Every live connection is served even when one has died: requests
+     * on the others must still complete for the run to drain. */
+    for (int i = 0; i < NBD(ep)->nconn; i++) {
+        short rev = fds[i].revents;
+
+        if (!conn_dead(ep, i) &&
+            (((rev & (POLLIN | POLLHUP | POLLERR)) && nbd_aio_notify_read(NBD(ep)->h[i]) < 0) ||
+             ((rev & POLLOUT) && nbd_aio_notify_write(NBD(ep)->h[i]) < 0))) {
+            if (!rc)
+                nbd_fail(ep, "connection");
+            rc = -1;
+        } else if (conn_dead(ep, i)) {
+            if (!rc)
+                err_set(ECONNRESET, "%s: the server closed connection %d", ep->spec, i + 1);
+            rc = -1;
+        }
+    }
+    return rc;
 }
 
 static const struct ep_ops nbd_ops = {
@@ -254,25 +321,40 @@ static const struct ep_ops nbd_ops = {
     .flush = nbd_flush_all,
     .zero_unsupported = nbd_zero_unsupported,
     .close = nbd_close_all,
+    .poll_fds = nbd_poll_fds,
+    .notify = nbd_notify,
+    .lost = nbd_lost,
 };
 
-int copy_nbd_open(struct endpoint *ep, int connections)
+struct endpoint *copy_nbd_open(const char *spec, const struct target_uri *uri,
+                               const struct client_tls *tls, bool is_target, int connections)
 {
-    struct nbd_handle *h = connect_one(ep);
+    struct nbd_ep *n = calloc(1, sizeof *n);
+    struct endpoint *ep = &n->ep;
+    struct nbd_handle *h;
     int64_t v;
 
-    if (!h)
-        return -1;
+    if (!n) {
+        err_set(ENOMEM, "%s", spec);
+        return NULL;
+    }
+    ep->spec = spec;
+    ep->is_target = is_target;
+    n->uri = *uri;
+    n->tls = tls;
+    /* Closing frees: from here on every failure goes through it. */
     ep->ops = &nbd_ops;
-    ep->h[0] = h;
-    ep->nconn = 1;
+    if (!(h = connect_one(ep)))
+        goto fail;
+    NBD(ep)->h[0] = h;
+    NBD(ep)->nconn = 1;
     v = nbd_get_size(h);
     if (v < 0)
-        return nbd_fail(ep, "size");
+        goto fail_nbd;
     ep->size = (uint64_t)v;
     if (ep->is_target && nbd_is_read_only(h) == 1) {
         err_set(EROFS, "%s: the export is read-only", ep->spec);
-        return -1;
+        goto fail;
     }
     v = nbd_get_block_size(h, LIBNBD_SIZE_MINIMUM);
     ep->align = v > 0 ? (uint32_t)v : 1;
@@ -283,61 +365,20 @@ int copy_nbd_open(struct endpoint *ep, int connections)
     ep->knows_zero = nbd_can_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) == 1;
     if (nbd_can_multi_conn(h) != 1)
         connections = 1;
-    while (ep->nconn < connections) {
+    while (NBD(ep)->nconn < connections) {
         if (!(h = connect_one(ep)))
-            return -1;
-        ep->h[ep->nconn++] = h;
+            goto fail;
+        NBD(ep)->h[NBD(ep)->nconn++] = h;
     }
-    snprintf(ep->desc, sizeof ep->desc, "nbd, %d connection%s%s%s", ep->nconn,
-             ep->nconn > 1 ? "s (multi-conn)" : "",
+    snprintf(ep->desc, sizeof ep->desc, "nbd, %d connection%s%s%s", NBD(ep)->nconn,
+             NBD(ep)->nconn > 1 ? "s (multi-conn)" : "",
              ep->knows_zero ? ", base:allocation" : "",
              ep->can_zero || !ep->is_target ? "" : ", no WRITE_ZEROES");
-    return 0;
+    return ep;
+fail_nbd:
+    nbd_fail(ep, "size");
+fail:
+    nbd_close_all(ep);
+    return NULL;
 }
 
-int copy_nbd_poll_fds(struct endpoint *ep, struct pollfd *fds, int max)
-{
-    int n = 0;
-
-    for (int i = 0; i < ep->nconn && n < max; i++, n++) {
-        unsigned dir = nbd_aio_get_direction(ep->h[i]);
-
-        /* A dead connection has nothing more to say, and its socket would
-         * wake every poll with POLLHUP. */
-        fds[n].fd = copy_nbd_conn_dead(ep, i) ? -1 : nbd_aio_get_fd(ep->h[i]);
-        fds[n].events = (dir & LIBNBD_AIO_DIRECTION_READ ? POLLIN : 0) |
-                        (dir & LIBNBD_AIO_DIRECTION_WRITE ? POLLOUT : 0);
-        fds[n].revents = 0;
-    }
-    return n;
-}
-
-bool copy_nbd_conn_dead(const struct endpoint *ep, int conn)
-{
-    return conn >= 0 && conn < ep->nconn && ep->h[conn] &&
-           (nbd_aio_is_dead(ep->h[conn]) || nbd_aio_is_closed(ep->h[conn]));
-}
-
-int copy_nbd_notify(struct endpoint *ep, const struct pollfd *fds)
-{
-    int rc = 0;
-
-    /* Every live connection is served even when one has died: requests
-     * on the others must still complete for the run to drain. */
-    for (int i = 0; i < ep->nconn; i++) {
-        short rev = fds[i].revents;
-
-        if (!copy_nbd_conn_dead(ep, i) &&
-            (((rev & (POLLIN | POLLHUP | POLLERR)) && nbd_aio_notify_read(ep->h[i]) < 0) ||
-             ((rev & POLLOUT) && nbd_aio_notify_write(ep->h[i]) < 0))) {
-            if (!rc)
-                nbd_fail(ep, "connection");
-            rc = -1;
-        } else if (copy_nbd_conn_dead(ep, i)) {
-            if (!rc)
-                err_set(ECONNRESET, "%s: the server closed connection %d", ep->spec, i + 1);
-            rc = -1;
-        }
-    }
-    return rc;
-}

@@ -2,8 +2,8 @@
  * whether a buffer is zeroes.  No I/O here, so the unit tests can cover
  * every case. */
 #include "engine/copy.h"
-#include "engine/error.h"
-#include "engine/uri.h"
+#include "common/error.h"
+#include "engine/target_uri.h"
 
 #include <ctype.h>
 #include <string.h>
@@ -79,6 +79,11 @@ int copy_spec_kind(const char *spec, enum copy_spec_kind *kind, const char **pat
     if (!*spec) {
         err_set(0, "an empty path");
         return -1;
+    }
+    if (!strcmp(spec, "null:")) {
+        *kind = COPY_SPEC_NULL;
+        *path = NULL;
+        return 0;
     }
     while (isalnum((unsigned char)*p) || *p == '+' || *p == '-' || *p == '.')
         p++;

@@ -24,12 +24,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "engine/uri.h"
+#include "engine/target_uri.h"
 
 enum mig_switchover { MIG_SW_NONE, MIG_SW_PIVOT, MIG_SW_MIGRATE };
 
 /* mirror: QEMU's blockdev-mirror pushes (this file); bitmap: volmig's own
- * copier pulls and converges on dirty bitmaps (engine/bitmap.h). */
+ * copier pulls and converges on dirty bitmaps (engine/migrate_bitmap.h). */
 enum mig_mode { MIG_MODE_MIRROR, MIG_MODE_BITMAP };
 
 enum mig_result {
@@ -101,6 +101,12 @@ struct mig_config {
 int mig_name_pid(const char *name);
 /* True when PID is another process, and one that no longer exists. */
 bool mig_pid_dead(int pid);
+
+/* The defaults `volmig migrate` documents: 3 retries after 20 s doubling,
+ * 64 MiB mirror buffers, progress every 500 ms, a convergence warning
+ * after 30 s, bitmap mode's threshold from its copy rate; mirror mode,
+ * switchover none. */
+void mig_config_defaults(struct mig_config *cfg);
 
 /* Runs one migration to its end.  MIG_FAILED leaves a message in
  * err_msg(). */

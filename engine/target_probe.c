@@ -1,7 +1,7 @@
 #include "engine/target_probe.h"
-#include "engine/client_tls.h"
-#include "engine/clock.h"
-#include "engine/error.h"
+#include "engine/target_tls.h"
+#include "common/clock.h"
+#include "common/error.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -25,25 +25,21 @@ void nbd_uri_text(const struct target_uri *u, bool tls, char *buf, size_t len)
         snprintf(buf, len, "nbd%s://%s:%s/%s", s, u->host, u->port, u->export_name);
 }
 
-int probe_nbd_target(const struct target_uri *u, const struct client_tls *tls, int timeout_ms,
-                     uint64_t *size)
+struct nbd_handle *probe_nbd_connect(const char *uri, const struct client_tls *tls,
+                                     int timeout_ms)
 {
-    char uri[4500];
     struct nbd_handle *h = nbd_create();
-    int64_t deadline = clock_ms() + timeout_ms, s;
-    int rc = -1;
+    int64_t deadline = clock_ms() + timeout_ms;
 
     if (!h) {
         err_set(0, "libnbd: %s", nbd_get_error());
-        return -1;
+        return NULL;
     }
-    /* nbds:// and nbds+unix:// make libnbd require TLS. */
-    nbd_uri_text(u, tls != NULL, uri, sizeof uri);
     if (tls && client_tls_apply(tls, h) < 0)
-        goto out;
+        goto fail;
     if (nbd_aio_connect_uri(h, uri) < 0) {
         err_set(0, "cannot reach the target %s: %s", uri, nbd_get_error());
-        goto out;
+        goto fail;
     }
     while (!nbd_aio_is_ready(h)) {
         int64_t left = deadline - clock_ms();
@@ -55,9 +51,64 @@ int probe_nbd_target(const struct target_uri *u, const struct client_tls *tls, i
                         timeout_ms / 1000);
             else
                 err_set(0, "cannot reach the target %s: %s", uri, nbd_get_error());
-            goto out;
+            goto fail;
         }
     }
+    return h;
+fail:
+    nbd_close(h);
+    return NULL;
+}
+
+static int pread_done(void *opaque, int *error)
+{
+    int *res = opaque;
+
+    *res = *error ? -*error : 1;
+    return 1;
+}
+
+int probe_nbd_pread(struct nbd_handle *h, void *buf, size_t len, uint64_t off, int timeout_ms)
+{
+    int res = 0;
+    nbd_completion_callback cb = { .callback = pread_done, .user_data = &res };
+    int64_t deadline = clock_ms() + timeout_ms;
+
+    if (nbd_aio_pread(h, buf, len, off, cb, 0) < 0) {
+        err_set(0, "read at %llu: %s", (unsigned long long)off, nbd_get_error());
+        return -1;
+    }
+    while (!res) {
+        int64_t left = deadline - clock_ms();
+
+        if (left <= 0) {
+            err_set(ETIMEDOUT, "read at %llu", (unsigned long long)off);
+            return -1;
+        }
+        if (nbd_poll(h, (int)(left < 1000 ? left : 1000)) < 0) {
+            err_set(0, "read at %llu: %s", (unsigned long long)off, nbd_get_error());
+            return -1;
+        }
+    }
+    if (res < 0) {
+        err_set(-res, "read at %llu", (unsigned long long)off);
+        return -1;
+    }
+    return 0;
+}
+
+int probe_nbd_target(const struct target_uri *u, const struct client_tls *tls, int timeout_ms,
+                     uint64_t *size)
+{
+    char uri[4500];
+    struct nbd_handle *h;
+    int64_t s;
+    int rc = -1;
+
+    /* nbds:// and nbds+unix:// make libnbd require TLS. */
+    nbd_uri_text(u, tls != NULL, uri, sizeof uri);
+    if (!(h = probe_nbd_connect(uri, tls, timeout_ms)))
+        return -1;
     s = nbd_get_size(h);
     if (s < 0) {
         err_set(0, "target %s: %s", uri, nbd_get_error());

@@ -4,7 +4,7 @@
 #ifndef VOLMIG_TARGET_PROBE_H
 #define VOLMIG_TARGET_PROBE_H
 
-#include "engine/uri.h"
+#include "engine/target_uri.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -17,6 +17,15 @@ struct client_tls;
  * when nobody answered in time or the export is read-only. */
 int probe_nbd_target(const struct target_uri *u, const struct client_tls *tls, int timeout_ms,
                      uint64_t *size);
+
+/* A connection to the NBD export at uri (libnbd's URI form), ready for
+ * commands, within timeout_ms; NULL with err_msg() set.  The caller closes
+ * it with nbd_close(). */
+struct nbd_handle;
+struct nbd_handle *probe_nbd_connect(const char *uri, const struct client_tls *tls,
+                                     int timeout_ms);
+/* Reads len bytes at off through h within timeout_ms.  -1 with err_msg(). */
+int probe_nbd_pread(struct nbd_handle *h, void *buf, size_t len, uint64_t off, int timeout_ms);
 
 /* The size of a file or block device target.  -1 with err_msg() and
  * err_errno() set (ENOENT when it does not exist). */

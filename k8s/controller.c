@@ -14,10 +14,16 @@
  *   - a migration object annotated volmig.io/migrate-uri: URI goes to
  *     another host with migrate:URI, each volume to the NBD URI in the
  *     VMIM annotation volmig.io/target.VOLUME.
+ *
+ * It stands in for KubeVirt's migration controller and virt-handler: a
+ * Pending migration held by KubeVirt's backoff (k8s_migration_backoff) is
+ * not started yet; a running one gets its phases, KubeVirt's
+ * status.migrationState fields and volmig's progress annotation; the VMI's
+ * status.migrationState follows the migration in progress.
  */
 #include "k8s/controller.h"
-#include "engine/error.h"
-#include "k8s/k8s.h"
+#include "common/error.h"
+#include "k8s/internal.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -31,6 +37,7 @@
 
 #define MAX_JOBS 64
 #define ROUND_MS 500
+#define PROGRESS_EVERY_S 2   /* how often a running migration's progress is written */
 
 struct tracked {
     char ns[254], name[254];     /* the VMIM */
@@ -38,6 +45,9 @@ struct tracked {
     void *handle;
     enum k8s_engine_phase phase;
     bool cancelled;
+    json_t *vols;                /* the VMI's migratedVolumes at the start (owned) */
+    struct k8s_progress prog;
+    time_t written;              /* when the progress was last written */
 };
 
 struct ctl {
@@ -234,6 +244,7 @@ static int start_job(struct ctl *c, const json_t *world, const json_t *vmim, str
     snprintf(t->name, sizeof t->name, "%s", k8s_name(vmim));
     snprintf(t->vmi, sizeof t->vmi, "%s", vminame);
     t->phase = K8S_ENGINE_SCHEDULING;
+    t->vols = json_deep_copy(mv);
     clog_(c, "migration %s: started (%zu volume%s, %s)", ref, n, n == 1 ? "" : "s", sw);
     return 0;
 }
@@ -244,6 +255,118 @@ static struct tracked *tracked_for(struct ctl *c, const char *ns, const char *na
         if (!strcmp(c->jobs[i].ns, ns) && !strcmp(c->jobs[i].name, name))
             return &c->jobs[i];
     return NULL;
+}
+
+/* status.migrationState of the migration object, with the fields of
+ * KubeVirt's VirtualMachineInstanceMigrationState that a volmig run fills. */
+static void set_migration_state(json_t *vmim, enum k8s_engine_phase p, const char *msg, time_t now)
+{
+    json_t *ms = k8s_mkpath(vmim, "status.migrationState");
+    char when[32];
+
+    k8s_format_time(now, when);
+    if (p == K8S_ENGINE_SCHEDULING || !json_object_get(ms, "startTimestamp"))
+        json_object_set_new(ms, "startTimestamp", json_string(when));
+    if (p == K8S_ENGINE_SUCCEEDED || p == K8S_ENGINE_FAILED) {
+        json_object_set_new(ms, "endTimestamp", json_string(when));
+        json_object_set_new(ms, "completed", json_boolean(p == K8S_ENGINE_SUCCEEDED));
+        if (p == K8S_ENGINE_FAILED) {
+            json_object_set_new(ms, "failed", json_true());
+            if (msg && *msg)
+                json_object_set_new(ms, "failureReason", json_string(msg));
+        }
+    }
+}
+
+/* The VMI's status.migrationState, as virt-handler keeps it for the
+ * migration in progress: a new one replaces the last one's (so that an old
+ * targetNodeDomainReadyTimestamp does not stop the next cancellation);
+ * success marks the target domain ready, which is when the VM runs on the
+ * destinations. */
+static void vmi_migration_state(const char *store, json_t *world, const struct tracked *t,
+                                const json_t *vmim, enum k8s_engine_phase p, time_t now)
+{
+    json_t *vmi = find(world, "VirtualMachineInstance", t->ns, t->vmi), *seen, *ms;
+    const char *uid = k8s_get_str(vmim, "metadata.uid");
+    char when[32];
+
+    if (!vmi)
+        return;
+    seen = json_deep_copy(vmi);
+    k8s_format_time(now, when);
+    if (p == K8S_ENGINE_SCHEDULING) {
+        ms = json_pack("{s:s, s:s}", "startTimestamp", when, "mode", "PreCopy");
+        if (uid)
+            json_object_set_new(ms, "migrationUid", json_string(uid));
+        json_object_set_new(k8s_mkpath(vmi, "status"), "migrationState", ms);
+    } else {
+        ms = k8s_mkpath(vmi, "status.migrationState");
+        json_object_set_new(ms, "endTimestamp", json_string(when));
+        json_object_set_new(ms, "completed", json_true());
+        if (p == K8S_ENGINE_SUCCEEDED)
+            json_object_set_new(ms, "targetNodeDomainReadyTimestamp", json_string(when));
+        else
+            json_object_set_new(ms, "failed", json_true());
+    }
+    write_if_unchanged(store, seen, vmi);
+    json_decref(seen);
+}
+
+/* The volmig.io/progress annotation from the job's last sample. */
+static void set_progress(json_t *vmim, struct tracked *t, time_t now)
+{
+    json_t *v = k8s_progress_json(&t->prog, t->vols, now);
+    char *text = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
+
+    if (text)
+        json_object_set_new(k8s_mkpath(vmim, "metadata.annotations"), K8S_ANNOT_PROGRESS,
+                            json_string(text));
+    free(text);
+    json_decref(v);
+    t->written = now;
+}
+
+/* The migration object was deleted (a cancellation) after the engine had
+ * switched the VM over: QEMU runs on the destinations while the VMI names
+ * the sources.  KubeVirt guards this with targetNodeDomainReadyTimestamp,
+ * which the engine's phases cannot give before the switch; say it loudly,
+ * in the log and as a Warning on the VMI. */
+static void cancelled_too_late(struct ctl *c, const struct tracked *t, time_t now)
+{
+    char when[32], name[300], msg[1024];
+    const char *parts[3] = { t->ns, t->name, "too-late" };
+    json_t *e;
+
+    snprintf(msg, sizeof msg, "migration %s was cancelled after it had switched the VM over: "
+             "QEMU now runs on the destination volumes of %s, while the VMI names the sources; "
+             "point the VM at the destinations (or migrate back) before it restarts",
+             t->name, t->vmi);
+    clog_(c, "migration %s/%s: %s", t->ns, t->name, msg);
+    k8s_format_time(now, when);
+    snprintf(name, sizeof name, "%.200s.%016llx", t->vmi,
+             (unsigned long long)k8s_hash(parts, 3));
+    e = json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s, s:s, s:s, s:s}, s:s, s:s, s:s, s:i, s:s,"
+                  " s:s, s:{s:s}}",
+                  "apiVersion", "v1", "kind", "Event", "metadata", "name", name, "namespace", t->ns,
+                  "involvedObject", "apiVersion", "kubevirt.io/v1", "kind",
+                  "VirtualMachineInstance", "name", t->vmi, "namespace", t->ns,
+                  "reason", "VolumeMigrationCancelledTooLate", "message", msg, "type", "Warning",
+                  "count", 1, "firstTimestamp", when, "lastTimestamp", when, "source",
+                  "component", "volmig");
+    if (e && !*t->ns) {
+        json_object_del(json_object_get(e, "metadata"), "namespace");
+        json_object_del(json_object_get(e, "involvedObject"), "namespace");
+    }
+    if (e && k8s_store_write(c->cfg->store, e) < 0)
+        err_clear();
+    json_decref(e);
+}
+
+static void release_job(struct ctl *c, struct tracked *t)
+{
+    c->cfg->ops->release(c->cfg->engine, t->handle);
+    json_decref(t->vols);
+    t->vols = NULL;
 }
 
 /* Starts jobs for new migration objects, moves phases of running ones into
@@ -259,9 +382,18 @@ static int drive_engine(struct ctl *c, json_t *world, time_t now, bool *busy)
         struct tracked *t;
         char why[1024] = "";
 
+        time_t until;
+
         if (strcmp(k8s_kind(o), "VirtualMachineInstanceMigration") ||
             (ph && strcmp(ph, "Pending")) || tracked_for(c, k8s_namespace(o), k8s_name(o)))
             continue;
+        if (k8s_migration_backoff(world, o, now, &until)) {
+            /* KubeVirt's migration backoff holds it Pending; a round after
+             * UNTIL starts it.  With --once that wait is rest: the run
+             * ends, and says that a migration failed. */
+            *busy = *busy || !c->cfg->once;
+            continue;
+        }
         if (c->njobs == MAX_JOBS) {
             *busy = true;
             break;
@@ -272,9 +404,14 @@ static int drive_engine(struct ctl *c, json_t *world, time_t now, bool *busy)
         if (start_job(c, world, o, t, why, sizeof why) == 0) {
             c->njobs++;
             set_phase(o, "Scheduling", NULL, now);
+            set_migration_state(o, K8S_ENGINE_SCHEDULING, NULL, now);
+            vmi_migration_state(c->cfg->store, world, t, o, K8S_ENGINE_SCHEDULING, now);
         } else {
             clog_(c, "migration %s/%s: cannot start: %s", k8s_namespace(o), k8s_name(o), why);
             set_phase(o, "Failed", why, now);
+            set_migration_state(o, K8S_ENGINE_FAILED, why, now);
+            if (c->cfg->failed)
+                (*c->cfg->failed)++;
         }
         if (write_if_unchanged(c->cfg->store, seen, o) < 0) {
             json_decref(seen);
@@ -298,6 +435,22 @@ static int drive_engine(struct ctl *c, json_t *world, time_t now, bool *busy)
         }
         if (c->cfg->ops->poll(c->cfg->engine, t->handle, &p, &lost, msg, sizeof msg) < 0)
             p = K8S_ENGINE_FAILED;
+        if (!vmim && t->cancelled && p == K8S_ENGINE_SUCCEEDED)
+            cancelled_too_late(c, t, now);
+        {
+            long long done, total;
+
+            if (k8s_progress_parse(msg, &done, &total))
+                k8s_progress_sample(&t->prog, done, total, now);
+        }
+        if (vmim && p == t->phase && p == K8S_ENGINE_RUNNING && t->prog.known &&
+            now - t->written >= PROGRESS_EVERY_S) {
+            json_t *seen = json_deep_copy(vmim);
+
+            set_progress(vmim, t, now);
+            write_if_unchanged(c->cfg->store, seen, vmim);
+            json_decref(seen);
+        }
         if (vmim && p != t->phase) {
             json_t *seen = json_deep_copy(vmim);
 
@@ -305,6 +458,13 @@ static int drive_engine(struct ctl *c, json_t *world, time_t now, bool *busy)
             if (p == K8S_ENGINE_SUCCEEDED && t->phase < K8S_ENGINE_RUNNING)
                 set_phase(vmim, k8s_engine_phase_name(K8S_ENGINE_RUNNING), NULL, now);
             set_phase(vmim, k8s_engine_phase_name(p), p == K8S_ENGINE_FAILED ? msg : NULL, now);
+            if (p == K8S_ENGINE_SUCCEEDED || p == K8S_ENGINE_FAILED) {
+                set_migration_state(vmim, p, msg, now);
+                if (!lost)
+                    vmi_migration_state(c->cfg->store, world, t, vmim, p, now);
+            }
+            if (t->prog.known)
+                set_progress(vmim, t, now);
             if (lost) {
                 /* QEMU itself is gone: the VMI is final.  The reconcile step
                  * then asks for manual recovery. */
@@ -320,12 +480,14 @@ static int drive_engine(struct ctl *c, json_t *world, time_t now, bool *busy)
             }
             clog_(c, "migration %s/%s: %s%s%s", t->ns, t->name, k8s_engine_phase_name(p),
                   msg[0] ? ": " : "", msg);
+            if (p == K8S_ENGINE_FAILED && c->cfg->failed)
+                (*c->cfg->failed)++;
             write_if_unchanged(c->cfg->store, seen, vmim);
             json_decref(seen);
         }
         t->phase = p;
         if (p == K8S_ENGINE_SUCCEEDED || p == K8S_ENGINE_FAILED) {
-            c->cfg->ops->release(c->cfg->engine, t->handle);
+            release_job(c, t);
             c->jobs[j] = c->jobs[--c->njobs];
             j--;
         }
@@ -398,7 +560,7 @@ int k8s_controller_run(const struct k8s_controller_config *cfg)
 out:
     for (int j = 0; j < c.njobs; j++) {
         cfg->ops->cancel(cfg->engine, c.jobs[j].handle);
-        cfg->ops->release(cfg->engine, c.jobs[j].handle);
+        release_job(&c, &c.jobs[j]);
     }
     if (in >= 0)
         close(in);

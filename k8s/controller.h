@@ -18,6 +18,8 @@ struct k8s_controller_config {
     volatile sig_atomic_t *stop;          /* set by a signal handler */
     time_t (*now)(void);                  /* NULL: the wall clock */
     void (*log)(const char *fmt, ...);    /* one line per event; may be NULL */
+    int *failed;                          /* out, may be NULL: how many migrations
+                                             this run saw end Failed */
 };
 
 /* Runs until *stop (or, with once, until nothing is left to do).  Running

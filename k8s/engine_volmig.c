@@ -1,6 +1,6 @@
 /* The controller's engine: each migration a `volmig migrate` child. */
-#include "engine/error.h"
-#include "engine/job.h"
+#include "common/error.h"
+#include "engine/migrate_job.h"
 #include "k8s/engine.h"
 
 #include <stdlib.h>

@@ -28,6 +28,11 @@
 json_t *k8s_parse(const char *text, size_t len, const char *source);
 /* Reads PATH ("-" is stdin) and parses it as above. */
 json_t *k8s_load_file(const char *path);
+/* Reads every path as kubectl -f does: "-" is stdin (once), a directory
+ * gives its *.yaml, *.yml and *.json files in name order (not its
+ * subdirectories; none is an error), and the objects of all of them come
+ * out in one array, in order. */
+json_t *k8s_load_paths(const char *const *paths, size_t n);
 
 /* Serialises an array of objects as a multi-document YAML stream
  * ("---" between documents), keys in insertion order; strings that would
@@ -53,6 +58,32 @@ const char *k8s_name(const json_t *obj);
 const char *k8s_namespace(const json_t *obj);
 /* True for kinds that are not namespaced (PersistentVolume). */
 bool k8s_cluster_scoped(const char *kind);
+
+/* ---- kinds.c: the kinds volmig knows, as kubectl names them ---- */
+
+struct k8s_kind_info {
+    const char *kind;       /* "VirtualMachine" */
+    const char *plural;     /* "virtualmachines" */
+    const char *singular;   /* "virtualmachine" */
+    const char *shorts[2];  /* "vm", "vms" */
+    const char *group;      /* "kubevirt.io"; "" for the core group */
+    bool cluster;           /* not namespaced */
+};
+
+/* The kind named exactly KIND; NULL when volmig does not know it. */
+const struct k8s_kind_info *k8s_kind_info(const char *kind);
+/* The kind a kubectl resource argument names: kind, plural, singular or
+ * short name in any case, or PLURAL.GROUP.  NULL when none. */
+const struct k8s_kind_info *k8s_kind_lookup(const char *name);
+/* "virtualmachines.kubevirt.io" (core kinds: "persistentvolumeclaims"). */
+const char *k8s_kind_resource(const struct k8s_kind_info *k, char *buf, size_t size);
+/* Whether apiVersion belongs to the kind's group ("v1" for the core). */
+bool k8s_kind_version_ok(const struct k8s_kind_info *k, const char *api_version);
+/* The paths of the fields of OBJ that its kind's schema does not have
+ * ("spec.updateVolumeStrategy"), as kubectl's field validation would warn
+ * of them; checked down to the VMI spec and its volumes.  Caller owns the
+ * array. */
+json_t *k8s_unknown_fields(const json_t *obj);
 
 /* "KIND NAMESPACE/NAME" for messages, into BUF. */
 const char *k8s_ref(const json_t *obj, char *buf, size_t size);
@@ -95,12 +126,10 @@ void k8s_format_time(time_t t, char buf[32]);
     "volumes pointing to non-consistent targets; manual intervention is needed to reassign " \
     "them to their original volumes."
 #define K8S_MSG_INVALID_UPDATE     "The volume can only be reverted to the previous version during the update"
+#define K8S_REASON_UPDATE_ERROR    "VolumesUpdateError"
 #define K8S_LABEL_MIGRATION        "kubevirt.io/volume-update-migration"
 #define K8S_LABEL_IN_PROGRESS      "kubevirt.io/volume-update-in-progress"
 #define K8S_ANNOT_WORKLOAD_UPDATE  "kubevirt.io/workloadUpdateMigration"
-/* volmig's own bookkeeping on the VMI: the migration object of the update
- * in flight (KubeVirt finds it through its workload updater's queue). */
-#define K8S_ANNOT_CURRENT_VMIM     "volmig.io/volume-migration"
 #define K8S_VMIM_PREFIX            "kubevirt-workload-update-"
 #define K8S_BACKOFF_FIRST          20  /* seconds after the first failure */
 
@@ -113,16 +142,48 @@ struct k8s_result {
 
 /* One reconcile step over WORLD (an array of objects, not modified) at time
  * NOW.  Pure: no I/O, no clock, no randomness; the same input gives the
- * same output, byte for byte.  Decisions are stored in the objects' status
- * (and one annotation on the VMI), so a step over its own output changes
+ * same output, byte for byte.  Decisions are stored in the objects, as
+ * KubeVirt stores them (nothing private), so a step over its own output changes
  * nothing more once the world is at rest.  Returns 0, or -1 when WORLD is
  * not an array of valid objects.  Free the result with k8s_result_free. */
 int k8s_reconcile(const json_t *world, time_t now, struct k8s_result *out);
 void k8s_result_free(struct k8s_result *r);
 
+/* KubeVirt's migration backoff for the migration object VMIM in WORLD:
+ * true when it must stay Pending until *UNTIL.  Only the newest migration
+ * of its VMI that carries the workload-update (or evacuation) annotation
+ * waits: 20 s after the Failed timestamp of the one before it, doubled for
+ * every further Failed one back to the last Succeeded.  A migration a user
+ * created never waits. */
+bool k8s_migration_backoff(const json_t *world, const json_t *vmim, time_t now, time_t *until);
+
 /* Runs k8s_reconcile until nothing changes (at most MAX_STEPS steps).
  * Returns the final world (caller owns it), or NULL with err_msg() set. */
 json_t *k8s_reconcile_fixed_point(const json_t *world, time_t now, int max_steps);
+
+/* ---- progress.c: storage progress on the migration object ---- */
+
+/* The annotation, on a VirtualMachineInstanceMigration the controller runs,
+ * holding JSON: {"volumes":[{"volume","source","destination","doneBytes",
+ * "totalBytes"}], "doneBytes", "totalBytes", "percent", "bytesPerSecond",
+ * "etaSeconds" (null: not known yet), "updated"}.  Per-volume bytes are
+ * null when several volumes move (the engine reports their sum). */
+#define K8S_ANNOT_PROGRESS "volmig.io/progress"
+
+struct k8s_progress {
+    long long done, total;      /* bytes, all volumes */
+    double rate;                /* bytes/s, smoothed; 0: not known yet */
+    time_t started, sampled;    /* first sample, last rate sample */
+    long long sampled_done;
+    bool known;                 /* a sample was taken */
+};
+
+/* "copied DONE of TOTAL bytes", the engine's progress message. */
+bool k8s_progress_parse(const char *msg, long long *done, long long *total);
+/* Takes a sample at NOW; the rate moves once a second at most. */
+void k8s_progress_sample(struct k8s_progress *p, long long done, long long total, time_t now);
+/* The annotation's value for MIGRATED (the VMI's migratedVolumes). */
+json_t *k8s_progress_json(const struct k8s_progress *p, const json_t *migrated, time_t now);
 
 /* ---- store.c: the embedded store, a directory of manifests ---- */
 

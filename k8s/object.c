@@ -1,7 +1,7 @@
 /* Object identity, dotted-path access, quantities, times, and the
  * structural validation every object passes before reconcile reads it. */
 #include "k8s/k8s.h"
-#include "engine/error.h"
+#include "common/error.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -489,6 +489,7 @@ int k8s_validate(const json_t *obj)
         OPT("spec.runStrategy", T_STR);
         OPT("spec.running", T_BOOL);
         REQ("spec.dataVolumeTemplates[].metadata.name", T_STR);
+        OPT("spec.dataVolumeTemplates[].spec", T_OBJ);
         REQ("spec.template", T_OBJ);
         REQ("spec.template.spec", T_OBJ);
         check_volumes(&c, obj, "spec.template.spec");

@@ -4,7 +4,7 @@
  * directory ('/' and ".." are not valid names, '_' cannot appear in one).
  * Every write is atomic: a crash leaves the old file or the new one. */
 #include "k8s/internal.h"
-#include "engine/error.h"
+#include "common/error.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -90,7 +90,8 @@ json_t *k8s_store_load(const char *dir)
     }
     closedir(d);
     d = NULL;
-    qsort(names, n, sizeof *names, cmp_str);
+    if (n)   /* qsort may not be given NULL, even for nothing */
+        qsort(names, n, sizeof *names, cmp_str);
     for (size_t i = 0; i < n; i++) {
         char path[4096];
         json_t *docs, *o;

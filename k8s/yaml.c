@@ -6,9 +6,10 @@
  * kubectl uses) would take for something else, so output reads back equal.
  */
 #include "k8s/k8s.h"
-#include "engine/error.h"
+#include "common/error.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <yaml.h>
 
 /* Aliases can make a small document expand exponentially ("billion
@@ -241,23 +243,44 @@ static int add_docs(json_t *out, json_t *v, const char *source)
     return 0;
 }
 
+/* One JSON value, or a stream of them one after the other (kubectl reads
+ * `{...}{...}` or one object per line the same way). */
 static json_t *parse_json(const char *text, size_t len, const char *source)
 {
-    json_error_t e;
-    json_t *v = json_loadb(text, len, JSON_REJECT_DUPLICATES, &e);
-    json_t *out;
+    json_t *out = json_array();
+    size_t off = 0, line = 1, bol = 0;   /* BOL: where the current line starts */
 
-    if (!v) {
-        err_set(0, "%s:%d:%d: %s", source, e.line, e.column, e.text);
-        return NULL;
+    for (;;) {
+        json_error_t e;
+        json_t *v;
+
+        for (; off < len && isspace((unsigned char)text[off]); off++)
+            if (text[off] == '\n') {
+                line++;
+                bol = off + 1;
+            }
+        if (off == len)
+            return out;
+        v = json_loadb(text + off, len - off, JSON_REJECT_DUPLICATES | JSON_DISABLE_EOF_CHECK, &e);
+        if (!v) {
+            err_set(0, "%s:%zu:%zu: %s", source, line + (size_t)e.line - 1,
+                    (size_t)e.column + (e.line == 1 ? off - bol : 0), e.text);
+            json_decref(out);
+            return NULL;
+        }
+        for (size_t i = 0; i < (size_t)e.position && off + i < len; i++)
+            if (text[off + i] == '\n') {
+                line++;
+                bol = off + i + 1;
+            }
+        off += (size_t)e.position;
+        if (add_docs(out, v, source) < 0) {
+            json_decref(v);
+            json_decref(out);
+            return NULL;
+        }
+        json_decref(v);
     }
-    out = json_array();
-    if (add_docs(out, v, source) < 0) {
-        json_decref(out);
-        out = NULL;
-    }
-    json_decref(v);
-    return out;
 }
 
 json_t *k8s_parse(const char *text, size_t len, const char *source)
@@ -545,4 +568,117 @@ char *k8s_dump_json(const json_t *objects)
     if (!s)
         err_set(ENOMEM, "json dump");
     return s;
+}
+
+/* ---- several inputs, as kubectl -f takes them ---- */
+
+static bool manifest_name(const char *n)
+{
+    size_t l = strlen(n);
+
+    if (n[0] == '.')
+        return false;
+    return (l > 5 && !strcmp(n + l - 5, ".yaml")) || (l > 4 && !strcmp(n + l - 4, ".yml")) ||
+           (l > 5 && !strcmp(n + l - 5, ".json"));
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int append_file(json_t *out, const char *path)
+{
+    json_t *objs = k8s_load_file(path);
+
+    if (!objs)
+        return -1;
+    json_array_extend(out, objs);
+    json_decref(objs);
+    return 0;
+}
+
+/* The manifests of directory DIR (not its subdirectories), by name. */
+static int append_dir(json_t *out, const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    int rc = 0;
+
+    if (!d) {
+        err_set(errno, "%s", dir);
+        return -1;
+    }
+    while ((e = readdir(d))) {
+        if (!manifest_name(e->d_name))
+            continue;
+        if (n == cap) {
+            char **nn = realloc(names, (cap = cap * 2 + 16) * sizeof *nn);
+
+            if (!nn) {
+                rc = -1;
+                err_set(ENOMEM, "%s", dir);
+                break;
+            }
+            names = nn;
+        }
+        if (!(names[n] = strdup(e->d_name))) {
+            rc = -1;
+            err_set(ENOMEM, "%s", dir);
+            break;
+        }
+        n++;
+    }
+    closedir(d);
+    if (rc == 0 && !n) {
+        err_set(0, "error reading %s: recognized file extensions are [.json .yaml .yml]", dir);
+        rc = -1;
+    }
+    if (rc == 0)
+        qsort(names, n, sizeof *names, cmp_names);
+    for (size_t i = 0; i < n; i++) {
+        char path[4096];
+
+        if (rc == 0) {
+            snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+            rc = append_file(out, path);
+        }
+        free(names[i]);
+    }
+    free(names);
+    return rc;
+}
+
+json_t *k8s_load_paths(const char *const *paths, size_t n)
+{
+    json_t *out;
+    size_t dashes = 0;
+
+    for (size_t i = 0; i < n; i++)
+        dashes += !strcmp(paths[i], "-");
+    if (dashes > 1) {
+        err_set(0, "-f -: standard input can be read only once");
+        return NULL;
+    }
+    out = json_array();
+    for (size_t i = 0; i < n; i++) {
+        struct stat st;
+        int rc;
+
+        if (!strcmp(paths[i], "-")) {
+            rc = append_file(out, "-");
+        } else if (stat(paths[i], &st) < 0) {
+            err_set(errno, "%s", paths[i]);
+            rc = -1;
+        } else {
+            rc = S_ISDIR(st.st_mode) ? append_dir(out, paths[i]) : append_file(out, paths[i]);
+        }
+        if (rc < 0) {
+            json_decref(out);
+            return NULL;
+        }
+    }
+    return out;
 }

@@ -32,6 +32,8 @@ struct nbd_serve_config {
     bool readonly;
     bool once;               /* exit after the first client has gone */
     bool direct;             /* try O_DIRECT (default true) */
+    bool force_share;        /* readonly only: serve a volume another
+                              * process writes (qemu-img's --force-share) */
     /* TLS (at most one of the two; either makes TLS required):
      * tls_creds: a directory in the layout of QEMU's tls-creds-x509,
      *   server-cert.pem and server-key.pem, and ca-cert.pem which, when

@@ -15,9 +15,10 @@
  * freed memory.
  */
 #include "nbd/internal.h"
-#include "engine/bufpool.h"
-#include "engine/error.h"
-#include "engine/target.h"
+#include "common/bufpool.h"
+#include "common/error.h"
+#include "common/target.h"
+#include "common/uring.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -161,15 +162,7 @@ static void slog(struct server *s, const char *fmt, ...)
 
 static struct io_uring_sqe *get_sqe(struct server *s)
 {
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
-
-    if (!sqe) {
-        io_uring_submit(&s->ring);
-        sqe = io_uring_get_sqe(&s->ring);
-    }
-    /* After a submit the ring has room again: the SQ is drained into the
-     * kernel by io_uring_submit, whatever the CQ holds. */
-    return sqe;
+    return uring_get_sqe(&s->ring);
 }
 
 static void *aligned_zalloc(size_t size)
@@ -804,14 +797,11 @@ static void on_target(struct req *q, int idx, int res)
     }
     if (q->step == STEP_IO) {
         /* fallocate for TRIM or WRITE_ZEROES */
-        if (res == -EOPNOTSUPP || res == -ENOTTY || (res == -EINVAL && t->kind == TARGET_BLOCK)) {
-            bool punched = (!(q->r.flags & NBD_CMD_FLAG_NO_HOLE) || q->r.type == NBD_CMD_TRIM) &&
-                           t->can_punch;
+        bool punched = (!(q->r.flags & NBD_CMD_FLAG_NO_HOLE) || q->r.type == NBD_CMD_TRIM) &&
+                       t->can_punch;
 
-            if (punched)
-                t->can_punch = false;
-            else
-                t->can_zero_range = false;
+        if (target_zero_unsupported(t, punched ? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE,
+                                    res)) {
             slog(s, "target does not support %s; falling back",
                  punched ? "punching holes" : "FALLOC_FL_ZERO_RANGE");
             submit_zero(q);
@@ -1234,7 +1224,7 @@ static int setup_export(struct server *s)
     const struct nbd_serve_config *cfg = s->cfg;
     struct target *t = &s->tgt;
 
-    if (target_open(t, cfg->target, cfg->readonly, cfg->direct, cfg->size) < 0)
+    if (target_open(t, cfg->target, cfg->readonly, cfg->direct, cfg->size, cfg->force_share) < 0)
         return -1;
     if (t->kind == TARGET_NULL && !cfg->size) {
         err_set(0, "the null target needs --size");

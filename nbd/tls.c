@@ -14,8 +14,8 @@
  * credentials outlive every thread: nbd_tls_free() waits for them.
  */
 #include "nbd/internal.h"
-#include "engine/clock.h"
-#include "engine/error.h"
+#include "common/clock.h"
+#include "common/error.h"
 
 #include <errno.h>
 #include <fcntl.h>

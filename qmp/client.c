@@ -1,8 +1,8 @@
 /* The QMP handle: ids, replies, the event queue, deadlines.  Transports
  * only move bytes or messages; everything QMP means lives here. */
 #include "qmp/internal.h"
-#include "engine/clock.h"
-#include "engine/error.h"
+#include "common/clock.h"
+#include "common/error.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -51,27 +51,6 @@ struct qmp *qmp_new(const struct qmp_ops *ops, void *tp)
     q->trace = default_trace;
     q->trace_opaque = default_trace_opaque;
     return q;
-}
-
-struct qmp *qmp_open(const char *addr, int64_t timeout_ms)
-{
-    int64_t deadline = qmp_deadline_in(timeout_ms);
-
-    if (!addr) {
-        err_set(EINVAL, "no QMP address");
-        return NULL;
-    }
-    if (!strncmp(addr, "unix:", 5))
-        return qmp_unix_open(addr + 5, deadline);
-    if (!strncmp(addr, "libvirt:", 8))
-        return qmp_libvirt_open(addr + 8, deadline);
-    err_set(EINVAL, "QMP address '%s': expected unix:PATH or libvirt:DOMAIN", addr);
-    return NULL;
-}
-
-struct qmp *qmp_open_fd(int fd, int64_t timeout_ms)
-{
-    return qmp_unix_from_fd(fd, qmp_deadline_in(timeout_ms));
 }
 
 void qmp_shutdown(struct qmp *q)

@@ -8,7 +8,7 @@
  * between calls, so a message split across many reads is scanned once.
  */
 #include "qmp/qmp.h"
-#include "engine/error.h"
+#include "common/error.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -15,7 +15,7 @@
  * and its reply is dropped with the inbox when the last reference goes.
  */
 #include "qmp/internal.h"
-#include "engine/error.h"
+#include "common/error.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -10,7 +10,7 @@
  * nothing here blocks for longer than its caller allowed.  A monitor that
  * closes, dies, or sends something that is not QMP is an error, after which
  * the handle is closed for good (qmp_is_open() says so) and every later call
- * fails at once.  Errors follow engine/error.h: -1 and a message in err_msg().
+ * fails at once.  Errors follow common/error.h: -1 and a message in err_msg().
  *
  * JSON is jansson's json_t.  Ownership: arguments passed in are stolen
  * (the library drops the reference); replies and events handed out belong

@@ -1,7 +1,7 @@
 /* The qmp-shell shorthand: "CMD key=value key.sub=value ..." to a QMP
  * command object.  Pure: a line in, JSON out. */
 #include "qmp/qmp.h"
-#include "engine/error.h"
+#include "common/error.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -1,6 +1,6 @@
 /* The unix socket transport: QEMU's -qmp unix:PATH. */
 #include "qmp/internal.h"
-#include "engine/error.h"
+#include "common/error.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,4 +1,4 @@
-// fuzz-sources: nbd/handshake.c nbd/request.c engine/error.c
+// fuzz-sources: nbd/handshake.c nbd/request.c common/error.c
 /* Drives the NBD handshake and then request validation with arbitrary
  * client bytes, the way the serve loop does: feed, drain the output, and
  * once in transmission decode and validate 28-byte requests, skipping

@@ -6,7 +6,7 @@
  * framing must not depend on how reads happen to split the stream.  A
  * small message limit lets the fuzzer reach the too-large paths.
  *
- * fuzz-sources: qmp/frame.c engine/error.c
+ * fuzz-sources: qmp/frame.c common/error.c
  * fuzz-libs: jansson
  */
 #include <stdint.h>

@@ -1,7 +1,7 @@
 /* libFuzzer target for the console's line parser, qmp/shell.c: any line
  * gives a command object or an error, never a crash.
  *
- * fuzz-sources: qmp/shell.c engine/error.c
+ * fuzz-sources: qmp/shell.c common/error.c
  * fuzz-libs: jansson
  */
 #include <stdint.h>

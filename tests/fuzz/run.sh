@@ -5,7 +5,7 @@
 #   tests/fuzz/run.sh --replay [PATTERN]    run each seed input once, no fuzzing
 #
 # A target says what it links against in its header comment:
-#   fuzz-sources: qmp/frame.c engine/error.c     (library sources it needs)
+#   fuzz-sources: qmp/frame.c common/error.c     (library sources it needs)
 #   fuzz-libs: jansson                           (pkg-config names)
 # Its seed inputs live in tests/fuzz/corpus/NAME/ (NAME: the file name
 # without fuzz_ and .c).  Inputs the fuzzer finds go to build-fuzz/corpus/NAME,

@@ -79,7 +79,9 @@ run e 1 "--nbd-socket PATH" --mode bitmap
 user_intact
 log "(e) ok"
 
-# And the right socket works, the export of the test's staying.
+# And the right socket works, the export of the test's staying.  The
+# server of (d) goes first: it holds the image lock on dst.
+stop_serve other
 run f 0 "done" --mode bitmap --nbd-socket "$T/user.sock"
 same_bytes "$T/src" "$T/dst"
 user_intact

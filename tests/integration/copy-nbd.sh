@@ -20,10 +20,12 @@ mk_sparse "$D/sparse16" $(( 16 * 1024 * 1024 ))
 random_file "$D/dense" 16
 
 n=0
-# serve KIND FILE: an NBD server exporting FILE, its URI in $uri (not a
-# command substitution: the server must be tracked by this shell)
+# serve KIND FILE [ro]: an NBD server exporting FILE, its URI in $uri (not
+# a command substitution: the server must be tracked by this shell).  A
+# source is exported read-only: the servers take QEMU's image locks, and a
+# writable export would keep the later copies from reading the file.
 serve() {
-    local kind=$1 file=$2 sock
+    local kind=$1 file=$2 sock ro=()
     n=$((n + 1))
     sock="$T/s$n.sock"
     case $kind in
@@ -31,15 +33,19 @@ serve() {
             # --size: without it volmig serve keeps O_DIRECT (minimum block
             # 512) on a file of unaligned size, and its tail is unreachable.
             local port; port=$(free_port)
-            start_serve "v$n" --target "$file" --listen 127.0.0.1:$port --size "$(stat -c %s "$file")"
+            [ "${3:-}" = ro ] && ro=(--readonly)
+            start_serve "v$n" --target "$file" --listen 127.0.0.1:$port --size "$(stat -c %s "$file")" \
+                "${ro[@]}"
             uri="nbd://127.0.0.1:$port/" ;;
         nbdkit)
-            nbdkit -f -U "$sock" file "$file" >"$T/k$n.log" 2>&1 &
+            [ "${3:-}" = ro ] && ro=(-r)
+            nbdkit -f "${ro[@]}" -U "$sock" file "$file" >"$T/k$n.log" 2>&1 &
             track_pid $!
             wait_for 10 test -S "$sock" || fail "nbdkit did not start"
             uri="nbd+unix:///?socket=$sock" ;;
         qemu-nbd)
-            qemu-nbd -t -e 8 -f raw --cache=none -k "$sock" "$file" >"$T/q$n.log" 2>&1 &
+            [ "${3:-}" = ro ] && ro=(-r)
+            qemu-nbd -t -e 8 "${ro[@]}" -f raw --cache=none -k "$sock" "$file" >"$T/q$n.log" 2>&1 &
             track_pid $!
             wait_for 10 test -S "$sock" || fail "qemu-nbd did not start"
             uri="nbd+unix:///?socket=$sock" ;;
@@ -65,7 +71,7 @@ for srv in volmig nbdkit qemu-nbd; do
         serve $srv "$D/$srv-$v.t"
         copy_ok "$v-to-$srv" "$D/$v" "$uri" "$D/$v" "$D/$srv-$v.t"
         # NBD -> file (fresh)
-        serve $srv "$D/$v"; src=$uri
+        serve $srv "$D/$v" ro; src=$uri
         copy_ok "$srv-$v-to-file" "$src" "$D/$srv-$v.f" "$D/$v" "$D/$srv-$v.f"
         # NBD -> NBD.  qemu-nbd exports a raw file of unaligned size
         # rounded up to 512 bytes, so its copies need that much room.

@@ -43,9 +43,27 @@ assert_eq "$(jq -c '[.status.phaseTransitionTimestamps[].phase]' <<<"$m")" \
     '["Pending","Scheduling","Running","Succeeded"]' "phases"
 assert_eq "$(get VirtualMachineInstance vm1 | jq -r '.items[0].spec.volumes[0].persistentVolumeClaim.claimName')" \
     dst-pvc "VMI volume after the migration"
+# storage progress on the migration object (volmig.io/progress), and
+# KubeVirt's status.migrationState
+p=$(jq -r '.metadata.annotations["volmig.io/progress"]' <<<"$m")
+assert_eq "$(jq -c '[.doneBytes, .totalBytes, .percent, .etaSeconds]' <<<"$p")" "[33554432,33554432,100,0]" "final progress"
+assert_eq "$(jq -c '.volumes[0] | [.volume, .source, .destination, .doneBytes]' <<<"$p")" \
+    '["disk0","src-pvc","dst-pvc",33554432]' "per-volume progress"
+assert_eq "$(jq -c '.status.migrationState | [.completed, (.startTimestamp != null), (.endTimestamp != null)]' <<<"$m")" \
+    "[true,true,true]" "migrationState"
 cmp "$T/src.img" "$T/dst.img" || fail "dst.img differs from src.img"
 assert_eq "$(qmp "$T/vm.qmp2" query-jobs)" "[]" "jobs left in QEMU"
 get Event | jq -r '.items[].reason' | grep -q VolumeMigrationSucceeded || fail "no VolumeMigrationSucceeded event"
+# KubeVirt's representation after success: the VM keeps its record, the VMI's
+# volumeStatus follows the volume, VolumesChange and migratedVolumes are gone.
+assert_eq "$(get VirtualMachine vm1 | jq -r '.items[0].status.volumeUpdateState.volumeMigrationState.migratedVolumes[0] | .sourcePVCInfo.claimName + "->" + .destinationPVCInfo.claimName')" \
+    "src-pvc->dst-pvc" "VM volumeMigrationState after success"
+vmi=$(get VirtualMachineInstance vm1 | jq -c '.items[0]')
+assert_eq "$(jq -r '.status.volumeStatus[0].persistentVolumeClaimInfo.claimName' <<<"$vmi")" dst-pvc "VMI volumeStatus"
+assert_eq "$(jq -r '[.status.conditions[]? | select(.type=="VolumesChange")] | length' <<<"$vmi")" 0 "VMI VolumesChange"
+assert_eq "$(jq -r '.status.migratedVolumes // "none"' <<<"$vmi")" none "VMI migratedVolumes"
+assert_eq "$(jq -c '.status.migrationState | [.completed, (.targetNodeDomainReadyTimestamp != null)]' <<<"$vmi")" \
+    "[true,true]" "VMI migrationState after success"
 
 log "cancellation: the user re-applies the original manifest mid-copy"
 # KubeVirt's bandwidth limit for migrations slows the copies from here on.
@@ -70,6 +88,29 @@ track_pid $ctl
 "$VOLMIG" apply -f "$T/updatec.yaml" --store "$S" >/dev/null || fail "apply updatec"
 wait_for 60 sh -c "'$VOLMIG' get --store '$S' VirtualMachineInstanceMigration | jq -e '.items[] | select(.status.phase==\"Running\")'" \
     || { cat "$T/ctlc.log"; fail "the cancellable migration never ran"; }
+# The progress of the running migration, on its object and in get -o wide
+# (2 MiB/s: 32 MiB take about 16 s).
+wait_for 30 sh -c "'$VOLMIG' get --store '$S' vmim | jq -e '.items[] | select(.status.phase==\"Running\") | .metadata.annotations[\"volmig.io/progress\"] | fromjson | select(.doneBytes > 0 and .bytesPerSecond > 0 and (.etaSeconds | type) == \"number\")'" \
+    || { get vmim; fail "no progress with a rate and an ETA on the running migration"; }
+p=$(get vmim | jq -r '.items[] | select(.status.phase=="Running") | .metadata.annotations["volmig.io/progress"]')
+log "progress: $p"
+rate=$(jq .bytesPerSecond <<<"$p")
+# sampled by the second, so the first samples can be off by a burst
+[ "$rate" -ge $((512 * 1024)) ] && [ "$rate" -le $((8 * 1024 * 1024)) ] || fail "rate $rate is not near the 2 MiB/s limit"
+assert_eq "$(jq .totalBytes <<<"$p")" 33554432 "progress total"
+"$VOLMIG" get --store "$S" vmim -o wide | tee "$T/wide"
+grep -Eq "Running +vm1 +[0-9]+% [0-9.]+ MiB/32.0 MiB +[0-9.]+ MiB/s +[0-9]+s" "$T/wide" || fail "get vmim -o wide"
+# Mid-flight, as KubeVirt keeps it: the VMI spec already names the
+# destination, the source is known from migratedVolumes only.
+vmi=$(get VirtualMachineInstance vm1 | jq -c '.items[0]')
+assert_eq "$(jq -r '.spec.volumes[0].persistentVolumeClaim.claimName' <<<"$vmi")" dstc-pvc "VMI spec mid-flight"
+assert_eq "$(jq -r '.status.migratedVolumes[0] | .sourcePVCInfo.claimName + "->" + .destinationPVCInfo.claimName' <<<"$vmi")" \
+    "dst-pvc->dstc-pvc" "VMI migratedVolumes mid-flight"
+assert_eq "$(jq -r '.status.conditions[] | select(.type=="VolumesChange") | .status' <<<"$vmi")" True "VolumesChange mid-flight"
+# a new migration replaces the last one's state: its target is not ready, so
+# the cancellation below deletes the migration object
+assert_eq "$(jq -c '.status.migrationState | [.completed, .targetNodeDomainReadyTimestamp]' <<<"$vmi")" \
+    "[null,null]" "VMI migrationState mid-flight"
 "$VOLMIG" apply -f "$T/update.yaml" --store "$S" >/dev/null || fail "re-apply the previous manifest"
 wait_for 60 sh -c "[ \$('$VOLMIG' get --store '$S' VirtualMachineInstanceMigration | jq '[.items[] | select(.status.phase==\"Running\")] | length') = 0 ]" \
     || { cat "$T/ctlc.log"; fail "the migration object was not removed on cancellation"; }

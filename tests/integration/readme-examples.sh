@@ -4,7 +4,9 @@
 # port 10809 is free whatever else runs), with build/volmig first on the
 # PATH, under bash -e; it must exit 0 and leave nothing running.  Blocks of
 # make commands (make demo, make check: what the runner itself is) are
-# not run.  The README names nothing outside the repository.
+# not run, nor are blocks marked "<!-- example: NAME -->", which a test of
+# their own runs (one must exist).  The README names nothing outside the
+# repository.
 . "$(dirname "$0")/../lib/common.sh"
 . "$TOP/tests/lib/leftovers.sh"
 require python3 qemu-system-x86_64 ip
@@ -18,6 +20,10 @@ text = open(sys.argv[1]).read()
 n = 0
 for m in re.finditer(r"^```sh\n(.*?)^```", text, re.S | re.M):
     body = m.group(1)
+    before = text[:m.start()].rstrip("\n").rsplit("\n", 1)[-1]
+    if before.startswith("<!-- example: "):
+        open("%s/marked" % sys.argv[2], "a").write(before + "\n")
+        continue
     lines = [l for l in body.splitlines() if l.strip() and not l.lstrip().startswith("#")]
     if all(l.lstrip().startswith("make ") or l.lstrip().startswith("make\t") for l in lines):
         continue
@@ -25,6 +31,10 @@ for m in re.finditer(r"^```sh\n(.*?)^```", text, re.S | re.M):
     open("%s/example%d.sh" % (sys.argv[2], n), "w").write(body)
 print(n)
 PY
+while read -r marker; do
+    grep -rqF -- "$marker" "$TOP/tests/integration" --exclude=readme-examples.sh \
+        || fail "no test runs the README block marked $marker"
+done < <(cat "$T/marked" 2>/dev/null)
 count=$(ls "$T"/example*.sh 2>/dev/null | wc -l)
 [ "$count" -ge 2 ] || fail "only $count runnable examples in the README"
 

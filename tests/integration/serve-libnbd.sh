@@ -64,6 +64,7 @@ same_bytes "$T/sparse" "$T/disk"
 report_alloc "$T/disk" "target after a sparse copy"
 
 log "a named export on a unix socket"
+stop_serve srv    # it holds the disk's write lock while it runs
 serve named --target "$T/disk" --listen "unix:$T/sock" --export disk1
 nbdinfo --list --json "nbd+unix:///?socket=$T/sock" >"$T/list.json" || fail "NBD_OPT_LIST failed"
 grep -q '"export-name": "disk1"' "$T/list.json" || { cat "$T/list.json"; fail "disk1 not listed"; }

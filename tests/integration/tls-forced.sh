@@ -18,7 +18,10 @@ before=$(sha "$T/disk")
 port=$(free_port)
 serve srv --target "$T/disk" --listen 127.0.0.1:$port --tls-psk "$T/tls/psk/keys.psk" --export vol
 plain=$(free_port)
-serve plain --target "$T/disk" --listen 127.0.0.1:$plain --readonly
+# Its own copy: a read-only export of the disk the first server writes
+# would be refused by the image lock.
+cp "$T/disk" "$T/plain"
+serve plain --target "$T/plain" --listen 127.0.0.1:$plain --readonly
 
 python3 - "$port" "$plain" <<'PY' || fail "raw client checks failed"
 import socket, struct, sys

@@ -61,6 +61,7 @@ log "server log:"; cat "$T/x509.log"
 grep -q "TLS handshake failed" "$T/x509.log" || fail "refused handshakes were not logged"
 
 log "== X.509, server authentication only (no ca-cert.pem on the server)"
+stop_serve x509
 mkdir "$T/tls/srvonly"
 cp "$T/tls/server/server-"*.pem "$T/tls/srvonly/"
 truncate -s 0 "$T/disk"; truncate -s ${SIZE_MIB}M "$T/disk"
@@ -72,6 +73,7 @@ refused "client of another CA (does not trust the server)" "nbds://127.0.0.1:$po
 accepted "nbds://127.0.0.1:$port/?tls-certificates=$T/tls/anon"
 
 log "== PSK"
+stop_serve srvonly
 truncate -s 0 "$T/disk"; truncate -s ${SIZE_MIB}M "$T/disk"
 port=$(free_port)
 serve psk --target "$T/disk" --listen 127.0.0.1:$port --tls-psk "$T/tls/psk/keys.psk" --export vol
@@ -88,6 +90,7 @@ nbdcopy --connections=4 --requests=64 "$T/src" \
 same_bytes "$T/src" "$T/disk"
 
 log "== a unix socket with TLS"
+stop_serve psk
 port=unix:$T/sock
 serve usock --target "$T/disk" --listen "$port" --tls-psk "$T/tls/psk/keys.psk"
 refused "plain client" "nbd+unix:///?socket=$T/sock"

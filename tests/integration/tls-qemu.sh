@@ -21,19 +21,20 @@ nbdopts() {
 }
 
 # qemu_refused WHAT ARGS... : qemu-img convert of evil into the export
-# fails and the target is unchanged.
+# fails and the served file, $target, is unchanged.
 qemu_refused() {
     local what=$1 before; shift
-    before=$(sha "$T/disk")
+    before=$(sha "$target")
     if qemu-img convert -n -f raw "$T/evil" "$@" >"$T/q.out" 2>&1; then
         fail "$what: qemu-img wrote into the export"
     fi
     log "$what: refused: $(head -n 1 "$T/q.out")"
-    assert_eq "$(sha "$T/disk")" "$before" "$what: target checksum"
+    assert_eq "$(sha "$target")" "$before" "$what: target checksum"
 }
 
 log "== X.509 with a client certificate"
 port=$(free_port)
+target=$T/disk
 serve x509 --target "$T/disk" --listen 127.0.0.1:$port --tls-creds "$T/tls/server" --export vol
 obj="tls-creds-x509,id=tls0,endpoint=client,dir=$T/tls/client"
 qemu-img convert -n -f raw "$T/src" --object "$obj" --target-image-opts "$(nbdopts $port tls0)" \
@@ -55,13 +56,14 @@ qemu_refused "wrong tls-hostname" --object "$obj" \
     --target-image-opts "$(nbdopts $port tls0),tls-hostname=not-the-server.example"
 
 log "== PSK"
-truncate -s 0 "$T/disk"; truncate -s ${SIZE_MIB}M "$T/disk"
+truncate -s ${SIZE_MIB}M "$T/disk2"    # the X.509 server still holds disk
 port=$(free_port)
-serve psk --target "$T/disk" --listen 127.0.0.1:$port --tls-psk "$T/tls/psk/keys.psk" --export vol
+target=$T/disk2
+serve psk --target "$T/disk2" --listen 127.0.0.1:$port --tls-psk "$T/tls/psk/keys.psk" --export vol
 obj="tls-creds-psk,id=tls0,endpoint=client,dir=$T/tls/psk,username=volmig"
 qemu-img convert -n -f raw "$T/src" --object "$obj" --target-image-opts "$(nbdopts $port tls0)" \
     || fail "qemu-img convert into the export over TLS (PSK) failed"
-same_bytes "$T/src" "$T/disk"
+same_bytes "$T/src" "$T/disk2"
 rm -f "$T/out"
 qemu-img convert -O raw --object "$obj" --image-opts "$(nbdopts $port tls0)" "$T/out" \
     || fail "qemu-img convert out over TLS (PSK) failed"

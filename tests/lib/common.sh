@@ -98,6 +98,15 @@ start_serve() {
         || { cat "$T/$name.log" >&2; fail "volmig serve ($name) did not start"; }
 }
 
+# stop_serve NAME : ends the server NAME and waits until it has gone, so
+# that its image lock on the target is released.
+stop_serve() {
+    local pid
+    eval "pid=\$${1}_pid"
+    kill "$pid" 2>/dev/null || true
+    wait_for 30 sh -c "! kill -0 $pid" || fail "volmig serve ($1) did not exit"
+}
+
 # start_qemu NAME BLOCKDEV-JSON... : a guest-less QEMU whose block layer is
 # all we need.  Two monitors: $T/NAME.qmp for the code under test and
 # $T/NAME.qmp2 for the test's own probes.

@@ -44,7 +44,7 @@ done
 case "$last" in *Succeeded*) ;; *) fail "the migration did not finish" ;; esac
 sleep 1   # one more controller round writes the VM status
 
-say "-- the VM's status after success (volumeMigrationState is cleared, as in KubeVirt)"
+say "-- the VM's status after success (volumeMigrationState is kept, as in KubeVirt)"
 "$VOLMIG" get --store "$S" VirtualMachine vm1 | jq -c '.items[0].status | {volumeUpdateState, conditions: [.conditions[]? | {type, status}]}' | sed 's/^/   /'
 say "-- the VMI now runs on:"
 "$VOLMIG" get --store "$S" VirtualMachineInstance vm1 | jq -c '.items[0].spec.volumes' | sed 's/^/   /'

@@ -3,7 +3,7 @@
 # Quiet when everything is present; apt-get runs only for what is missing.
 set -eu
 pkgs=(gcc make pkg-config clang libclang-rt-14-dev liburing-dev libjansson-dev libnbd-dev libnbd-bin
-      nbdkit qemu-system-x86 qemu-utils fio libcmocka-dev libvirt-dev
+      nbdkit qemu-system-x86 qemu-utils fio libcmocka-dev libvirt-dev libxml2-dev
       libvirt-daemon-system libvirt-clients libedit-dev libyaml-dev
       libgnutls28-dev gnutls-bin iproute2 util-linux gnuplot-nox tmux valgrind
       procps psmisc jq)

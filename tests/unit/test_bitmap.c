@@ -1,4 +1,4 @@
-/* The pure decisions of volmig migrate --mode bitmap (engine/bitmap.h):
+/* The pure decisions of volmig migrate --mode bitmap (engine/migrate_bitmap.h):
  * when to run another live pass and when to pause the guest for the last
  * one, the threshold that decides it, and the names the events carry.
  * converge() calls bitmap_decide() with the index of the pass that just
@@ -10,9 +10,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
-#include "engine/bitmap.h"
+#include "engine/migrate_bitmap.h"
 
 #define K 1024ULL
 #define M (1024ULL * 1024)
@@ -170,6 +171,84 @@ static void test_step_names(void **state)
     assert_true(strcmp(bitmap_step_name(BM_MAX_PASSES), bitmap_step_name(BM_PASS)));
 }
 
+/* ---- what a retry still has to copy ---- */
+
+#define R(o, l) { (o), (l) }
+
+static void test_ranges_union(void **state)
+{
+    struct copy_range a[] = { R(0, 10), R(50, 10), R(100, 5) };
+    struct copy_range b[] = { R(5, 10), R(60, 5), R(80, 0), R(200, 1) };
+    struct copy_range out[8];
+    size_t n;
+
+    (void)state;
+    n = ranges_union(a, 3, b, 4, out);
+    assert_int_equal(n, 4);
+    assert_true(out[0].off == 0 && out[0].len == 15);      /* overlapping */
+    assert_true(out[1].off == 50 && out[1].len == 15);     /* adjacent */
+    assert_true(out[2].off == 100 && out[2].len == 5);
+    assert_true(out[3].off == 200 && out[3].len == 1);
+    assert_int_equal(ranges_bytes(out, n), 36);
+    assert_int_equal(ranges_union(NULL, 0, b, 2, out), 2);
+    assert_int_equal(ranges_union(NULL, 0, NULL, 0, out), 0);
+}
+
+static void test_ranges_from(void **state)
+{
+    struct copy_range r[] = { R(0, 10), R(20, 10), R(40, 10) };
+
+    (void)state;
+    /* A copy killed with everything below 25 settled. */
+    assert_int_equal(ranges_from(r, 3, 25), 2);
+    assert_true(r[0].off == 25 && r[0].len == 5);
+    assert_true(r[1].off == 40 && r[1].len == 10);
+    assert_int_equal(ranges_from(r, 2, 0), 2);
+    assert_int_equal(ranges_from(r, 2, 1000), 0);
+}
+
+static void test_ranges_complement(void **state)
+{
+    struct copy_range r[] = { R(10, 10), R(30, 70) }, out[4];
+    size_t n;
+
+    (void)state;
+    n = ranges_complement(r, 2, 100, out);
+    assert_int_equal(n, 2);
+    assert_true(out[0].off == 0 && out[0].len == 10);
+    assert_true(out[1].off == 20 && out[1].len == 10);
+    n = ranges_complement(NULL, 0, 100, out);
+    assert_int_equal(n, 1);
+    assert_true(out[0].off == 0 && out[0].len == 100);
+    r[0] = (struct copy_range)R(0, 100);
+    assert_int_equal(ranges_complement(r, 1, 100, out), 0);
+}
+
+static void test_ranges_sample(void **state)
+{
+    struct copy_range r[] = { R(0, 1 << 20), R(10 << 20, 1 << 20) };
+    uint64_t off[8];
+    size_t n;
+
+    (void)state;
+    n = ranges_sample(r, 2, 8, 65536, off);
+    assert_int_equal(n, 8);
+    for (size_t i = 0; i < n; i++) {
+        bool inside = off[i] < (1 << 20) || (off[i] >= (10 << 20) && off[i] < (11 << 20));
+
+        assert_true(inside);
+        assert_int_equal(off[i] % 65536, 0);
+        if (i)
+            assert_true(off[i] > off[i - 1]);
+    }
+    assert_true(off[0] < (1 << 20) && off[7] >= (10 << 20));   /* spread over both */
+    assert_int_equal(ranges_sample(r, 0, 8, 65536, off), 0);
+    /* A range smaller than a block still gives its own start. */
+    r[0] = (struct copy_range)R(1000, 10);
+    n = ranges_sample(r, 1, 4, 65536, off);
+    assert_true(n >= 1 && off[0] == 1000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -183,6 +262,10 @@ int main(void)
         cmocka_unit_test(test_threshold_from_rate),
         cmocka_unit_test(test_threshold_clamped),
         cmocka_unit_test(test_step_names),
+        cmocka_unit_test(test_ranges_union),
+        cmocka_unit_test(test_ranges_from),
+        cmocka_unit_test(test_ranges_complement),
+        cmocka_unit_test(test_ranges_sample),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

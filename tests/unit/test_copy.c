@@ -13,8 +13,8 @@
 #include <unistd.h>
 
 #include "engine/copy.h"
-#include "engine/error.h"
-#include "engine/uri.h"
+#include "common/error.h"
+#include "engine/target_uri.h"
 
 #define K 1024ULL
 #define M (1024ULL * 1024)
@@ -133,6 +133,8 @@ static void test_spec(void **state)
     const char *path;
 
     (void)state;
+    assert_int_equal(copy_spec_kind("null:", &k, &path, &u), 0);
+    assert_int_equal(k, COPY_SPEC_NULL);
     assert_int_equal(copy_spec_kind("/dev/sda", &k, &path, &u), 0);
     assert_int_equal(k, COPY_SPEC_LOCAL);
     assert_string_equal(path, "/dev/sda");
@@ -241,6 +243,20 @@ static void test_run_files(void **state)
     fd = open(small, O_CREAT | O_RDWR, 0644);
     assert_int_equal(ftruncate(fd, (off_t)(size - 1)), 0);
     close(fd);
+    /* The null endpoint: everything is written (it knows no zeroes), the
+     * holes as zeroes, and nothing is kept. */
+    cfg.target = "null:";
+    assert_int_equal(copy_run(&cfg, &st), COPY_DONE);
+    assert_true(st.done == size);
+    assert_true(st.zeroed > 5 * M);
+    assert_true(st.data + st.zeroed == size);
+    assert_non_null(strstr(st.target_desc, "null"));
+    cfg.source = "null:";
+    cfg.target = dst;
+    assert_int_equal(copy_run(&cfg, &st), COPY_FAILED);
+    assert_non_null(strstr(err_msg(), "target only"));
+    cfg.source = src;
+
     cfg.target = small;
     assert_int_equal(copy_run(&cfg, &st), COPY_FAILED);
     assert_non_null(strstr(err_msg(), "smaller"));

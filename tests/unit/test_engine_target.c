@@ -1,4 +1,5 @@
-/* Buffer pool allocation and target extent mapping on a real sparse file. */
+/* Buffer pool allocation, target extent mapping on a real sparse file, and
+ * QEMU's image locks between two opens of one file. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -10,8 +11,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engine/bufpool.h"
-#include "engine/target.h"
+#include "common/bufpool.h"
+#include "common/error.h"
+#include "common/target.h"
 
 static void test_pool(void **state)
 {
@@ -54,7 +56,7 @@ static void test_extents(void **state)
     assert_int_equal(ftruncate(fd, 8 << 20), 0);
     assert_int_equal(pwrite(fd, data, sizeof data, 1 << 20), (ssize_t)sizeof data);
     close(fd);
-    assert_int_equal(target_open(&t, path, true, false, 0), 0);
+    assert_int_equal(target_open(&t, path, true, false, 0, false), 0);
     assert_int_equal(t.kind, TARGET_FILE);
     assert_true(t.size == 8 << 20);
     n = target_extents(&t, 0, 8 << 20, e, 8);
@@ -74,14 +76,88 @@ static void test_extents(void **state)
     unlink(path);
 }
 
+/* Is BYTE of PATH locked by some open file description?  Tested from a
+ * fresh one, as QEMU tests (a write-lock probe with F_OFD_GETLK). */
+static bool byte_locked(const char *path, off_t byte)
+{
+    struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1 };
+    int fd = open(path, O_RDONLY);
+
+    assert_true(fd >= 0);
+    assert_int_equal(fcntl(fd, F_OFD_GETLK, &fl), 0);
+    close(fd);
+    return fl.l_type != F_UNLCK;
+}
+
+/* The bytes held are QEMU's for the same permissions: a writer holds
+ * "consistent read" and "write" (100, 101) and refuses "write" and
+ * "resize" (201, 203); a reader holds 100 and refuses the same. */
+static void assert_lock_bytes(const char *path, bool writer)
+{
+    static const off_t held_always[] = { 100, 201, 203 };
+    static const off_t free_always[] = { 102, 103, 200, 202 };
+    size_t i;
+
+    for (i = 0; i < sizeof held_always / sizeof held_always[0]; i++)
+        assert_true(byte_locked(path, held_always[i]));
+    for (i = 0; i < sizeof free_always / sizeof free_always[0]; i++)
+        assert_false(byte_locked(path, free_always[i]));
+    assert_int_equal(byte_locked(path, 101), writer);
+}
+
+static void test_locks(void **state)
+{
+    char path[] = "/var/tmp/volmig-unit-XXXXXX", self[32];
+    int fd = mkstemp(path);
+    struct target w, w2, r, r2, shared;
+
+    (void)state;
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, 1 << 20), 0);
+    close(fd);
+    snprintf(self, sizeof self, "(pid %d)", (int)getpid());
+
+    /* A writer excludes a second writer and a consistent reader, and the
+     * refusal names the permission and the process holding it. */
+    assert_int_equal(target_open(&w, path, false, false, 0, false), 0);
+    assert_lock_bytes(path, true);
+    assert_int_equal(target_open(&w2, path, false, false, 0, false), -1);
+    assert_non_null(strstr(err_msg(), "Failed to get \"write\" lock"));
+    assert_non_null(strstr(err_msg(), self));
+    assert_int_equal(target_open(&r, path, true, false, 0, false), -1);
+    assert_non_null(strstr(err_msg(), "Failed to get shared \"write\" lock"));
+    /* A forced share reads anyway, and holds nothing a writer minds. */
+    assert_int_equal(target_open(&shared, path, true, false, 0, true), 0);
+    target_close(&w);
+    assert_int_equal(target_open(&w, path, false, false, 0, false), 0);
+    target_close(&w);
+    target_close(&shared);
+
+    /* Readers share with readers; a writer waits until the last is gone. */
+    assert_int_equal(target_open(&r, path, true, false, 0, false), 0);
+    assert_int_equal(target_open(&r2, path, true, false, 0, false), 0);
+    assert_lock_bytes(path, false);
+    assert_int_equal(target_open(&w, path, false, false, 0, false), -1);
+    target_close(&r);
+    assert_int_equal(target_open(&w, path, false, false, 0, false), -1);
+    target_close(&r2);
+    assert_false(byte_locked(path, 100));
+    assert_int_equal(target_open(&w, path, false, false, 0, false), 0);
+    target_close(&w);
+
+    /* A shared open is for reading only. */
+    assert_int_equal(target_open(&w, path, false, false, 0, true), -1);
+    unlink(path);
+}
+
 static void test_open_errors(void **state)
 {
     struct target t;
 
     (void)state;
-    assert_int_equal(target_open(&t, "/nonexistent/volmig", false, true, 0), -1);
-    assert_int_equal(target_open(&t, "/dev", false, true, 0), -1);
-    assert_int_equal(target_open(&t, "null:", false, true, 0), 0);
+    assert_int_equal(target_open(&t, "/nonexistent/volmig", false, true, 0, false), -1);
+    assert_int_equal(target_open(&t, "/dev", false, true, 0, false), -1);
+    assert_int_equal(target_open(&t, "null:", false, true, 0, false), 0);
     assert_int_equal(t.kind, TARGET_NULL);
     target_close(&t);
 }
@@ -92,6 +168,7 @@ int main(void)
         cmocka_unit_test(test_pool),
         cmocka_unit_test(test_extents),
         cmocka_unit_test(test_open_errors),
+        cmocka_unit_test(test_locks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/error.h"
+#include "common/error.h"
 #include "k8s/internal.h"
 
 #define FIXTURE "tests/fixtures/k8s/guide-update.yaml"
@@ -141,6 +141,7 @@ static void test_guide_update_accepted(void **state)
                                     "kubevirt.io/workloadUpdateMigration"));
     assert_string_equal(k8s_get_str(vmim, "spec.vmiName"), "vm-dv");
     assert_string_equal(k8s_get_str(vmim, "status.phase"), "Pending");
+    assert_string_equal(k8s_get_str(vmim, "spec.priority"), "user-triggered");
 
     assert_true(k8s_cond_true(vmi, "VolumesChange"));
     assert_string_equal(cond_msg(vmi, "VolumesChange"), "migrate volumes");
@@ -153,12 +154,15 @@ static void test_guide_update_accepted(void **state)
     assert_string_equal(k8s_get_str(mv, "destinationPVCInfo.capacity.storage"), "5Gi");
     assert_string_equal(k8s_get_str(mv, "sourcePVCInfo.requests.storage"), "2Gi");
     assert_true(json_equal(mv, json_array_get(k8s_get(vmi, "status.migratedVolumes"), 0)));
-    /* the VMI keeps running on the source until the migration succeeds */
+    /* KubeVirt patches the VMI spec to the destinations when it accepts */
     assert_string_equal(k8s_get_str(json_array_get(k8s_get(vmi, "spec.volumes"), 0),
-                                    "dataVolume.name"), "src-dv");
+                                    "dataVolume.name"), "dst-dv");
     assert_null(k8s_cond_get(vm, "RestartRequired"));
     assert_non_null(event(w, "VolumeMigrationStarted", "src-dv -> dst-dv"));
+    assert_non_null(event(w, "SuccessfulCreate", "for automated workload update"));
     assert_non_null(event(w, "SuccessfulCreate", k8s_name(vmim)));
+    assert_string_equal(k8s_get_str(event(w, "SuccessfulCreate", k8s_name(vmim)),
+                                    "involvedObject.kind"), "VirtualMachineInstance");
     json_decref(w);
 }
 
@@ -217,7 +221,16 @@ static void test_succeeded(void **state)
     assert_null(k8s_cond_get(vmi, "VolumesChange"));
     assert_null(k8s_cond_get(vm, "VolumesChange"));
     assert_null(k8s_get(vmi, "status.migratedVolumes"));
-    assert_null(k8s_get(vm, "status.volumeUpdateState"));
+    /* KubeVirt keeps the VM's record of the last migration */
+    assert_string_equal(k8s_get_str(json_array_get(k8s_get(vm, "status.volumeUpdateState."
+                        "volumeMigrationState.migratedVolumes"), 0), "sourcePVCInfo.claimName"),
+                        "src-dv");
+    /* the volume status follows the volume onto the destination */
+    assert_string_equal(k8s_get_str(json_array_get(k8s_get(vmi, "status.volumeStatus"), 0),
+                        "persistentVolumeClaimInfo.claimName"), "dst-dv");
+    assert_string_equal(json_string_value(json_array_get(k8s_get(json_array_get(
+                        k8s_get(vmi, "status.volumeStatus"), 0),
+                        "persistentVolumeClaimInfo.accessModes"), 0)), "ReadWriteMany");
     assert_int_equal(count(w, "VirtualMachineInstanceMigration"), 1);
     assert_non_null(event(w, "VolumeMigrationSucceeded", "src-dv -> dst-dv"));
     json_decref(w);
@@ -237,10 +250,15 @@ static void test_cancel_restores_original(void **state)
     assert_non_null(c);
     assert_string_equal(k8s_get_str(c, "status"), "False");
     assert_string_equal(k8s_get_str(c, "reason"), "VolumesChangeCancellation");
+    /* the VMI spec goes back to the source */
+    assert_string_equal(k8s_get_str(json_array_get(k8s_get(vmi, "spec.volumes"), 0),
+                                    "dataVolume.name"), "src-dv");
     assert_null(k8s_get(vmi, "status.migratedVolumes"));
     assert_null(k8s_get(vm, "status.volumeUpdateState"));
     assert_null(k8s_cond_get(vm, "RestartRequired"));
-    assert_non_null(event(w, "VolumeMigrationCancelled", "deleted"));
+    assert_null(k8s_cond_get(vm, "Failure"));
+    assert_non_null(event(w, "VolumeMigrationCancelled", "src-dv -> dst-dv"));
+    assert_non_null(event(w, "SuccessfulDelete", "kubevirt-workload-update-"));
     json_decref(w);
 }
 
@@ -256,33 +274,70 @@ static void test_cancel_keeps_vmim_when_target_ready(void **state)
     w = run(w, T0 + 5);
     assert_int_equal(count(w, "VirtualMachineInstanceMigration"), 1);
     assert_null(k8s_get(obj(w, "VirtualMachineInstance", "vm-dv"), "status.migratedVolumes"));
-    assert_non_null(event(w, "VolumeMigrationCancelled", "is kept"));
+    assert_non_null(event(w, "VolumeMigrationKept", "is kept"));
     json_decref(w);
 }
 
-static void test_other_set_during_update_is_not_a_cancel(void **state)
+/* Cancellation needs VolumesChange=True: once the update is over, going
+ * back is a new update, not a cancel. */
+static void test_revert_after_success_is_a_new_update(void **state)
 {
-    json_t *w = run(load(), T0), *vm, *vmi, *vmim, *dv, *pvc;
+    json_t *w = load(), *vmi;
+
+    (void)state;
+    /* src-dv as large as dst-dv, so that going back is not refused as too small */
+    json_object_set_new(k8s_get(obj(w, "PersistentVolumeClaim", "src-dv"), "status.capacity"),
+                        "storage", json_string("5Gi"));
+    w = run(w, T0);
+    vmim_set_phase(obj(w, "VirtualMachineInstanceMigration", NULL), "Succeeded", T0 + 60);
+    w = run(w, T0 + 61);
+    vm_set_claim(w, "src-dv");
+    w = run(w, T0 + 70);
+    vmi = obj(w, "VirtualMachineInstance", "vm-dv");
+    assert_null(event(w, "VolumeMigrationCancelled", NULL));
+    assert_true(k8s_cond_true(vmi, "VolumesChange"));
+    assert_string_equal(k8s_get_str(json_array_get(k8s_get(vmi, "status.migratedVolumes"), 0),
+                                    "sourcePVCInfo.claimName"), "dst-dv");
+    assert_string_equal(k8s_get_str(json_array_get(k8s_get(vmi, "status.migratedVolumes"), 0),
+                                    "destinationPVCInfo.claimName"), "src-dv");
+    assert_int_equal(count(w, "VirtualMachineInstanceMigration"), 2);
+    json_decref(w);
+}
+
+static void add_claim(json_t *w, const char *name, const char *modes)
+{
+    json_t *dv = json_deep_copy(obj(w, "DataVolume", "dst-dv"));
+    json_t *pvc = json_deep_copy(obj(w, "PersistentVolumeClaim", "dst-dv"));
+
+    json_object_set_new(k8s_get(dv, "metadata"), "name", json_string(name));
+    json_object_set_new(k8s_get(pvc, "metadata"), "name", json_string(name));
+    if (modes)
+        json_object_set_new(k8s_get(pvc, "spec"), "accessModes", json_pack("[s]", modes));
+    json_array_append_new(w, dv);
+    json_array_append_new(w, pvc);
+}
+
+static void test_other_claim_for_migrating_volume_is_invalid(void **state)
+{
+    json_t *w = run(load(), T0), *vm, *vmi, *vmim;
 
     (void)state;
     /* a third volume appears and the user points the VM at it mid-update */
-    dv = json_deep_copy(obj(w, "DataVolume", "dst-dv"));
-    json_object_set_new(k8s_get(dv, "metadata"), "name", json_string("dst2"));
-    pvc = json_deep_copy(obj(w, "PersistentVolumeClaim", "dst-dv"));
-    json_object_set_new(k8s_get(pvc, "metadata"), "name", json_string("dst2"));
-    json_array_append_new(w, dv);
-    json_array_append_new(w, pvc);
+    add_claim(w, "dst2", NULL);
     vm_set_claim(w, "dst2");
     w = run(w, T0 + 5);
     vm = obj(w, "VirtualMachine", "vm-dv");
     assert_true(k8s_cond_true(vm, "Failure"));
-    assert_string_equal(cond_msg(vm, "Failure"),
-                        "The volume can only be reverted to the previous version during the update");
+    assert_string_equal(k8s_get_str(k8s_cond_get(vm, "Failure"), "reason"), "VolumesUpdateError");
+    assert_string_equal(cond_msg(vm, "Failure"), "error encountered while handling volumes "
+                        "update requests: The volume can only be reverted to the previous "
+                        "version during the update");
     /* the update in flight is neither cancelled nor extended */
     vmim = obj(w, "VirtualMachineInstanceMigration", NULL);
     assert_non_null(vmim);
-    assert_int_equal(json_array_size(k8s_get(obj(w, "VirtualMachineInstance", "vm-dv"),
-                                             "status.migratedVolumes")), 1);
+    vmi = obj(w, "VirtualMachineInstance", "vm-dv");
+    assert_true(k8s_cond_true(vmi, "VolumesChange"));
+    assert_int_equal(json_array_size(k8s_get(vmi, "status.migratedVolumes")), 1);
 
     /* it finishes on dst-dv; the later change is a separate migration */
     vmim_set_phase(vmim, "Succeeded", T0 + 60);
@@ -291,7 +346,7 @@ static void test_other_set_during_update_is_not_a_cancel(void **state)
     vmi = obj(w, "VirtualMachineInstance", "vm-dv");
     assert_null(k8s_cond_get(vm, "Failure"));
     assert_string_equal(k8s_get_str(json_array_get(k8s_get(vmi, "spec.volumes"), 0),
-                                    "dataVolume.name"), "dst-dv");
+                                    "dataVolume.name"), "dst2");
     assert_int_equal(count(w, "VirtualMachineInstanceMigration"), 2);
     assert_string_equal(k8s_get_str(json_array_get(k8s_get(vmi, "status.migratedVolumes"), 0),
                                     "sourcePVCInfo.claimName"), "dst-dv");
@@ -300,49 +355,140 @@ static void test_other_set_during_update_is_not_a_cancel(void **state)
     json_decref(w);
 }
 
+/* A VM with two volumes: the second one changes while the first migrates.
+ * Not an error; it waits, and goes as its own migration after. */
+static void test_sequential_update_of_another_volume(void **state)
+{
+    json_t *w = load(), *vm, *vmi, *vmim, *st;
+
+    (void)state;
+    add_claim(w, "data-a", "ReadWriteMany");
+    add_claim(w, "data-b", "ReadWriteMany");
+    json_array_append_new(k8s_get(obj(w, "VirtualMachine", "vm-dv"), "spec.template.spec.volumes"),
+                          json_pack("{s:s, s:{s:s}}", "name", "disk2", "persistentVolumeClaim",
+                                    "claimName", "data-a"));
+    json_array_append_new(k8s_get(obj(w, "VirtualMachineInstance", "vm-dv"), "spec.volumes"),
+                          json_pack("{s:s, s:{s:s}}", "name", "disk2", "persistentVolumeClaim",
+                                    "claimName", "data-a"));
+    st = json_pack("{s:s, s:{s:s, s:[s]}}", "name", "disk2", "persistentVolumeClaimInfo",
+                   "claimName", "data-a", "accessModes", "ReadWriteMany");
+    json_array_append_new(k8s_get(obj(w, "VirtualMachineInstance", "vm-dv"), "status.volumeStatus"), st);
+    w = run(w, T0);
+    json_object_set_new(k8s_get(json_array_get(k8s_get(obj(w, "VirtualMachine", "vm-dv"),
+                        "spec.template.spec.volumes"), 1), "persistentVolumeClaim"), "claimName",
+                        json_string("data-b"));
+    w = run(w, T0 + 5);
+    vm = obj(w, "VirtualMachine", "vm-dv");
+    vmi = obj(w, "VirtualMachineInstance", "vm-dv");
+    assert_null(k8s_cond_get(vm, "Failure"));
+    assert_null(k8s_cond_get(vm, "RestartRequired"));
+    assert_int_equal(json_array_size(k8s_get(vmi, "status.migratedVolumes")), 1);
+    assert_int_equal(count(w, "VirtualMachineInstanceMigration"), 1);
+    assert_string_equal(k8s_get_str(json_array_get(k8s_get(vmi, "spec.volumes"), 1),
+                                    "persistentVolumeClaim.claimName"), "data-a");
+    vmim = obj(w, "VirtualMachineInstanceMigration", NULL);
+    vmim_set_phase(vmim, "Succeeded", T0 + 60);
+    w = run(w, T0 + 61);
+    vmi = obj(w, "VirtualMachineInstance", "vm-dv");
+    assert_int_equal(count(w, "VirtualMachineInstanceMigration"), 2);
+    assert_int_equal(json_array_size(k8s_get(vmi, "status.migratedVolumes")), 1);
+    assert_string_equal(k8s_get_str(json_array_get(k8s_get(vmi, "status.migratedVolumes"), 0),
+                                    "volumeName"), "disk2");
+    assert_string_equal(k8s_get_str(json_array_get(k8s_get(vmi, "spec.volumes"), 1),
+                                    "persistentVolumeClaim.claimName"), "data-b");
+    json_decref(w);
+}
+
+/* A VMI whose spec still names the source while migratedVolumes is set
+ * (an acceptance cut short, or a store from an older volmig): the patch is
+ * finished, and the update goes on. */
+static void test_unfinished_patch_is_finished(void **state)
+{
+    json_t *w = run(load(), T0), *vmi, *vmim;
+
+    (void)state;
+    vmi = obj(w, "VirtualMachineInstance", "vm-dv");
+    json_object_set_new(k8s_get(json_array_get(k8s_get(vmi, "spec.volumes"), 0), "dataVolume"),
+                        "name", json_string("src-dv"));
+    vmim = obj(w, "VirtualMachineInstanceMigration", NULL);
+    vmim_set_phase(vmim, "Running", T0 + 2);
+    w = run(w, T0 + 5);
+    vmi = obj(w, "VirtualMachineInstance", "vm-dv");
+    assert_string_equal(k8s_get_str(json_array_get(k8s_get(vmi, "spec.volumes"), 0),
+                                    "dataVolume.name"), "dst-dv");
+    assert_null(k8s_cond_get(obj(w, "VirtualMachine", "vm-dv"), "Failure"));
+    assert_true(k8s_cond_true(vmi, "VolumesChange"));
+    assert_int_equal(count(w, "VirtualMachineInstanceMigration"), 1);
+    assert_null(event(w, "VolumeMigrationCancelled", NULL));
+    json_decref(w);
+}
+
 /* ---- failure and backoff ---- */
 
-static json_t *newest_vmim(json_t *w)
+/* The unfinished migration of the VMI: the one the engine would run. */
+static json_t *pending_vmim(json_t *w)
 {
-    json_t *vmi = obj(w, "VirtualMachineInstance", "vm-dv");
+    size_t i;
+    json_t *o, *found = NULL;
 
-    return obj(w, "VirtualMachineInstanceMigration",
-               json_string_value(json_object_get(k8s_get(vmi, "metadata.annotations"),
-                                                 K8S_ANNOT_CURRENT_VMIM)));
+    json_array_foreach(w, i, o)
+        if (!strcmp(k8s_kind(o), "VirtualMachineInstanceMigration") &&
+            !strcmp(k8s_get_str(o, "status.phase"), "Pending")) {
+            assert_null(found);
+            found = o;
+        }
+    assert_non_null(found);
+    return found;
+}
+
+static bool held(json_t *w, time_t now, time_t want_until)
+{
+    time_t until = 0;
+    bool b = k8s_migration_backoff(w, pending_vmim(w), now, &until);
+
+    if (want_until)
+        assert_int_equal(until, want_until);
+    return b;
 }
 
 static void test_backoff(void **state)
 {
-    json_t *w = run(load(), T0);
+    json_t *w = run(load(), T0), *vmi;
 
     (void)state;
+    assert_false(held(w, T0, 0));              /* the first migration never waits */
     vmim_set_phase(obj(w, "VirtualMachineInstanceMigration", NULL), "Failed", T0 + 30);
-    w = run(w, T0 + 40);                       /* 10 s after the failure: wait */
-    assert_int_equal(count(w, "VirtualMachineInstanceMigration"), 1);
-    assert_non_null(event(w, "VolumeMigrationFailed", NULL));
-    assert_non_null(event(w, "MigrationBackoff", "backing off 20s after 1 failed"));
-    assert_non_null(event(w, "MigrationBackoff", "2026-08-01T10:00:50Z"));
-    w = run(w, T0 + 49);                       /* still waiting, no new event */
-    assert_int_equal(count(w, "VirtualMachineInstanceMigration"), 1);
-    assert_int_equal(count(w, "Event"), 4);
-    w = run(w, T0 + 50);                       /* 20 s: a new migration */
+    w = run(w, T0 + 40);
+    /* KubeVirt creates the next migration at once and holds it Pending */
     assert_int_equal(count(w, "VirtualMachineInstanceMigration"), 2);
-    assert_true(k8s_cond_true(obj(w, "VirtualMachineInstance", "vm-dv"), "VolumesChange"));
+    assert_non_null(event(w, "VolumeMigrationFailed", NULL));
+    vmi = obj(w, "VirtualMachineInstance", "vm-dv");
+    assert_true(k8s_cond_true(vmi, "VolumesChange"));
+    assert_non_null(event(w, "MigrationBackoff", "backoff migrating vmi default/vm-dv"));
+    assert_string_equal(k8s_get_str(event(w, "MigrationBackoff", NULL), "type"), "Warning");
+    assert_string_equal(k8s_get_str(event(w, "MigrationBackoff", NULL), "involvedObject.kind"),
+                        "VirtualMachineInstance");
+    assert_true(held(w, T0 + 49, T0 + 50));     /* 20 s from the Failed timestamp */
+    assert_false(held(w, T0 + 50, T0 + 50));
+    {
+        size_t events = count(w, "Event");
+
+        w = run(w, T0 + 49);                   /* no second event for the same wait */
+        assert_int_equal(count(w, "Event"), events);
+    }
 
     /* the second failure doubles the wait, from its own Failed time */
-    vmim_set_phase(newest_vmim(w), "Failed", T0 + 100);
-    w = run(w, T0 + 139);
-    assert_int_equal(count(w, "VirtualMachineInstanceMigration"), 2);
-    assert_non_null(event(w, "MigrationBackoff", "backing off 40s after 2 failed"));
-    w = run(w, T0 + 140);
+    vmim_set_phase(pending_vmim(w), "Failed", T0 + 100);
+    w = run(w, T0 + 101);
     assert_int_equal(count(w, "VirtualMachineInstanceMigration"), 3);
+    assert_true(held(w, T0 + 139, T0 + 140));
+    assert_false(held(w, T0 + 140, 0));
 
     /* the third: 80 s */
-    vmim_set_phase(newest_vmim(w), "Failed", T0 + 200);
-    w = run(w, T0 + 279);
-    assert_int_equal(count(w, "VirtualMachineInstanceMigration"), 3);
-    w = run(w, T0 + 280);
-    assert_int_equal(count(w, "VirtualMachineInstanceMigration"), 4);
+    vmim_set_phase(pending_vmim(w), "Failed", T0 + 200);
+    w = run(w, T0 + 201);
+    assert_true(held(w, T0 + 279, T0 + 280));
+    assert_false(held(w, T0 + 280, 0));
     json_decref(w);
 }
 
@@ -358,11 +504,38 @@ static void test_backoff_resets_after_success(void **state)
                         json_string("2026-07-01T00:00:00Z"));
     vmim_set_phase(old, "Succeeded", T0 - 86400);
     json_array_append_new(w, old);
-    vmim_set_phase(newest_vmim(w), "Failed", T0 + 30);
-    w = run(w, T0 + 49);
+    /* and a failure before that success does not count */
+    old = json_deep_copy(old);
+    json_object_set_new(k8s_get(old, "metadata"), "name", json_string("older-failed"));
+    json_object_set_new(k8s_get(old, "metadata"), "creationTimestamp",
+                        json_string("2026-06-01T00:00:00Z"));
+    json_object_set_new(k8s_get(old, "status"), "phase", json_string("Failed"));
+    json_array_append_new(w, old);
+    vmim_set_phase(pending_vmim(w), "Failed", T0 + 30);
+    w = run(w, T0 + 40);
+    assert_true(held(w, T0 + 49, T0 + 50));    /* 20 s, not 40 */
+    json_decref(w);
+}
+
+/* Only migrations with the workload-update (or evacuation) annotation
+ * count, and one a user made never waits. */
+static void test_backoff_ignores_user_migrations(void **state)
+{
+    json_t *w = run(load(), T0), *m;
+    time_t until;
+
+    (void)state;
+    m = obj(w, "VirtualMachineInstanceMigration", NULL);
+    json_object_del(k8s_get(m, "metadata.annotations"), K8S_ANNOT_WORKLOAD_UPDATE);
+    vmim_set_phase(m, "Failed", T0 + 30);
+    w = run(w, T0 + 40);
     assert_int_equal(count(w, "VirtualMachineInstanceMigration"), 2);
-    w = run(w, T0 + 50);
-    assert_int_equal(count(w, "VirtualMachineInstanceMigration"), 3);
+    assert_false(held(w, T0 + 41, 0));
+    assert_null(event(w, "MigrationBackoff", NULL));
+    /* a user's own Pending migration after a failed workload one: no wait */
+    m = pending_vmim(w);
+    json_object_set_new(k8s_get(m, "metadata"), "annotations", json_object());
+    assert_false(k8s_migration_backoff(w, m, T0 + 41, &until));
     json_decref(w);
 }
 
@@ -527,7 +700,9 @@ static void test_unknown_strategy(void **state)
     w = run(w, T0);
     vm = obj(w, "VirtualMachine", "vm-dv");
     assert_true(k8s_cond_true(vm, "Failure"));
-    assert_string_equal(cond_msg(vm, "Failure"), "updateVolumes strategy not recognized: Teleport");
+    assert_string_equal(k8s_get_str(k8s_cond_get(vm, "Failure"), "reason"), "VolumesUpdateError");
+    assert_string_equal(cond_msg(vm, "Failure"), "error encountered while handling volumes "
+                        "update requests: updateVolumes strategy not recognized: Teleport");
     assert_int_equal(count(w, "VirtualMachineInstanceMigration"), 0);
     json_decref(w);
 }
@@ -566,6 +741,8 @@ static void test_destination_missing_then_appears(void **state)
     (void)state;
     saved_dv = json_incref(obj(w, "DataVolume", "dst-dv"));
     saved_pvc = json_incref(obj(w, "PersistentVolumeClaim", "dst-dv"));
+    /* no template for the destination: nobody creates it but the user */
+    json_object_del(k8s_get(obj(w, "VirtualMachine", "vm-dv"), "spec"), "dataVolumeTemplates");
     drop(w, "DataVolume", "dst-dv");
     drop(w, "PersistentVolumeClaim", "dst-dv");
     w = run(w, T0);
@@ -585,11 +762,12 @@ static void test_destination_missing_then_appears(void **state)
     json_decref(w);
 }
 
-static void test_rwo_volume_left_out(void **state)
+/* A second volume, left out of the update, with ACCESS in the VMI's
+ * volumeStatus (NULL: an empty list). */
+static json_t *with_left_out(const char *access)
 {
-    json_t *w = load(), *pvc;
+    json_t *w = load(), *pvc, *st;
 
-    (void)state;
     pvc = json_deep_copy(obj(w, "PersistentVolumeClaim", "src-dv"));
     json_object_set_new(k8s_get(pvc, "metadata"), "name", json_string("data"));
     json_array_append_new(w, pvc);
@@ -599,9 +777,71 @@ static void test_rwo_volume_left_out(void **state)
     json_array_append_new(k8s_get(obj(w, "VirtualMachineInstance", "vm-dv"), "spec.volumes"),
                           json_pack("{s:s, s:{s:s}}", "name", "disk2", "persistentVolumeClaim",
                                     "claimName", "data"));
+    st = json_pack("{s:s, s:{s:s, s:[]}}", "name", "disk2", "persistentVolumeClaimInfo",
+                   "claimName", "data", "accessModes");
+    if (access)
+        json_array_append_new(k8s_get(st, "persistentVolumeClaimInfo.accessModes"),
+                              json_string(access));
+    json_array_append_new(k8s_get(obj(w, "VirtualMachineInstance", "vm-dv"), "status.volumeStatus"), st);
+    return run(w, T0);
+}
+
+static void test_rwo_volume_left_out(void **state)
+{
+    static const char *const rwo[] = { "ReadWriteOnce", "ReadWriteOncePod", NULL };
+    json_t *w;
+
+    (void)state;
+    for (size_t i = 0; i < 3; i++) {
+        w = with_left_out(rwo[i]);
+        assert_restart(w, "cannot migrate the VM. The volume disk2 is RWO and not included in "
+                       "the migration volumes");
+        json_decref(w);
+    }
+    w = with_left_out("ReadWriteMany");
+    assert_int_equal(count(w, "VirtualMachineInstanceMigration"), 1);
+    json_decref(w);
+    w = with_left_out("ReadOnlyMany");
+    assert_int_equal(count(w, "VirtualMachineInstanceMigration"), 1);
+    json_decref(w);
+}
+
+/* A deletionTimestamp alone does not make the VMI final: no manual recovery. */
+static void test_vmi_terminating_is_not_final(void **state)
+{
+    json_t *w = run(load(), T0);
+
+    (void)state;
+    json_object_set_new(k8s_get(obj(w, "VirtualMachineInstance", "vm-dv"), "metadata"),
+                        "deletionTimestamp", json_string("2026-08-01T10:00:20Z"));
+    w = run(w, T0 + 30);
+    assert_null(k8s_cond_get(obj(w, "VirtualMachine", "vm-dv"), "ManualRecoveryRequired"));
+    assert_true(k8s_cond_true(obj(w, "VirtualMachine", "vm-dv"), "VolumesChange"));
+    json_decref(w);
+}
+
+/* KubeVirt's VM controller creates a DataVolume missing for a template,
+ * and handles nothing else of the VM until it is populated. */
+static void test_datavolume_from_template(void **state)
+{
+    json_t *w = load(), *dv;
+
+    (void)state;
+    drop(w, "DataVolume", "dst-dv");
     w = run(w, T0);
-    assert_restart(w, "cannot migrate the VM. The volume disk2 is RWO and not included in the "
-                   "migration volumes");
+    dv = obj(w, "DataVolume", "dst-dv");
+    assert_non_null(dv);
+    assert_string_equal(k8s_get_str(dv, "apiVersion"), "cdi.kubevirt.io/v1beta1");
+    assert_string_equal(k8s_get_str(dv, "metadata.namespace"), "default");
+    assert_string_equal(k8s_get_str(json_array_get(k8s_get(dv, "metadata.ownerReferences"), 0),
+                                    "name"), "vm-dv");
+    assert_string_equal(k8s_get_str(dv, "spec.storage.resources.requests.storage"), "2Gi");
+    assert_non_null(event(w, "SuccessfulDataVolumeCreate", "Created DataVolume dst-dv"));
+    assert_int_equal(count(w, "VirtualMachineInstanceMigration"), 0);
+    assert_null(k8s_get(obj(w, "VirtualMachineInstance", "vm-dv"), "status.migratedVolumes"));
+    json_object_set_new(k8s_mkpath(dv, "status"), "phase", json_string("Succeeded"));
+    w = run(w, T0 + 10);
+    assert_int_equal(count(w, "VirtualMachineInstanceMigration"), 1);
     json_decref(w);
 }
 
@@ -682,9 +922,15 @@ int main(void)
         cmocka_unit_test(test_succeeded),
         cmocka_unit_test(test_cancel_restores_original),
         cmocka_unit_test(test_cancel_keeps_vmim_when_target_ready),
-        cmocka_unit_test(test_other_set_during_update_is_not_a_cancel),
+        cmocka_unit_test(test_revert_after_success_is_a_new_update),
+        cmocka_unit_test(test_other_claim_for_migrating_volume_is_invalid),
+        cmocka_unit_test(test_sequential_update_of_another_volume),
+        cmocka_unit_test(test_unfinished_patch_is_finished),
         cmocka_unit_test(test_backoff),
         cmocka_unit_test(test_backoff_resets_after_success),
+        cmocka_unit_test(test_backoff_ignores_user_migrations),
+        cmocka_unit_test(test_vmi_terminating_is_not_final),
+        cmocka_unit_test(test_datavolume_from_template),
         cmocka_unit_test(test_manual_recovery_restore),
         cmocka_unit_test(test_manual_recovery_remove_strategy),
         cmocka_unit_test(test_manual_recovery_vmi_final),

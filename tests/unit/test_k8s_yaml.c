@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "engine/error.h"
+#include "common/error.h"
 #include "k8s/k8s.h"
 
 static json_t *parse(const char *s)
@@ -168,6 +168,14 @@ static void test_validate(void **state)
     assert_int_equal(k8s_validate(json_array_get(d, 0)), -1);
     assert_non_null(strstr(err_msg(), "spec.vmiName: missing"));
     json_decref(a);
+    /* the reconcile step makes a DataVolume of a template's spec */
+    a = parse("apiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {name: v}\n"
+              "spec:\n  dataVolumeTemplates:\n  - {metadata: {name: d}, spec: oops}\n"
+              "  template: {spec: {}}\n");
+    assert_int_equal(k8s_validate(json_array_get(a, 0)), -1);
+    assert_string_equal(err_msg(), "VirtualMachine v: spec.dataVolumeTemplates[0].spec: expected "
+                        "an object, got a string");
+    json_decref(a);
     json_decref(b);
     json_decref(c);
     json_decref(d);
@@ -252,6 +260,119 @@ static void test_store(void **state)
     assert_int_equal(rmdir(dir), 0);
 }
 
+static void test_concatenated_json(void **state)
+{
+    const char *t = "{\"kind\":\"A\"}{\"kind\":\"B\"}\n\n  [{\"kind\":\"C\"}]\n"
+                    "{\"kind\":\"L\",\"items\":[{\"kind\":\"D\"}],\"apiVersion\":\"v1\"}";
+    json_t *v = parse(t);
+
+    (void)state;
+    /* "L" does not end in List: kept as one object */
+    assert_non_null(v);
+    assert_int_equal(json_array_size(v), 4);
+    assert_string_equal(k8s_kind(json_array_get(v, 1)), "B");
+    assert_string_equal(k8s_kind(json_array_get(v, 2)), "C");
+    json_decref(v);
+    assert_null(parse("{\"kind\":\"A\"}\n{\"kind\": }"));
+    assert_string_equal(err_msg(), "test:2:10: unexpected token near '}'");
+    assert_null(parse("{\"kind\":\"A\"} 42"));
+}
+
+static void test_kind_lookup(void **state)
+{
+    static const char *const vm[] = { "vm", "vms", "VM", "virtualmachine", "VirtualMachines",
+                                      "VIRTUALMACHINE", "virtualmachines.kubevirt.io" };
+    char buf[100];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof vm / sizeof vm[0]; i++)
+        assert_string_equal(k8s_kind_lookup(vm[i])->kind, "VirtualMachine");
+    assert_string_equal(k8s_kind_lookup("vmi")->kind, "VirtualMachineInstance");
+    assert_string_equal(k8s_kind_lookup("vmims")->kind, "VirtualMachineInstanceMigration");
+    assert_string_equal(k8s_kind_lookup("pvc")->kind, "PersistentVolumeClaim");
+    assert_string_equal(k8s_kind_lookup("pv")->kind, "PersistentVolume");
+    assert_string_equal(k8s_kind_lookup("dv")->kind, "DataVolume");
+    assert_string_equal(k8s_kind_lookup("kubevirt")->kind, "KubeVirt");
+    assert_null(k8s_kind_lookup("Bogus"));
+    assert_null(k8s_kind_lookup("virtualmachines.cdi.kubevirt.io"));
+    assert_string_equal(k8s_kind_resource(k8s_kind_info("DataVolume"), buf, sizeof buf),
+                        "datavolumes.cdi.kubevirt.io");
+    assert_string_equal(k8s_kind_resource(k8s_kind_info("PersistentVolume"), buf, sizeof buf),
+                        "persistentvolumes");
+    assert_true(k8s_kind_version_ok(k8s_kind_info("VirtualMachine"), "kubevirt.io/v1"));
+    assert_false(k8s_kind_version_ok(k8s_kind_info("VirtualMachine"), "v1"));
+    assert_false(k8s_kind_version_ok(k8s_kind_info("VirtualMachine"), "cdi.kubevirt.io/v1beta1"));
+    assert_true(k8s_kind_version_ok(k8s_kind_info("PersistentVolumeClaim"), "v1"));
+    assert_false(k8s_kind_version_ok(k8s_kind_info("PersistentVolumeClaim"), "kubevirt.io/v1"));
+    assert_null(k8s_kind_info("virtualmachine"));
+}
+
+static void test_unknown_fields(void **state)
+{
+    json_t *v = parse("apiVersion: kubevirt.io/v1\nkind: VirtualMachine\n"
+                      "metadata: {name: a, labelz: {}}\n"
+                      "spec:\n  updateVolumeStrategy: Migration\n  runStrategy: Always\n"
+                      "  dataVolumeTemplates:\n  - apiVersion: cdi.kubevirt.io/v1beta1\n    kind: DataVolume\n"
+                      "    metadata: {name: d}\n    spec: {storage: {}, sorce: {}}\n"
+                      "  template:\n    spec:\n      domain: {}\n"
+                      "      volumes:\n      - {name: x, dataVolume: {name: d}, persistentVolumeClam: {}}\n"
+                      "stauts: {}\n");
+    json_t *u = k8s_unknown_fields(json_array_get(v, 0));
+    char *s = json_dumps(u, JSON_COMPACT);
+
+    (void)state;
+    assert_string_equal(s, "[\"stauts\",\"metadata.labelz\",\"spec.updateVolumeStrategy\","
+                        "\"spec.template.spec.volumes[0].persistentVolumeClam\","
+                        "\"spec.dataVolumeTemplates[0].spec.sorce\"]");
+    free(s);
+    json_decref(u);
+    json_decref(v);
+}
+
+static void test_load_paths(void **state)
+{
+    char dir[] = "/tmp/volmig-paths.XXXXXX", p[300];
+    const char *paths[2];
+    json_t *v;
+    FILE *f;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(p, sizeof p, "%s/b.yaml", dir);
+    f = fopen(p, "w");
+    fputs("kind: B\n---\nkind: C\n", f);
+    fclose(f);
+    snprintf(p, sizeof p, "%s/a.json", dir);
+    f = fopen(p, "w");
+    fputs("{\"kind\":\"A\"}", f);
+    fclose(f);
+    snprintf(p, sizeof p, "%s/z.txt", dir);
+    f = fopen(p, "w");
+    fputs("not: read\n", f);
+    fclose(f);
+    paths[0] = dir;
+    paths[1] = p;   /* a file named on its own is read whatever its name */
+    v = k8s_load_paths(paths, 2);
+    assert_non_null(v);
+    assert_int_equal(json_array_size(v), 4);
+    assert_string_equal(k8s_kind(json_array_get(v, 0)), "A");
+    assert_string_equal(k8s_kind(json_array_get(v, 2)), "C");
+    json_decref(v);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/a.json", dir);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/b.yaml", dir);
+    unlink(p);
+    v = k8s_load_paths(paths, 1);
+    assert_null(v);
+    assert_non_null(strstr(err_msg(), "recognized file extensions are [.json .yaml .yml]"));
+    rmdir(dir);
+    paths[0] = "-";
+    paths[1] = "-";
+    assert_null(k8s_load_paths(paths, 2));
+    assert_non_null(strstr(err_msg(), "only once"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -264,6 +385,10 @@ int main(void)
         cmocka_unit_test(test_admit_templates),
         cmocka_unit_test(test_time),
         cmocka_unit_test(test_store),
+        cmocka_unit_test(test_concatenated_json),
+        cmocka_unit_test(test_kind_lookup),
+        cmocka_unit_test(test_unknown_fields),
+        cmocka_unit_test(test_load_paths),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

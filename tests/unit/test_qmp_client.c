@@ -12,7 +12,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "engine/error.h"
+#include "common/error.h"
 #include "qmp/qmp.h"
 
 #define GREETING "{\"QMP\": {\"version\": {\"qemu\": {\"major\": 7, \"minor\": 2, " \

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# volmig copy reads a local source from the page cache where the cache
+# holds it, and with O_DIRECT elsewhere, without filling the cache:
+#  - warm source (read once just before): next to nothing is read from the
+#    device (the process's block input, getrusage's ru_inblock);
+#  - half warm: about the cold half is read from the device;
+#  - cold source (caches dropped): the copy reads it all from the device and
+#    leaves the cache as empty as it found it (fincore);
+# and every copy is byte-equal.  A copy that read with O_DIRECT only would
+# read the whole volume from the device when warm; one that read buffered
+# only would leave it in the cache when cold.
+. "$(dirname "$0")/../lib/common.sh"
+require fincore python3
+[ -w /proc/sys/vm/drop_caches ] || skip "dropping the page cache needs root"
+
+MIB=64
+# Not in /tmp, which may be tmpfs: the source must live on a device.
+scratch D /var/tmp
+trap 'rm -rf "$D"; cleanup' EXIT
+random_file "$D/src" $MIB
+sync
+
+# inblock TARGET : copies src to TARGET, prints the MiB the copy read from
+# devices (block input of the process, its io_uring work included)
+inblock() {
+    rm -f "$1"
+    python3 - "$VOLMIG" "$D/src" "$1" "$T/copy.out" <<'PY'
+import resource, subprocess, sys
+out = open(sys.argv[4], "w")
+rc = subprocess.call([sys.argv[1], "copy", sys.argv[2], sys.argv[3]], stdout=out, stderr=out)
+if rc:
+    sys.exit(rc)
+print(int(resource.getrusage(resource.RUSAGE_CHILDREN).ru_inblock * 512 / 1048576))
+PY
+}
+cached_mib() { fincore -b -n -o RES "$D/src" | awk '{print int($1 / 1048576)}'; }
+drop() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+
+log "warm: the source was just read"
+cat "$D/src" >/dev/null
+mib=$(inblock "$D/warm") || { cat "$T/copy.out"; fail "the warm copy failed"; }
+head -n 1 "$T/copy.out"
+grep -q "page cache" "$T/copy.out" || fail "the copy does not say it reads from the page cache"
+log "warm copy read $mib MiB of $MIB from the device"
+[ "$mib" -le $((MIB / 8)) ] || fail "a warm source was read from the device ($mib MiB of $MIB)"
+same_bytes "$D/src" "$D/warm"
+
+log "half warm: the first half was just read"
+drop
+dd if="$D/src" of=/dev/null bs=1M count=$((MIB / 2)) status=none
+mib=$(inblock "$D/half") || { cat "$T/copy.out"; fail "the half-warm copy failed"; }
+log "half-warm copy read $mib MiB of $MIB from the device"
+# dd's readahead caches a little more than the half it read.
+[ "$mib" -ge $((MIB / 4)) ] && [ "$mib" -le $((MIB / 2 + MIB / 8)) ] \
+    || fail "a half-warm source: $mib MiB read from the device, expected a little under $((MIB / 2))"
+same_bytes "$D/src" "$D/half"
+
+log "cold: caches dropped"
+drop
+mib=$(inblock "$D/cold") || { cat "$T/copy.out"; fail "the cold copy failed"; }
+cached=$(cached_mib)
+log "cold copy read $mib MiB from the device and left $cached MiB of the source in the cache"
+[ "$mib" -ge $((MIB - MIB / 8)) ] || fail "a cold copy read only $mib MiB of $MIB from the device"
+[ "$cached" -le $((MIB / 8)) ] || fail "a cold copy filled the page cache with $cached MiB of the source"
+same_bytes "$D/src" "$D/cold"
+log "ok"
