@@ -3,7 +3,7 @@
  * objects survive a YAML round trip unchanged; and the reconcile step over
  * whatever parsed and validated never crashes.
  *
- * fuzz-sources: k8s/yaml.c k8s/object.c k8s/reconcile.c common/error.c
+ * fuzz-sources: k8s/yaml.c k8s/object.c k8s/reconcile.c k8s/rc_cancel.c k8s/rc_recovery.c k8s/rc_track.c k8s/rc_update.c k8s/rc_validate.c common/error.c
  * fuzz-libs: jansson yaml-0.1
  */
 #include <stdint.h>

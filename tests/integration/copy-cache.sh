@@ -36,24 +36,33 @@ PY
 cached_mib() { fincore -b -n -o RES "$D/src" | awk '{print int($1 / 1048576)}'; }
 drop() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 
+# Another process dropping the caches between the warming and the copy
+# (a benchmark on a shared machine) would make a warm source cold: each
+# warm case gets three tries, and fails only if all three read too much.
+warm_case() { # NAME WARM-CMD LOW HIGH
+    local name=$1 warm=$2 low=$3 high=$4 try
+    for try in 1 2 3; do
+        drop
+        eval "$warm"
+        mib=$(inblock "$D/$name") || { cat "$T/copy.out"; fail "the $name copy failed"; }
+        log "$name copy (try $try) read $mib MiB of $MIB from the device"
+        same_bytes "$D/src" "$D/$name"
+        [ "$mib" -ge "$low" ] && [ "$mib" -le "$high" ] && return 0
+    done
+    return 1
+}
+
 log "warm: the source was just read"
-cat "$D/src" >/dev/null
-mib=$(inblock "$D/warm") || { cat "$T/copy.out"; fail "the warm copy failed"; }
+warm_case warm 'cat "$D/src" >/dev/null' 0 $((MIB / 8)) \
+    || fail "a warm source was read from the device ($mib MiB of $MIB)"
 head -n 1 "$T/copy.out"
 grep -q "page cache" "$T/copy.out" || fail "the copy does not say it reads from the page cache"
-log "warm copy read $mib MiB of $MIB from the device"
-[ "$mib" -le $((MIB / 8)) ] || fail "a warm source was read from the device ($mib MiB of $MIB)"
-same_bytes "$D/src" "$D/warm"
 
 log "half warm: the first half was just read"
-drop
-dd if="$D/src" of=/dev/null bs=1M count=$((MIB / 2)) status=none
-mib=$(inblock "$D/half") || { cat "$T/copy.out"; fail "the half-warm copy failed"; }
-log "half-warm copy read $mib MiB of $MIB from the device"
 # dd's readahead caches a little more than the half it read.
-[ "$mib" -ge $((MIB / 4)) ] && [ "$mib" -le $((MIB / 2 + MIB / 8)) ] \
+warm_case half "dd if='$D/src' of=/dev/null bs=1M count=$((MIB / 2)) status=none" \
+    $((MIB / 4)) $((MIB / 2 + MIB / 8)) \
     || fail "a half-warm source: $mib MiB read from the device, expected a little under $((MIB / 2))"
-same_bytes "$D/src" "$D/half"
 
 log "cold: caches dropped"
 drop
