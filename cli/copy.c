@@ -78,7 +78,9 @@ static json_t *status_json(const char *event, const struct copy_status *s)
                      "t", s->t, "size", (json_int_t)s->size, "done", (json_int_t)s->done,
                      "contiguous", (json_int_t)s->contiguous, "data", (json_int_t)s->data,
                      "zeroed", (json_int_t)s->zeroed, "skipped", (json_int_t)s->skipped,
-                     "read", (json_int_t)s->read, "rate", s->rate, "eta", s->eta);
+                     "read", (json_int_t)s->read, "rate", s->rate,
+                     /* no rate yet and data left: the ETA is unknown (null), not 0 */
+                     "eta", s->rate <= 0 && s->done < s->size ? -1.0 : s->eta);
 }
 
 static void print_json(json_t *o)

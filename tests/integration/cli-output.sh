@@ -68,6 +68,8 @@ grep -q '"eta":null' "$T/mig.json" || fail "no unknown ETA in migrate's events (
 "$VOLMIG" copy --speed 24M --progress-interval 100 --output json "$T/src" "$T/dst2" >"$T/copy.json" \
     || fail "copy --output json"
 check_json "$T/copy.json" copy
+head -n 1 "$T/copy.json" | grep -q '"event":"started".*"eta":null' \
+    || fail "copy's started event, with no rate yet, gives an ETA: $(head -n 1 "$T/copy.json")"
 
 log "4. a failure is said once"
 random_file "$T/small" 8
