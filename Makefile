@@ -3,6 +3,9 @@
 
 BUILD   ?= build
 CC      ?= gcc
+PREFIX  ?= /usr/local
+DESTDIR ?=
+DEPS    ?= ./tests/lib/deps.sh
 PKGS    := liburing jansson libnbd libvirt libvirt-qemu libxml-2.0 libedit yaml-0.1 gnutls
 SAN     ?=
 OPT     ?= -O2 -g
@@ -23,7 +26,7 @@ UNIT_BINS := $(UNIT_SRCS:%.c=$(BUILD)/%)
 TOOL_BINS := $(TOOL_SRCS:%.c=$(BUILD)/%)
 
 .PHONY: all deps check check-unit check-integration check-asan check-valgrind \
-        check-faults check-load demo bench fuzz clean
+        check-faults check-load demo bench fuzz clean install uninstall
 
 all: deps $(BUILD)/volmig $(TOOL_BINS)
 
@@ -33,26 +36,38 @@ all: deps $(BUILD)/volmig $(TOOL_BINS)
 # deps installs the Debian packages the build, tests, demo and bench need.
 # It is quiet when nothing is missing, and needs root only when something is.
 deps:
-	@./tests/lib/deps.sh
+	@$(DEPS)
 
-$(BUILD)/%.o: %.c $(wildcard */*.h)
+# Every compile waits for deps (an order-only prerequisite: it orders, it
+# does not make objects stale).  Without it `make -j2` on a fresh machine
+# compiled while deps was still installing the headers.  pkg-config runs
+# (CFLAGS and LDLIBS are recursive variables) when a recipe runs, so the
+# flags see what deps installed.
+$(BUILD)/%.o: %.c $(wildcard */*.h) | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-$(BUILD)/libvolmig.a: $(LIB_OBJS)
+$(BUILD)/libvolmig.a: $(LIB_OBJS) | deps
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/volmig: $(CLI_OBJS) $(BUILD)/libvolmig.a
+$(BUILD)/volmig: $(CLI_OBJS) $(BUILD)/libvolmig.a | deps
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJS) $(BUILD)/libvolmig.a $(LDLIBS)
 
-$(BUILD)/tests/unit/%: tests/unit/%.c $(BUILD)/libvolmig.a
+$(BUILD)/tests/unit/%: tests/unit/%.c $(BUILD)/libvolmig.a | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libvolmig.a $(LDLIBS) -lcmocka
 
-$(BUILD)/tests/tools/%: tests/tools/%.c $(BUILD)/libvolmig.a
+$(BUILD)/tests/tools/%: tests/tools/%.c $(BUILD)/libvolmig.a | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libvolmig.a $(LDLIBS)
+
+# make install [PREFIX=/usr/local] [DESTDIR=staging-root]
+install: $(BUILD)/volmig
+	install -D -m 0755 $(BUILD)/volmig $(DESTDIR)$(PREFIX)/bin/volmig
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/volmig
 
 # check runs every unit test binary and every integration script through one
 # runner, which prints the closing "N passed, N failed" line.
@@ -61,6 +76,9 @@ check: all $(UNIT_BINS)
 
 check-unit: all $(UNIT_BINS)
 	@BUILD=$(BUILD) ./tests/run.sh --unit-only
+
+check-integration: all
+	@BUILD=$(BUILD) ./tests/run.sh --integration-only $(CHECK_ARGS)
 
 check-asan:
 	$(MAKE) BUILD=build-asan SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" OPT="-O1 -g" check

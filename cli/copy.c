@@ -78,18 +78,15 @@ static json_t *status_json(const char *event, const struct copy_status *s)
                      "t", s->t, "size", (json_int_t)s->size, "done", (json_int_t)s->done,
                      "contiguous", (json_int_t)s->contiguous, "data", (json_int_t)s->data,
                      "zeroed", (json_int_t)s->zeroed, "skipped", (json_int_t)s->skipped,
-                     "read", (json_int_t)s->read, "rate", s->rate, "eta", s->eta);
+                     "read", (json_int_t)s->read, "rate", s->rate,
+                     /* no rate yet and data left: the ETA is unknown (null), not 0 */
+                     "eta", s->rate <= 0 && s->done < s->size ? -1.0 : s->eta);
 }
 
 static void print_json(json_t *o)
 {
-    char *text = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-
-    if (text)
-        printf("%s\n", text);
-    free(text);
-    json_decref(o);
-    fflush(stdout);
+    if (o)
+        cli_json_event(o);
 }
 
 static void show_progress(struct display *d, const struct copy_status *s)
@@ -100,7 +97,7 @@ static void show_progress(struct display *d, const struct copy_status *s)
     if (s->eta >= 0)
         snprintf(etas, sizeof etas, "%.0fs", s->eta);
     if (d->tty) {
-        cli_bar((double)s->done, (double)s->size, s->rate, s->eta);
+        cli_bar((double)s->done, (double)s->size, s->rate, s->eta, NULL);
         return;
     }
     if (s->t - d->last_line < 2.0 && d->last_line > 0)
@@ -145,6 +142,11 @@ static void show_end(struct display *d, enum copy_result r, const struct copy_st
     const char *ev = r == COPY_DONE ? "completed" : r == COPY_CANCELLED ? "cancelled" : "failed";
     char a[32], b[32], c[32], z[32], k[32], rt[32];
 
+    /* The bar ends where the copy did: at 100% when it is done, whenever
+     * the last progress event came. */
+    if (d->tty && d->started)
+        cli_bar(r == COPY_DONE ? (double)s->size : (double)s->done, (double)s->size,
+                r == COPY_DONE && s->t > 0 ? (double)s->size / s->t : s->rate, r == COPY_DONE ? 0 : s->eta, NULL);
     cli_bar_end();
     if (d->json) {
         json_t *o = status_json(ev, s);
@@ -165,9 +167,14 @@ static void show_end(struct display *d, enum copy_result r, const struct copy_st
                cli_human_bytes(s->t > 0 ? (double)s->size / s->t : 0, rt, sizeof rt),
                cli_human_bytes((double)s->data, k, sizeof k), cli_human_bytes((double)s->zeroed, z, sizeof z),
                cli_human_bytes((double)s->skipped, c, sizeof c));
-    } else {
+    } else if (r == COPY_CANCELLED) {
         printf("%7.1fs %s after %s of %s: the target holds the source up to offset %llu (%s); "
                "the source is untouched\n", s->t, ev, a, b, (unsigned long long)s->contiguous, c);
+    } else {
+        /* A failure is said once, on stderr, with how far the copy got. */
+        cli_error("copy", "%s; failed after %s of %s: the target holds the source up to offset "
+                  "%llu (%s); the source is untouched", cli_why(), a, b,
+                  (unsigned long long)s->contiguous, c);
     }
     fflush(stdout);
 }
@@ -178,7 +185,7 @@ static int parse_count(const char *opt, const char *arg, int max, int *out)
     long n = strtol(arg, &end, 10);
 
     if (*end || end == arg || n < 1 || n > max) {
-        cli_error("copy", "%s '%s': a number from 1 to %d", opt, arg, max);
+        cli_usage("copy", "%s '%s': a number from 1 to %d", opt, arg, max);
         return -1;
     }
     *out = (int)n;
@@ -217,7 +224,8 @@ int cmd_copy(int argc, char **argv)
     if (copy_names_drive(argc, argv))
         return cmd_copy_drive(argc, argv);
     optind = 1;
-    while ((c = getopt_long(argc, argv, "o:Uh", opts, NULL)) != -1) {
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":o:Uh", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
             if (parse_count("--connections", optarg, COPY_MAX_CONNECTIONS, &cfg.connections) < 0)
@@ -229,10 +237,8 @@ int cmd_copy(int argc, char **argv)
             break;
         case 's':
             n = cli_parse_size(optarg);
-            if (n < 4096 || n > COPY_MAX_REQUEST || n % 4096) {
-                cli_error("copy", "--request-size '%s': a multiple of 4K from 4K to 32M", optarg);
-                return EXIT_USAGE;
-            }
+            if (n < 4096 || n > COPY_MAX_REQUEST || n % 4096)
+                return cli_usage("copy", "--request-size '%s': a multiple of 4K from 4K to 32M", optarg);
             cfg.request_size = (uint32_t)n;
             break;
         case 'p':
@@ -244,36 +250,28 @@ int cmd_copy(int argc, char **argv)
             if (!strcmp(optarg, "json")) {
                 d.json = true;
             } else if (strcmp(optarg, "text")) {
-                cli_error("copy", "--output '%s': use text or json", optarg);
-                return EXIT_USAGE;
+                return cli_usage("copy", "--output '%s': use text or json", optarg);
             }
             break;
         case 'D': cfg.no_direct = true; break;
         case 'U': cfg.force_share = true; break;
         case 'S':
             n = cli_parse_size(optarg);
-            if (n < 1) {
-                cli_error("copy", "--speed '%s': bytes per second, more than 0 (K M G suffixes)",
-                          optarg);
-                return EXIT_USAGE;
-            }
+            if (n < 1)
+                return cli_usage("copy", "--speed '%s': bytes per second, more than 0 (K M G "
+                                         "suffixes; leave it out for no limit)", optarg);
             cfg.max_rate = (uint64_t)n;
             break;
         case 'X': tls_creds = optarg; break;
         case 'P': tls_psk = optarg; break;
         case 'h': usage(stdout); return EXIT_DONE;
-        default: usage(stderr); return EXIT_USAGE;
+        default: return cli_bad_option("copy", argv, c);
         }
     }
-    if (argc - optind < 2) {
-        cli_error("copy", "SOURCE and TARGET are required");
-        usage(stderr);
-        return EXIT_USAGE;
-    }
-    if (argc - optind > 2) {
-        cli_error("copy", "unexpected argument '%s'", argv[optind + 2]);
-        return EXIT_USAGE;
-    }
+    if (argc - optind < 2)
+        return cli_usage("copy", "SOURCE and TARGET are required");
+    if (argc - optind > 2)
+        return cli_usage("copy", "unexpected argument '%s'", argv[optind + 2]);
     cfg.source = argv[optind];
     cfg.target = argv[optind + 1];
     for (int i = 0; i < 2; i++) {
@@ -281,36 +279,25 @@ int cmd_copy(int argc, char **argv)
         enum copy_spec_kind kind;
         const char *path;
 
-        if (copy_spec_kind(argv[optind + i], &kind, &path, &u) < 0) {
-            cli_error("copy", "%s: %s", i ? "TARGET" : "SOURCE", err_msg());
-            return EXIT_USAGE;
-        }
+        if (copy_spec_kind(argv[optind + i], &kind, &path, &u) < 0)
+            return cli_usage("copy", "%s '%s': %s", i ? "TARGET" : "SOURCE", argv[optind + i], cli_why());
         any_tls |= u.tls && kind == COPY_SPEC_NBD;
     }
-    if (tls_creds && tls_psk) {
-        cli_error("copy", "--tls-creds and --tls-psk exclude each other");
-        return EXIT_USAGE;
-    }
-    if ((tls_creds || tls_psk) && !any_tls) {
-        cli_error("copy", "TLS credentials given, but neither SOURCE nor TARGET is an nbds:// "
-                          "or nbds+unix:// URI");
-        return EXIT_USAGE;
-    }
-    if (any_tls && !tls_creds && !tls_psk) {
-        cli_error("copy", "an nbds URI needs --tls-creds or --tls-psk");
-        return EXIT_USAGE;
-    }
+    if (tls_creds && tls_psk)
+        return cli_usage("copy", "--tls-creds and --tls-psk exclude each other");
+    if ((tls_creds || tls_psk) && !any_tls)
+        return cli_usage("copy", "%s given, but neither SOURCE nor TARGET is an nbds:// or "
+                                 "nbds+unix:// URI", tls_creds ? "--tls-creds" : "--tls-psk");
+    if (any_tls && !tls_creds && !tls_psk)
+        return cli_usage("copy", "an nbds URI needs --tls-creds or --tls-psk");
     if (any_tls) {
-        if (client_tls_init(&tls, tls_creds, tls_psk, NULL) < 0) {
-            cli_error("copy", "%s", err_msg());
-            return EXIT_USAGE;
-        }
+        if (client_tls_init(&tls, tls_creds, tls_psk, NULL) < 0)
+            return cli_usage("copy", "%s '%s': %s", tls_creds ? "--tls-creds" : "--tls-psk",
+                             tls_creds ? tls_creds : tls_psk, cli_why());
         cfg.tls = &tls;
     }
-    if ((uint64_t)cfg.requests * cfg.request_size > COPY_MAX_BUFFERS) {
-        cli_error("copy", "--requests times --request-size is more than 1 GiB of buffers");
-        return EXIT_USAGE;
-    }
+    if ((uint64_t)cfg.requests * cfg.request_size > COPY_MAX_BUFFERS)
+        return cli_usage("copy", "--requests times --request-size is more than 1 GiB of buffers");
     d.tty = !d.json && isatty(STDERR_FILENO) && isatty(STDOUT_FILENO);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
@@ -318,7 +305,8 @@ int cmd_copy(int argc, char **argv)
     r = copy_run(&cfg, &st);
     show_end(&d, r, &st);
     if (r == COPY_FAILED) {
-        cli_error("copy", "%s", err_msg());
+        if (!d.started || d.json)    /* else show_end said it */
+            cli_error("copy", "%s", cli_why());
         return EXIT_FAILED;
     }
     return r == COPY_CANCELLED ? EXIT_CANCELLED : EXIT_DONE;

@@ -58,15 +58,15 @@ static bool set_option(struct mig_config *cfg, int c, const char *arg, bool *jso
     case 'P': cfg->tls_psk = arg; return true;
     case 'o':
         if (strcmp(arg, "json") && strcmp(arg, "text")) {
-            cli_error("copy", "--output '%s': use text or json", arg);
+            cli_usage("copy", "--output '%s': use text or json", arg);
             return false;
         }
         *json = !strcmp(arg, "json");
         return true;
     case 'p':
         n = strtoll(arg, &end, 10);
-        if (*end || n < 50 || n > 60000) {
-            cli_error("copy", "--progress-interval: milliseconds from 50 to 60000");
+        if (!*arg || *end || n < 50 || n > 60000) {
+            cli_usage("copy", "--progress-interval '%s': milliseconds from 50 to 60000", arg);
             return false;
         }
         cfg->progress_ms = (int)n;
@@ -74,7 +74,8 @@ static bool set_option(struct mig_config *cfg, int c, const char *arg, bool *jso
     case 'S':
         n = cli_parse_size(arg);
         if (n <= 0) {
-            cli_error("copy", "'%s' is not a size in bytes", arg);
+            cli_usage("copy", "--speed '%s': bytes per second, more than 0 (K M G suffixes; "
+                              "leave it out for no limit)", arg);
             return false;
         }
         cfg->speed = (uint64_t)n;
@@ -113,41 +114,31 @@ int cmd_copy_drive(int argc, char **argv)
         case 'h': usage(); return EXIT_DONE;
         case '?':
         case ':':
-            cli_error("copy", "'%s' does not go with --qmp/--drive (pull mode takes --output, "
-                              "--tls-creds, --tls-psk, --speed and --progress-interval)",
-                      argv[optind - 1]);
-            return EXIT_USAGE;
+            return cli_usage("copy", "'%s' does not go with --qmp/--drive (pull mode takes --output, "
+                                     "--tls-creds, --tls-psk, --speed and --progress-interval)",
+                             argv[optind - 1]);
         default:
             if (!set_option(&cfg, c, optarg, &json))
                 return EXIT_USAGE;
         }
     }
     opterr = 1;
-    if (!cfg.qmp || !vol.drive) {
-        cli_error("copy", "pull mode needs both --qmp ADDR and --drive NAME");
+    if (!cfg.qmp || !vol.drive)
+        return cli_usage("copy", "pull mode needs both --qmp ADDR and --drive NAME");
+    if (argc - optind != 1)
+        return cli_usage("copy", "pull mode takes one TARGET (the source is the drive), got %d",
+                         argc - optind);
+    if (cli_check_qmp("copy", "--qmp", cfg.qmp))
         return EXIT_USAGE;
-    }
-    if (argc - optind != 1) {
-        cli_error("copy", "pull mode takes one TARGET (the source is the drive), got %d",
-                  argc - optind);
-        return EXIT_USAGE;
-    }
     snprintf(target, sizeof target, "%s%s", has_scheme(argv[optind]) ? "" : "file:",
              argv[optind]);
     vol.target = target;
-    if (target_uri_parse(vol.target, &vol.uri) < 0) {
-        cli_error("copy", "--volume %s=%s: %s", vol.drive, vol.target, err_msg());
-        return EXIT_USAGE;
-    }
-    if (cfg.tls_creds && cfg.tls_psk) {
-        cli_error("copy", "--tls-creds and --tls-psk exclude each other");
-        return EXIT_USAGE;
-    }
-    if (vol.uri.tls && !cfg.tls_creds && !cfg.tls_psk) {
-        cli_error("copy", "--volume %s=%s: an nbds URI needs --tls-creds or --tls-psk",
-                  vol.drive, vol.target);
-        return EXIT_USAGE;
-    }
+    if (target_uri_parse(vol.target, &vol.uri) < 0)
+        return cli_usage("copy", "TARGET '%s': %s", argv[optind], cli_why());
+    if (cfg.tls_creds && cfg.tls_psk)
+        return cli_usage("copy", "--tls-creds and --tls-psk exclude each other");
+    if (vol.uri.tls && !cfg.tls_creds && !cfg.tls_psk)
+        return cli_usage("copy", "TARGET '%s': an nbds URI needs --tls-creds or --tls-psk", argv[optind]);
     cfg.vols = &vol;
     cfg.nvols = 1;
     return cli_migrate_run("copy", &cfg, json);

@@ -1,6 +1,9 @@
 #include "cli/cli.h"
+#include "common/error.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <getopt.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -42,6 +45,81 @@ void cli_error(const char *sub, const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
+}
+
+int cli_usage(const char *sub, const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "volmig %s: ", sub);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nsee volmig %s --help\n", sub);
+    return EXIT_USAGE;
+}
+
+int cli_bad_option(const char *sub, char **argv, int c)
+{
+    const char *arg = argv[optind - 1];
+
+    if (c == ':')
+        return cli_usage(sub, "option '%s' needs a value", arg);
+    /* A short option inside a cluster ("-xv"): name the letter. */
+    if (arg[0] == '-' && arg[1] != '-' && optopt)
+        return cli_usage(sub, "unknown option '-%c'", optopt);
+    return cli_usage(sub, "unknown option '%s'", arg);
+}
+
+const char *cli_why(void)
+{
+    static char buf[1024];
+    const char *m = err_msg();
+    const char *tail = strerror(EINVAL);
+    size_t n = strlen(m), t = strlen(tail);
+
+    if (err_errno() != EINVAL || n < t + 2 || strcmp(m + n - t, tail) || strncmp(m + n - t - 2, ": ", 2))
+        return m;
+    snprintf(buf, sizeof buf, "%.*s", (int)(n - t - 2), m);
+    return buf;
+}
+
+int cli_check_qmp(const char *sub, const char *flag, const char *addr)
+{
+    const char *sep = *flag ? " " : "";
+
+    if (!strncmp(addr, "unix:", 5)) {
+        if (!addr[5] || strlen(addr + 5) > 107)
+            return cli_usage(sub, "%s%s'%s': unix:PATH needs a socket path of 1 to 107 bytes",
+                             flag, sep, addr);
+        return 0;
+    }
+    if (!strncmp(addr, "libvirt:", 8)) {
+        const char *q = strchr(addr + 8, '?');
+
+        if (addr[8] == '\0' || addr[8] == '?')
+            return cli_usage(sub, "%s%s'%s': libvirt:DOMAIN needs a domain name", flag, sep, addr);
+        if (q && (strncmp(q, "?uri=", 5) || !q[5]))
+            return cli_usage(sub, "%s%s'%s': expected libvirt:DOMAIN or libvirt:DOMAIN?uri=URI",
+                             flag, sep, addr);
+        return 0;
+    }
+    return cli_usage(sub, "%s%s'%s': expected unix:PATH (QEMU's -qmp unix:PATH,server=on) or "
+                     "libvirt:DOMAIN", flag, sep, addr);
+}
+
+int cli_parse_port(const char *s, int min)
+{
+    long v = 0;
+
+    if (!*s || strlen(s) > 5)
+        return -1;
+    for (const char *p = s; *p; p++) {
+        if (!isdigit((unsigned char)*p))
+            return -1;
+        v = v * 10 + (*p - '0');
+    }
+    return v < min || v > 65535 ? -1 : (int)v;
 }
 
 long long cli_parse_size(const char *s)
@@ -89,7 +167,6 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof subcommands / sizeof subcommands[0]; i++)
         if (!strcmp(argv[1], subcommands[i].name))
             return subcommands[i].run(argc - 1, argv + 1);
-    fprintf(stderr, "volmig: unknown subcommand '%s'\n\n", argv[1]);
-    usage(stderr);
+    fprintf(stderr, "volmig: unknown subcommand '%s'\nsee volmig --help\n", argv[1]);
     return EXIT_USAGE;
 }

@@ -5,6 +5,7 @@
 #include "engine/migrate.h"
 #include "engine/migrate_libvirt.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
@@ -34,7 +35,9 @@ static void usage(FILE *f)
         "                      --volume DRIVE=TARGET [--volume DRIVE=TARGET ...]\n"
         "                      [--switchover pivot|none|migrate:URI]\n"
         "                      [--copy-mode background|write-blocking] [--retries N]\n"
-        "                      [--backoff SECONDS] [--output text|json]\n"
+        "                      [--backoff SECONDS] [--speed BYTES] [--buf-size BYTES]\n"
+        "                      [--granularity BYTES] [--output text|json]\n"
+        "                      [--progress-interval MS]\n"
         "                      [--tls-creds DIR | --tls-psk FILE] [--tls-hostname NAME]\n"
         "                      [--mode mirror|bitmap] [--converge-below BYTES]\n"
         "                      [--nbd-socket PATH]\n"
@@ -46,8 +49,9 @@ static void usage(FILE *f)
         "  --volume D=TARGET   DRIVE: a block node name, drive id or device id.  TARGET:\n"
         "                      nbd://HOST:PORT/EXPORT, nbd+unix:///EXPORT?socket=PATH\n"
         "                      (nbds:// and nbds+unix:// with TLS) or file:PATH; at\n"
-        "                      least as large as the drive.  Repeat for more\n"
-        "                      volumes: all of them are one migration\n"
+        "                      least as large as the drive (a file: target must exist\n"
+        "                      in mirror mode; bitmap mode creates it).  Repeat for\n"
+        "                      more volumes: all of them are one migration\n"
         "  --switchover MODE   pivot: the VM moves onto the targets (same host);\n"
         "                      migrate:URI: memory migration to a QEMU started with\n"
         "                      -incoming URI, volumes finished inside its pause;\n"
@@ -59,12 +63,16 @@ static void usage(FILE *f)
         "  --retries N         attempts after a failed one (default 3)\n"
         "  --backoff SECONDS   delay before the first retry, doubling (default 20)\n"
         "  --buf-size BYTES    mirror buffer (default 64M)\n"
-        "  --granularity BYTES mirror dirty-tracking granularity (default: QEMU's)\n"
+        "  --granularity BYTES mirror dirty-tracking granularity, a power of two from\n"
+        "                      512 to 64M (default: QEMU's)\n"
         "  --speed BYTES       bandwidth limit per volume, bytes per second (default:\n"
         "                      none); in mirror mode the buffer then defaults to one\n"
         "                      second of it.  Zeroes of sparse regions do not count\n"
         "                      against the limit\n"
         "  --output text|json  progress as text (a bar on a terminal) or JSON lines\n"
+        "  --progress-interval MS\n"
+        "                      a progress event every MS milliseconds (default 500;\n"
+        "                      50 to 60000); text on a pipe prints one every 2 s\n"
         "  --mode MODE         mirror (default): QEMU's mirror job pushes the data;\n"
         "                      bitmap: volmig reads QEMU's NBD export of the drive and\n"
         "                      copies in passes that converge on dirty bitmaps, with the\n"
@@ -96,7 +104,39 @@ struct display {
     bool json;
     bool tty;
     double last_line;
+    double done, total;       /* the last progress, for the bar at `ready` */
+    /* A text-mode `failed` waits for the next event: a retry follows it,
+     * or the end, where the error line on stderr says it once. */
+    char failed[1024];
 };
+
+/* The figures per volume after the bar: "disk0 45% 560.0 MiB left". */
+static void volume_figures(json_t *ev, char *buf, size_t len)
+{
+    size_t i, n = 0;
+    json_t *v;
+
+    buf[0] = '\0';
+    json_array_foreach(json_object_get(ev, "volumes"), i, v) {
+        double vd = (double)json_integer_value(json_object_get(v, "done"));
+        double vt = (double)json_integer_value(json_object_get(v, "total"));
+        char l[32];
+
+        if (n >= len)
+            break;
+        n += snprintf(buf + n, len - n, "%s%s %.0f%% %s left", i ? ", " : "",
+                      json_string_value(json_object_get(v, "drive")), vt > 0 ? 100.0 * vd / vt : 0,
+                      cli_human_bytes(vt - vd, l, sizeof l));
+    }
+}
+
+/* The pending `failed` line, when a retry follows it. */
+static void flush_failed(struct display *d)
+{
+    if (d->failed[0])
+        printf("%s\n", d->failed);
+    d->failed[0] = '\0';
+}
 
 static void show_progress(struct display *d, json_t *ev)
 {
@@ -110,8 +150,13 @@ static void show_progress(struct display *d, json_t *ev)
 
     if (eta >= 0)
         snprintf(etas, sizeof etas, "%.0fs", eta);
+    d->done = done;
+    d->total = total;
     if (d->tty) {
-        cli_bar(done, total, rate, eta);
+        char vols[512];
+
+        volume_figures(ev, vols, sizeof vols);
+        cli_bar(done, total, rate, eta, json_array_size(json_object_get(ev, "volumes")) ? vols : NULL);
         return;
     }
     if (t - d->last_line < 2.0 && d->last_line > 0)
@@ -140,18 +185,17 @@ static void show(void *opaque, json_t *ev)
     double t = json_real_value(json_object_get(ev, "t"));
 
     if (d->json) {
-        char *s = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER);
-
-        if (s)
-            printf("%s\n", s);
-        free(s);
-        fflush(stdout);
-        json_decref(ev);
+        cli_json_event(ev);
         return;
     }
+    if (strcmp(name, "failed"))
+        flush_failed(d);
     if (!strcmp(name, "progress")) {
         show_progress(d, ev);
     } else {
+        /* The bar ends full when the copy is: the mirrors are in sync. */
+        if (d->tty && !strcmp(name, "ready") && d->total > 0)
+            cli_bar(d->total, d->total, 0, 0, NULL);
         cli_bar_end();
         if (!strcmp(name, "started")) {
             size_t i;
@@ -200,9 +244,9 @@ static void show(void *opaque, json_t *ev)
         } else if (!strcmp(name, "completed")) {
             printf("%7.1fs done\n", t);
         } else if (!strcmp(name, "failed")) {
-            printf("%7.1fs attempt %lld failed: %s\n", t,
-                   json_integer_value(json_object_get(ev, "attempt")),
-                   json_string_value(json_object_get(ev, "error")));
+            snprintf(d->failed, sizeof d->failed, "%7.1fs attempt %lld failed: %s", t,
+                     json_integer_value(json_object_get(ev, "attempt")),
+                     json_string_value(json_object_get(ev, "error")));
         } else if (!strcmp(name, "retrying")) {
             printf("%7.1fs retrying in %.0f s (attempt %lld)\n", t,
                    json_real_value(json_object_get(ev, "delay")),
@@ -231,15 +275,63 @@ static int parse_volume(char *arg, struct mig_volume *v)
     char *eq = strchr(arg, '=');
 
     if (!eq || eq == arg || !eq[1]) {
-        cli_error(me, "--volume '%s' is not DRIVE=TARGET", arg);
+        cli_usage(me, "--volume '%s' is not DRIVE=TARGET", arg);
         return -1;
     }
     *eq = '\0';
     v->drive = arg;
     v->target = eq + 1;
     if (target_uri_parse(v->target, &v->uri) < 0) {
-        cli_error(me, "--volume %s: %s", arg, err_msg());
+        cli_usage(me, "--volume %s=%s: %s", arg, v->target, cli_why());
         return -1;
+    }
+    return 0;
+}
+
+/* QEMU's migration URIs (QEMU 7.2): tcp:HOST:PORT, rdma:HOST:PORT,
+ * unix:PATH, exec:COMMAND, fd:NAME.  Only the form is checked: whether the
+ * other end listens is known when QEMU tries. */
+static int check_migrate_uri(const char *arg)
+{
+    const char *u = arg + 8;   /* after "migrate:" */
+    const char *colon;
+
+    if (!strncmp(u, "tcp:", 4) || !strncmp(u, "rdma:", 5)) {
+        const char *hp = strchr(u, ':') + 1;
+
+        colon = strrchr(hp, ':');
+        if (!colon || colon == hp || cli_parse_port(colon + 1, 1) < 0)
+            return cli_usage(me, "--switchover '%s': expected migrate:%.*s:HOST:PORT, the port "
+                             "a number from 1 to 65535", arg, (int)(hp - u - 1), u);
+        return 0;
+    }
+    if (!strncmp(u, "unix:", 5) || !strncmp(u, "exec:", 5) || !strncmp(u, "fd:", 3)) {
+        if (!strchr(u, ':')[1])
+            return cli_usage(me, "--switchover '%s': nothing after '%.*s'", arg,
+                             (int)(strchr(u, ':') - u + 1), u);
+        return 0;
+    }
+    return cli_usage(me, "--switchover '%s': expected migrate:tcp:HOST:PORT (or QEMU's other "
+                     "migration URIs: unix:PATH, rdma:HOST:PORT, exec:CMD, fd:NAME)", arg);
+}
+
+/* A file: target must exist in mirror mode (QEMU opens it, and volmig
+ * cannot know the drive's size before it asks QEMU); bitmap mode creates
+ * it.  Checked only for a QEMU on this host: through libvirt?uri= the
+ * path is another host's. */
+static int check_file_targets(const struct mig_config *cfg)
+{
+    if (cfg->mode == MIG_MODE_BITMAP || strstr(cfg->qmp, "?uri="))
+        return 0;
+    for (int i = 0; i < cfg->nvols; i++) {
+        const struct mig_volume *v = &cfg->vols[i];
+
+        if (v->uri.kind == URI_FILE && access(v->uri.path, F_OK) < 0 && errno == ENOENT) {
+            cli_error(me, "--volume %s=%s: %s does not exist; create it as large as the drive "
+                      "first (truncate -s SIZE %s), or use --mode bitmap, which creates it",
+                      v->drive, v->target, v->uri.path, v->uri.path);
+            return -1;
+        }
     }
     return 0;
 }
@@ -281,14 +373,17 @@ int cmd_migrate(int argc, char **argv)
 
     me = argv[0];
     optind = 1;
-    while ((c = getopt_long(argc, argv, "q:V:s:o:h", opts, NULL)) != -1) {
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":q:V:s:o:h", opts, NULL)) != -1) {
         switch (c) {
-        case 'q': cfg.qmp = optarg; break;
-        case 'V':
-            if (cfg.nvols == MAX_VOLUMES) {
-                cli_error(me, "at most %d volumes in one migration", MAX_VOLUMES);
+        case 'q':
+            if (cli_check_qmp(me, "--qmp", optarg))
                 return EXIT_USAGE;
-            }
+            cfg.qmp = optarg;
+            break;
+        case 'V':
+            if (cfg.nvols == MAX_VOLUMES)
+                return cli_usage(me, "--volume: at most %d volumes in one migration", MAX_VOLUMES);
             if (parse_volume(optarg, &vols[cfg.nvols]) < 0)
                 return EXIT_USAGE;
             cfg.nvols++;
@@ -298,45 +393,46 @@ int cmd_migrate(int argc, char **argv)
                 cfg.switchover = MIG_SW_PIVOT;
             } else if (!strcmp(optarg, "none")) {
                 cfg.switchover = MIG_SW_NONE;
-            } else if (!strncmp(optarg, "migrate:", 8) && optarg[8]) {
+            } else if (!strncmp(optarg, "migrate:", 8)) {
+                if (check_migrate_uri(optarg))
+                    return EXIT_USAGE;
                 cfg.switchover = MIG_SW_MIGRATE;
                 cfg.migrate_uri = optarg + 8;
             } else {
-                cli_error(me, "--switchover '%s': use pivot, none or migrate:URI", optarg);
-                return EXIT_USAGE;
+                return cli_usage(me, "--switchover '%s': use pivot, none or migrate:URI", optarg);
             }
             break;
         case 'c':
             if (!strcmp(optarg, "write-blocking")) {
                 cfg.write_blocking = true;
             } else if (strcmp(optarg, "background")) {
-                cli_error(me, "--copy-mode '%s': use background or write-blocking", optarg);
-                return EXIT_USAGE;
+                return cli_usage(me, "--copy-mode '%s': use background or write-blocking", optarg);
             }
             break;
         case 'r':
             n = strtoll(optarg, &end, 10);
-            if (*end || n < 0 || n > 1000) {
-                cli_error(me, "--retries '%s': a number from 0 to 1000", optarg);
-                return EXIT_USAGE;
-            }
+            if (!*optarg || *end || n < 0 || n > 1000)
+                return cli_usage(me, "--retries '%s': a number from 0 to 1000", optarg);
             cfg.retries = (int)n;
             break;
         case 'b':
             cfg.backoff_s = strtod(optarg, &end);
-            if (*end || !(cfg.backoff_s >= 0) || cfg.backoff_s > 86400) {
-                cli_error(me, "--backoff '%s': seconds, from 0 to 86400", optarg);
-                return EXIT_USAGE;
-            }
+            if (!*optarg || *end || !(cfg.backoff_s >= 0) || cfg.backoff_s > 86400)
+                return cli_usage(me, "--backoff '%s': seconds, from 0 to 86400", optarg);
             break;
         case 'B':
         case 'g':
         case 'S':
             n = cli_parse_size(optarg);
-            if (n <= 0) {
-                cli_error(me, "'%s' is not a size in bytes", optarg);
-                return EXIT_USAGE;
-            }
+            if (n <= 0)
+                return cli_usage(me, "%s '%s': %s", c == 'S' ? "--speed" : c == 'B' ? "--buf-size" : "--granularity",
+                                 optarg, c == 'S' ? "bytes per second, more than 0 (K M G suffixes; "
+                                                    "leave it out for no limit)"
+                                                  : "a size in bytes, more than 0 (K M G suffixes)");
+            /* QEMU takes a power of two from 512 B to 64 MiB, and says so
+             * only once the job starts. */
+            if (c == 'g' && (n < 512 || n > (64 << 20) || (n & (n - 1))))
+                return cli_usage(me, "--granularity '%s': a power of two from 512 to 64M", optarg);
             if (c == 'S') {
                 cfg.speed = (uint64_t)n;
             } else if (c == 'B') {
@@ -348,84 +444,65 @@ int cmd_migrate(int argc, char **argv)
             break;
         case 'p':
             n = strtoll(optarg, &end, 10);
-            if (*end || n < 50 || n > 60000) {
-                cli_error(me, "--progress-interval: milliseconds from 50 to 60000");
-                return EXIT_USAGE;
-            }
+            if (!*optarg || *end || n < 50 || n > 60000)
+                return cli_usage(me, "--progress-interval '%s': milliseconds from 50 to 60000", optarg);
             cfg.progress_ms = (int)n;
             break;
         case 'o':
             if (!strcmp(optarg, "json")) {
                 d.json = true;
             } else if (strcmp(optarg, "text")) {
-                cli_error(me, "--output '%s': use text or json", optarg);
-                return EXIT_USAGE;
+                return cli_usage(me, "--output '%s': use text or json", optarg);
             }
             break;
         case 'M':
             if (!strcmp(optarg, "bitmap")) {
                 cfg.mode = MIG_MODE_BITMAP;
             } else if (strcmp(optarg, "mirror")) {
-                cli_error(me, "--mode '%s': use mirror or bitmap", optarg);
-                return EXIT_USAGE;
+                return cli_usage(me, "--mode '%s': use mirror or bitmap", optarg);
             }
             break;
         case 'C':
             n = strcmp(optarg, "0") ? cli_parse_size(optarg) : 0;
-            if (n < 0) {
-                cli_error(me, "--converge-below '%s' is not a size in bytes", optarg);
-                return EXIT_USAGE;
-            }
+            if (n < 0)
+                return cli_usage(me, "--converge-below '%s': a size in bytes (K M G suffixes)", optarg);
             cfg.converge_below = n;
             break;
         case 'N':
             /* sun_path holds 108 bytes with the NUL. */
-            if (!optarg[0] || strlen(optarg) > 107) {
-                cli_error(me, "--nbd-socket '%s': a unix socket path of 1 to 107 bytes",
-                          optarg);
-                return EXIT_USAGE;
-            }
+            if (!optarg[0] || strlen(optarg) > 107)
+                return cli_usage(me, "--nbd-socket '%s': a unix socket path of 1 to 107 bytes", optarg);
             cfg.nbd_socket = optarg;
             break;
         case 'X': cfg.tls_creds = optarg; break;
         case 'P': cfg.tls_psk = optarg; break;
         case 'H': cfg.tls_hostname = optarg; break;
         case 'h': usage(stdout); return EXIT_DONE;
-        default: usage(stderr); return EXIT_USAGE;
+        default: return cli_bad_option(me, argv, c);
         }
     }
-    if (optind < argc) {
-        cli_error(me, "unexpected argument '%s'", argv[optind]);
-        return EXIT_USAGE;
-    }
-    if (!cfg.qmp || !cfg.nvols) {
-        cli_error(me, "--qmp and at least one --volume are required");
-        usage(stderr);
-        return EXIT_USAGE;
-    }
-    if (cfg.tls_creds && cfg.tls_psk) {
-        cli_error(me, "--tls-creds and --tls-psk exclude each other");
-        return EXIT_USAGE;
-    }
+    if (optind < argc)
+        return cli_usage(me, "unexpected argument '%s'", argv[optind]);
+    if (!cfg.qmp || !cfg.nvols)
+        return cli_usage(me, "%s", !cfg.qmp ? "--qmp ADDR is required" : "at least one --volume DRIVE=TARGET is required");
+    if (cfg.tls_creds && cfg.tls_psk)
+        return cli_usage(me, "--tls-creds and --tls-psk exclude each other");
     for (int i = 0; i < cfg.nvols; i++)
-        if (cfg.vols[i].uri.tls && !cfg.tls_creds && !cfg.tls_psk) {
-            cli_error(me, "--volume %s=%s: an nbds URI needs --tls-creds or --tls-psk",
-                      cfg.vols[i].drive, cfg.vols[i].target);
-            return EXIT_USAGE;
-        }
-    if (cfg.nbd_socket && cfg.mode != MIG_MODE_BITMAP) {
-        cli_error(me, "--nbd-socket goes with --mode bitmap (the mirror pushes to the "
-                      "targets and needs no NBD server in QEMU)");
-        return EXIT_USAGE;
-    }
-    if (cfg.tls_hostname && !cfg.tls_creds) {
-        cli_error(me, "--tls-hostname goes with --tls-creds (certificates carry names)");
-        return EXIT_USAGE;
-    }
-    if (mig_libvirt_addr(cfg.qmp) && mig_libvirt_refusal(&cfg)) {
-        cli_error(me, "%s", mig_libvirt_refusal(&cfg));
-        return EXIT_USAGE;
-    }
+        if (cfg.vols[i].uri.tls && !cfg.tls_creds && !cfg.tls_psk)
+            return cli_usage(me, "--volume %s=%s: an nbds URI needs --tls-creds or --tls-psk",
+                             cfg.vols[i].drive, cfg.vols[i].target);
+    if (cfg.nbd_socket && cfg.mode != MIG_MODE_BITMAP)
+        return cli_usage(me, "--nbd-socket goes with --mode bitmap (the mirror pushes to the "
+                             "targets and needs no NBD server in QEMU)");
+    if (cfg.tls_hostname && !cfg.tls_creds)
+        return cli_usage(me, "--tls-hostname goes with --tls-creds (certificates carry names)");
+    if (cfg.mode == MIG_MODE_BITMAP && cfg.switchover == MIG_SW_PIVOT)
+        return cli_usage(me, "--switchover pivot goes with --mode mirror only (QEMU would have to "
+                             "reopen the drive on the target): use none or migrate:URI with bitmap");
+    if (mig_libvirt_addr(cfg.qmp) && mig_libvirt_refusal(&cfg))
+        return cli_usage(me, "%s", mig_libvirt_refusal(&cfg));
+    if (check_file_targets(&cfg) < 0)
+        return EXIT_FAILED;
     /* QEMU's mirror issues up to a whole buffer before its rate limit
      * applies, so a large buffer would overrun a small --speed: size the
      * buffer to about one second of the allowed rate. */
@@ -449,8 +526,12 @@ int cli_migrate_run(const char *name, struct mig_config *cfg, bool json)
     signal(SIGPIPE, SIG_IGN);
     r = mig_run(cfg);
     cli_bar_end();
+    /* A last failed attempt is said once, by the error line; its own line
+     * only when the error says something else. */
+    if (r != MIG_FAILED || !strstr(d.failed, err_msg()))
+        flush_failed(&d);
     if (r == MIG_FAILED) {
-        cli_error(name, "%s", err_msg());
+        cli_error(name, "%s", cli_why());
         return EXIT_FAILED;
     }
     return r == MIG_CANCELLED ? EXIT_CANCELLED : EXIT_DONE;

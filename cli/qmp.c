@@ -113,7 +113,7 @@ static int builtin_wait(struct console *c, const char *line)
         return -1;
     }
     if (qmp_wait_event(c->q, name, NULL, NULL, &ev, qmp_deadline_in(secs * 1000)) < 0) {
-        cli_error("qmp", "%s", err_msg());
+        cli_error("qmp", "%s", cli_why());
         return -1;
     }
     print_json(c, ev);
@@ -136,7 +136,7 @@ static int run_line(struct console *c, const char *line)
         return builtin_wait(c, line) < 0 ? (qmp_is_open(c->q) ? -1 : -2) : 0;
     cmd = qmp_shell_parse(line);
     if (!cmd) {
-        cli_error("qmp", "%s", err_msg());
+        cli_error("qmp", "%s", cli_why());
         return -1;
     }
     name = json_string_value(json_object_get(cmd, "execute"));
@@ -149,7 +149,7 @@ static int run_line(struct console *c, const char *line)
         reply = json_pack("{s:{s:s, s:s}}", "error", "class", qmp_error_class(c->q),
                           "desc", qmp_error_desc(c->q));
     } else {
-        cli_error("qmp", "%s", err_msg());
+        cli_error("qmp", "%s", cli_why());
         json_decref(cmd);
         return qmp_is_open(c->q) ? -1 : -2;
     }
@@ -222,7 +222,7 @@ static int console_getc(EditLine *el, wchar_t *wc)
         if (n > 0 && p[1].revents) {
             if (qmp_pump(c->q, qmp_now_ms()) < 0) {
                 printf("\r\n");
-                cli_error("qmp", "%s", err_msg());
+                cli_error("qmp", "%s", cli_why());
                 c->dead = true;
                 return 0;
             }
@@ -396,6 +396,26 @@ static int run_console(struct console *c, const char *addr)
     return c->dead || !qmp_is_open(c->q);
 }
 
+/* QEMU serves one client per monitor socket: a second one is accepted by
+ * the kernel but gets no greeting until the first leaves.  Rather than
+ * wait silently, try for a second, then say what is going on and wait for
+ * the rest of the timeout. */
+static struct qmp *open_monitor(const char *addr, int64_t timeout_ms)
+{
+    const int64_t quick = 1000;
+    struct qmp *q;
+
+    if (strncmp(addr, "unix:", 5) || timeout_ms <= quick)
+        return qmp_open(addr, timeout_ms);
+    q = qmp_open(addr, quick);
+    if (q || err_errno() != ETIMEDOUT)
+        return q;
+    cli_error("qmp", "waiting for the monitor at %s: another client holds it, and QEMU answers "
+                     "one client per monitor socket (up to %.0f s more; --timeout)",
+              addr, (timeout_ms - quick) / 1000.0);
+    return qmp_open(addr, timeout_ms - quick);
+}
+
 int cmd_qmp(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -412,25 +432,30 @@ int cmd_qmp(int argc, char **argv)
     char *end;
 
     /* GNU getopt permutes, so options may come before or after ADDR. */
-    while ((opt = getopt_long(argc, argv, "c:t:vh", opts, NULL)) != -1) {
+    optind = 1;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, ":c:t:vh", opts, NULL)) != -1) {
         switch (opt) {
         case 'c': cmds[ncmds++] = optarg; break;
         case 't':
             c.timeout_ms = (int64_t)(strtod(optarg, &end) * 1000);
-            if (*end || c.timeout_ms <= 0) {
-                cli_error("qmp", "bad --timeout '%s'", optarg);
+            if (!*optarg || *end || c.timeout_ms <= 0) {
                 free(cmds);
-                return EXIT_USAGE;
+                return cli_usage("qmp", "--timeout '%s': seconds, more than 0", optarg);
             }
             break;
         case 'v': verbose = true; break;
         case 'h': usage(stdout); free(cmds); return EXIT_DONE;
-        default: usage(stderr); free(cmds); return EXIT_USAGE;
+        default: free(cmds); return cli_bad_option("qmp", argv, opt);
         }
     }
     if (optind != argc - 1) {
-        cli_error("qmp", optind == argc ? "no QMP address" : "one QMP address only");
-        usage(stderr);
+        free(cmds);
+        if (optind == argc)
+            return cli_usage("qmp", "no QMP address (unix:PATH or libvirt:DOMAIN)");
+        return cli_usage("qmp", "one QMP address only, got '%s' and '%s'", argv[optind], argv[optind + 1]);
+    }
+    if (cli_check_qmp("qmp", "", argv[optind])) {
         free(cmds);
         return EXIT_USAGE;
     }
@@ -443,9 +468,9 @@ int cmd_qmp(int argc, char **argv)
                         "(custom-monitor), and libvirt does not learn what a command changes: "
                         "use this as a debug console, and volmig migrate (which goes through "
                         "libvirt's own APIs) to move disks\n");
-    c.q = qmp_open(argv[optind], c.timeout_ms);
+    c.q = open_monitor(argv[optind], c.timeout_ms);
     if (!c.q) {
-        cli_error("qmp", "%s", err_msg());
+        cli_error("qmp", "%s", cli_why());
         free(cmds);
         return EXIT_FAILED;
     }

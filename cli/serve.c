@@ -52,6 +52,32 @@ static void usage(FILE *f)
         "SIGTERM or SIGINT: stop accepting, finish requests in flight, flush, exit 0.\n");
 }
 
+/* The form of --listen, checked before anything starts: unix:PATH (1 to
+ * 107 bytes, what sun_path holds), or HOST:PORT / [IPV6]:PORT with a
+ * decimal port from 0 to 65535 (a port the kernel would wrap, or a service
+ * name, is a usage error rather than a surprise). */
+static int check_listen(const char *l)
+{
+    const char *colon;
+
+    if (!strncmp(l, "unix:", 5)) {
+        if (!l[5] || strlen(l + 5) > 107)
+            return cli_usage("serve", "--listen '%s': unix:PATH needs a socket path of 1 to 107 bytes", l);
+        return 0;
+    }
+    colon = strrchr(l, ':');
+    if (!colon)
+        return cli_usage("serve", "--listen '%s': expected HOST:PORT, [IPV6]:PORT or unix:PATH", l);
+    if (cli_parse_port(colon + 1, 0) < 0)
+        return cli_usage("serve", "--listen '%s': the port must be a number from 0 to 65535", l);
+    if (colon == l)
+        return cli_usage("serve", "--listen '%s': HOST:PORT needs a host (0.0.0.0 for every "
+                                  "interface, 127.0.0.1 for this host only)", l);
+    if (l[0] == '[' && colon[-1] != ']')
+        return cli_usage("serve", "--listen '%s': expected [IPV6]:PORT", l);
+    return 0;
+}
+
 static void serve_log(const char *fmt, ...)
 {
     va_list ap;
@@ -89,23 +115,25 @@ int cmd_serve(int argc, char **argv)
     int c;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "t:s:l:e:rUvh", opts, NULL)) != -1) {
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":t:s:l:e:rUvh", opts, NULL)) != -1) {
         switch (c) {
         case 't': cfg.target = optarg; break;
         case 's':
             size = cli_parse_size(optarg);
-            if (size <= 0) {
-                cli_error("serve", "--size '%s' is not a positive size in bytes", optarg);
-                return EXIT_USAGE;
-            }
+            if (size <= 0)
+                return cli_usage("serve", "--size '%s': a positive size in bytes (K M G T suffixes)",
+                                 optarg);
             cfg.size = (uint64_t)size;
             break;
-        case 'l': cfg.listen = optarg; break;
-        case 'e':
-            if (strlen(optarg) > 4096) {
-                cli_error("serve", "--export name is longer than 4096 bytes");
+        case 'l':
+            if (check_listen(optarg))
                 return EXIT_USAGE;
-            }
+            cfg.listen = optarg;
+            break;
+        case 'e':
+            if (strlen(optarg) > 4096)
+                return cli_usage("serve", "--export '%.32s...': longer than 4096 bytes", optarg);
             cfg.export_name = optarg;
             break;
         case 'r': cfg.readonly = true; break;
@@ -116,29 +144,23 @@ int cmd_serve(int argc, char **argv)
         case 'X': cfg.tls_creds = optarg; break;
         case 'P': cfg.tls_psk = optarg; break;
         case 'h': usage(stdout); return EXIT_DONE;
-        default: usage(stderr); return EXIT_USAGE;
+        default: return cli_bad_option("serve", argv, c);
         }
     }
-    if (optind < argc) {
-        cli_error("serve", "unexpected argument '%s'", argv[optind]);
-        return EXIT_USAGE;
-    }
-    if (!cfg.target) {
-        cli_error("serve", "--target is required");
-        usage(stderr);
-        return EXIT_USAGE;
-    }
-    if (cfg.force_share && !cfg.readonly) {
-        cli_error("serve", "--force-share is for --readonly exports only: a volume another "
-                  "process holds is never written");
-        return EXIT_USAGE;
-    }
-    if (cfg.tls_creds && cfg.tls_psk) {
-        cli_error("serve", "--tls-creds and --tls-psk exclude each other");
-        return EXIT_USAGE;
-    }
+    if (optind < argc)
+        return cli_usage("serve", "unexpected argument '%s'", argv[optind]);
+    if (!cfg.target)
+        return cli_usage("serve", "--target is required");
+    if (!strcmp(cfg.target, "null:") && !cfg.size)
+        return cli_usage("serve", "--target '%s' needs --size (a null target has no size of its own)",
+                         cfg.target);
+    if (cfg.force_share && !cfg.readonly)
+        return cli_usage("serve", "--force-share is for --readonly exports only: a volume another "
+                                  "process holds is never written");
+    if (cfg.tls_creds && cfg.tls_psk)
+        return cli_usage("serve", "--tls-creds and --tls-psk exclude each other");
     if (nbd_serve(&cfg, serve_log) < 0) {
-        cli_error("serve", "%s", err_msg());
+        cli_error("serve", "%s", cli_why());
         return EXIT_FAILED;
     }
     return EXIT_DONE;

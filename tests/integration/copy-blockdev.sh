@@ -5,15 +5,16 @@
 . "$(dirname "$0")/../lib/common.sh"
 require losetup cmp md5sum
 [ "$(id -u)" = 0 ] || skip "losetup needs root"
-D=$(mktemp -d /var/tmp/volmig-copy.XXXXXX)
+scratch D /var/tmp
 trap 'cleanup; rm -rf "$D"' EXIT
 
-loop() { # FILE -> /dev/loopN (O_DIRECT on the backing file where it can)
+loop() { # VAR FILE : VAR = /dev/loopN (O_DIRECT on the backing file where it can);
+         # not $(loop ...): track_loop in a subshell would be lost
     local dev
-    dev=$(losetup -f --show --direct-io=on "$1" 2>/dev/null || losetup -f --show "$1") \
-        || fail "losetup $1"
+    dev=$(losetup -f --show --direct-io=on "$2" 2>/dev/null || losetup -f --show "$2") \
+        || fail "losetup $2"
     track_loop "$dev"
-    echo "$dev"
+    printf -v "$1" '%s' "$dev"
 }
 
 copy_ok() { # NAME SRC DST [LEN]
@@ -31,15 +32,15 @@ truncate -s 32M "$D/src"
 dd if=/dev/urandom of="$D/src" bs=1M count=3 seek=5 conv=notrunc status=none
 dd if=/dev/urandom of="$D/src" bs=4k count=1 seek=8000 conv=notrunc status=none
 random_file "$D/dev1" 32
-dev1=$(loop "$D/dev1")
+loop dev1 "$D/dev1"
 copy_ok file-to-dev "$D/src" "$dev1"
 grep -Eq "[1-9][0-9.]* MiB written as zeroes" "$T/file-to-dev.out" || fail "holes were not zeroed on the device"
 
 # Device to device (dense), then device to a fresh file.
 random_file "$D/dev2" 40
-dev2=$(loop "$D/dev2")
+loop dev2 "$D/dev2"
 random_file "$D/dev0" 32
-dev0=$(loop "$D/dev0")
+loop dev0 "$D/dev0"
 copy_ok dev-to-dev "$dev0" "$dev2" $(( 32 * 1024 * 1024 ))
 copy_ok dev-to-file "$dev1" "$D/back"
 cmp "$D/src" "$D/back" || fail "round trip through the device differs"

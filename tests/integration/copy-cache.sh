@@ -15,7 +15,7 @@ require fincore python3
 
 MIB=64
 # Not in /tmp, which may be tmpfs: the source must live on a device.
-D=$(mktemp -d /var/tmp/volmig-copy-cache.XXXXXX)
+scratch D /var/tmp
 trap 'rm -rf "$D"; cleanup' EXIT
 random_file "$D/src" $MIB
 sync

@@ -4,7 +4,7 @@
 # untouched.  The target is nbdkit with a write delay, so the copy is slow.
 . "$(dirname "$0")/../lib/common.sh"
 require nbdkit cmp md5sum
-D=$(mktemp -d /var/tmp/volmig-copy.XXXXXX)
+scratch D /var/tmp
 trap 'cleanup; rm -rf "$D"' EXIT
 
 random_file "$D/src" 64

@@ -5,7 +5,7 @@
 # as it was; bad command lines exit 2.
 . "$(dirname "$0")/../lib/common.sh"
 require cmp md5sum truncate python3
-D=$(mktemp -d /var/tmp/volmig-copy.XXXXXX)   # a real disk: O_DIRECT and SEEK_HOLE
+scratch D /var/tmp   # a real disk: O_DIRECT and SEEK_HOLE
 trap 'rm -rf "$D"; cleanup' EXIT
 
 sparse_src() { # PATH SIZE: data at a few places, holes elsewhere
@@ -52,7 +52,7 @@ check_copy larger-target "$D/sparse" "$D/big" --output json
 grep -q '"event":"completed"' "$T/larger-target.out" || fail "no JSON completed event"
 [ "$(stat -c %s "$D/big")" = $(( 20 * 1024 * 1024 )) ] || fail "larger target changed size"
 # /dev/shm: no O_DIRECT there, the copier falls back to buffered I/O.
-S=$(mktemp -d /dev/shm/volmig-copy.XXXXXX)
+scratch S /dev/shm
 trap 'rm -rf "$D" "$S"; cleanup' EXIT
 check_copy shm "$D/sparse" "$S/copy"
 

@@ -5,7 +5,7 @@
 # byte for byte and the source's checksum must not change.
 . "$(dirname "$0")/../lib/common.sh"
 require nbdkit qemu-nbd cmp md5sum truncate
-D=$(mktemp -d /var/tmp/volmig-copy.XXXXXX)
+scratch D /var/tmp
 trap 'cleanup; rm -rf "$D"' EXIT
 
 odd=$(( 10 * 1024 * 1024 + 1234 ))

@@ -6,7 +6,7 @@
 #   - fresh sparse NBD target: nothing at all is sent for holes or zeroes.
 . "$(dirname "$0")/../lib/common.sh"
 require nbdkit python3 cmp
-D=$(mktemp -d /var/tmp/volmig-copy.XXXXXX)
+scratch D /var/tmp
 trap 'cleanup; rm -rf "$D"' EXIT
 M=$((1024 * 1024))
 

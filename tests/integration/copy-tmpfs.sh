@@ -7,7 +7,7 @@
 . "$(dirname "$0")/../lib/common.sh"
 require nbdkit cmp md5sum truncate
 [ -d /dev/shm ] && [ "$(stat -f -c %T /dev/shm)" = tmpfs ] || skip "/dev/shm is not a tmpfs"
-S=$(mktemp -d /dev/shm/volmig-copy.XXXXXX)
+scratch S /dev/shm
 trap 'cleanup; rm -rf "$S"' EXIT
 
 size=$(( 10 * 1024 * 1024 + 1234 ))

@@ -13,7 +13,6 @@ require qemu-system-x86_64 python3 ip
 [ "$(id -u)" = 0 ] || skip "network namespaces need root"
 netns_up || skip "network namespaces are not allowed here"
 mnt=
-trap '[ -n "$mnt" ] && umount "$mnt"; netns_down; cleanup' EXIT
 
 random_file "$T/src" 32
 QEMU_PREFIX="ip netns exec $SRC_NS" src_qemu q "$T/src"
@@ -21,8 +20,7 @@ p="$T/q.qmp2"
 
 log "1. the link goes down mid-copy, and comes back"
 truncate -s 32M "$T/dst"
-in_dst "$VOLMIG" serve --target "$T/dst" --listen "$DST_IP:10809" >"$T/serve.log" 2>&1 &
-track_pid $!
+bg_dst "$VOLMIG" serve --target "$T/dst" --listen "$DST_IP:10809" >"$T/serve.log" 2>&1
 wait_for 10 grep -q "listening on" "$T/serve.log" || fail "serve did not start"
 MIGRATE_WRAP="ip netns exec $SRC_NS" migrate_bg n1 --qmp "unix:$T/q.qmp" \
     --volume "disk0=nbd://$DST_IP:10809/" --switchover none --speed 2M --retries 5 --backoff 2
@@ -50,10 +48,10 @@ log "2. the destination volume is full"
 mnt=$T/small
 mkdir -p "$mnt"
 mount -t tmpfs -o size=16m tmpfs "$mnt" || skip "cannot mount a small file system here"
+track_mount "$mnt"
 truncate -s 32M "$mnt/dst"        # sparse: looks big enough, is not
 before=$(sha "$T/src")
-in_dst "$VOLMIG" serve --target "$mnt/dst" --listen "$DST_IP:10810" >"$T/serve2.log" 2>&1 &
-track_pid $!
+bg_dst "$VOLMIG" serve --target "$mnt/dst" --listen "$DST_IP:10810" >"$T/serve2.log" 2>&1
 wait_for 10 grep -q "listening on" "$T/serve2.log" || fail "serve did not start"
 MIGRATE_WRAP="ip netns exec $SRC_NS" migrate_bg n2 --qmp "unix:$T/q.qmp" \
     --volume "disk0=nbd://$DST_IP:10810/" --switchover none --retries 5 --backoff 1

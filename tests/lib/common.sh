@@ -6,8 +6,12 @@ TOP=${TOP:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 BUILD=${BUILD:-build}
 VOLMIG=${VOLMIG:-$TOP/$BUILD/volmig}
 QMPPY="$TOP/tests/lib/qmp.py"
-T=$(mktemp -d /tmp/volmig-test.XXXXXX)
-_pids=() _loops=()
+# The tag (tests/lib/leftovers.sh) names this test's scratch directories
+# and rides in the environment of every process it starts, so that the
+# runner finds whatever outlives the test.
+export VOLMIG_TAG=${VOLMIG_TAG:-t$$}
+T=$(mktemp -d "/tmp/volmig-test.$VOLMIG_TAG.XXXXXX")
+_pids=() _loops=() _dirs=() _netns_owned=() _mounts=()
 
 cleanup() {
     local p l
@@ -16,10 +20,18 @@ cleanup() {
         for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
         kill -9 "$p" 2>/dev/null || true
     done
+    for l in "${_mounts[@]}"; do umount "$l" 2>/dev/null || umount -l "$l" 2>/dev/null || true; done
     for l in "${_loops[@]}"; do losetup -d "$l" 2>/dev/null || true; done
+    # A namespace goes after its processes: deleting it would not stop them.
+    for l in "${_netns_owned[@]}"; do ip netns del "$l" 2>/dev/null || true; done
+    [ ${#_dirs[@]} = 0 ] || rm -rf "${_dirs[@]}"
     [ -n "${KEEP:-}" ] && echo "kept $T" || rm -rf "$T"
 }
 trap cleanup EXIT
+# Ctrl-C, a timeout or a hangup end the test through its EXIT trap.
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
 
 log()  { printf '# %s\n' "$*"; }
 fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
@@ -38,6 +50,21 @@ same_bytes() { # FILE1 FILE2 [LEN]
 }
 track_pid()  { _pids+=("$1"); }
 track_loop() { _loops+=("$1"); }
+track_mount() { _mounts+=("$1"); }   # unmounted at exit, after the processes
+# track_netns NAME : a network namespace the test made; deleted at exit
+# after the processes, and listed in the runner's ledger.
+track_netns() {
+    _netns_owned+=("$1")
+    [ -z "${VOLMIG_LEDGER:-}" ] || echo "netns $1" >>"$VOLMIG_LEDGER"
+}
+# scratch VAR BASE : VAR = a new directory under BASE (/var/tmp for a real
+# disk, /dev/shm for tmpfs), removed at exit and named with the tag.
+scratch() {
+    local d
+    d=$(mktemp -d "$2/volmig-test.$VOLMIG_TAG.XXXXXX") || fail "cannot make a directory in $2"
+    _dirs+=("$d")
+    printf -v "$1" '%s' "$d"
+}
 
 wait_for() { # SECONDS CMD... : poll until CMD succeeds
     local limit=$1; shift

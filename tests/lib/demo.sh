@@ -14,7 +14,6 @@ require qemu-system-x86_64 python3 cmp ip
 
 MIB=${DEMO_MIB:-1024}
 say() { printf '%s\n' "$*"; }
-trap 'netns_down; cleanup' EXIT
 
 say "== volmig demo: move a running VM's disk to another host's volume =="
 if netns_up; then
@@ -26,26 +25,23 @@ fi
 
 say "-- source host: QEMU with a $MIB MiB disk of random data (node disk0)"
 random_file "$T/source.img" "$MIB"
-in_src qemu-system-x86_64 -machine none -nodefaults -display none \
+bg_src qemu-system-x86_64 -machine none -nodefaults -display none \
     -qmp "unix:$T/src.qmp,server=on,wait=off" -qmp "unix:$T/src.qmp2,server=on,wait=off" \
     -blockdev "{\"driver\":\"file\",\"node-name\":\"disk0-file\",\"filename\":\"$T/source.img\"}" \
     -blockdev '{"driver":"raw","node-name":"disk0","file":"disk0-file"}' \
-    >"$T/src.qemu.log" 2>&1 &
-track_pid $!
+    >"$T/src.qemu.log" 2>&1
 wait_for 20 test -S "$T/src.qmp2" || fail "source QEMU did not start"
 
 say "-- destination host: an empty volume, volmig serve, and QEMU waiting for the VM"
 truncate -s "$((MIB + 64))M" "$T/dest.img"      # a bigger volume than the source
-in_dst "$VOLMIG" serve --target "$T/dest.img" --listen "$DST_IP:10809" >"$T/serve.log" 2>&1 &
-track_pid $!
+bg_dst "$VOLMIG" serve --target "$T/dest.img" --listen "$DST_IP:10809" >"$T/serve.log" 2>&1
 wait_for 10 grep -q "listening on" "$T/serve.log" || { cat "$T/serve.log"; fail "volmig serve did not start"; }
 sed 's/^/   | /' "$T/serve.log"
-in_dst qemu-system-x86_64 -machine none -nodefaults -display none \
+bg_dst qemu-system-x86_64 -machine none -nodefaults -display none \
     -qmp "unix:$T/dst.qmp,server=on,wait=off" \
     -blockdev "{\"driver\":\"file\",\"node-name\":\"disk0-file\",\"filename\":\"$T/dest.img\"}" \
     -blockdev '{"driver":"raw","node-name":"disk0","file":"disk0-file"}' \
-    -incoming "tcp:$DST_IP:4444" >"$T/dst.qemu.log" 2>&1 &
-track_pid $!
+    -incoming "tcp:$DST_IP:4444" >"$T/dst.qemu.log" 2>&1
 wait_for 20 test -S "$T/dst.qmp" || fail "destination QEMU did not start"
 
 # The stand-in guest: 1 MiB writes at random offsets through QEMU's own

@@ -95,7 +95,10 @@ daemon() {
     # A daemon started before the recipe's qemu.conf existed must re-read it.
     [ $changed = 1 ] && stop_system
     if ! system_pid >/dev/null; then
-        libvirtd -d
+        # The system daemon outlives the test that starts it, on purpose: it
+        # is not the test's, so it does not carry the test's tag
+        # (tests/lib/leftovers.sh).
+        env -u VOLMIG_TAG libvirtd -d
     fi
     for _ in $(seq 200); do answers && return 0; sleep 0.1; done
     die "libvirtd does not answer on $URI"

@@ -245,9 +245,11 @@ netns_setup() {
     SRC_IP=127.0.0.1 DST_IP=127.0.0.1 IN_SRC="" IN_DST=""
     if ip netns add "$s" 2>/dev/null; then
         NS_SRC=$s
+        track_netns "$s"
         trap 'cleanup; netns_cleanup' EXIT
         if ip netns add "$d" 2>/dev/null; then
             NS_DST=$d
+            track_netns "$d"
             if ip link add "va$$" type veth peer name "vb$$" 2>/dev/null &&
                ip link set "va$$" netns "$s" && ip link set "vb$$" netns "$d" &&
                ip -n "$s" addr add 10.77.0.1/24 dev "va$$" && ip -n "$d" addr add 10.77.0.2/24 dev "vb$$" &&
