@@ -13,7 +13,7 @@
 
 static void create_dv(struct rc *rc, json_t *vm, const json_t *tmpl)
 {
-    json_t *meta = json_pack("{s:s}", "name", k8s_get_str(tmpl, "metadata.name")), *dv, *l;
+    json_t *meta = json_pack("{s:s}", "name", k8s_get_str(tmpl, "metadata.name")), *dv, *l, *spec;
     json_t *owner = json_pack("{s:s, s:s, s:s, s:b, s:b}", "apiVersion", "kubevirt.io/v1",
                               "kind", "VirtualMachine", "name", k8s_name(vm), "controller", 1,
                               "blockOwnerDeletion", 1);
@@ -30,8 +30,8 @@ static void create_dv(struct rc *rc, json_t *vm, const json_t *tmpl)
     rc_set_str(meta, "creationTimestamp", rc->nowstr);
     dv = json_pack("{s:s, s:s, s:o}", "apiVersion", "cdi.kubevirt.io/v1beta1",
                    "kind", "DataVolume", "metadata", meta);
-    json_object_set_new(dv, "spec", json_deep_copy(k8s_get(tmpl, "spec") ? k8s_get(tmpl, "spec")
-                                                                            : json_object()));
+    spec = k8s_get(tmpl, "spec");
+    json_object_set_new(dv, "spec", spec ? json_deep_copy(spec) : json_object());
     json_array_append_new(rc->w, dv);
     rc_event(rc, vm, false, "SuccessfulDataVolumeCreate", "Created DataVolume %s",
              k8s_get_str(tmpl, "metadata.name"));
