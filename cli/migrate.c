@@ -288,6 +288,22 @@ static int parse_volume(char *arg, struct mig_volume *v)
     return 0;
 }
 
+/* Under libvirt, migrate:URI names the destination libvirtd by its
+ * connection URI, DRIVER[+TRANSPORT]://[HOST][/PATH][?PARAMS]
+ * (qemu+tcp://host/system, qemu+unix:///system?socket=PATH).  Only the
+ * form is checked: whether that libvirtd answers is known when it is asked. */
+static int check_libvirt_migrate_uri(const char *arg)
+{
+    const char *u = arg + 8;   /* after "migrate:" */
+    size_t scheme = strspn(u, "abcdefghijklmnopqrstuvwxyz0123456789+.-");
+
+    if (scheme == 0 || strncmp(u + scheme, "://", 3))
+        return cli_usage(me, "--switchover '%s': under libvirt, expected migrate: and the "
+                         "destination libvirtd's URI (qemu+tcp://HOST/system, "
+                         "qemu+unix:///system?socket=PATH)", arg);
+    return 0;
+}
+
 /* QEMU's migration URIs (QEMU 7.2): tcp:HOST:PORT, rdma:HOST:PORT,
  * unix:PATH, exec:COMMAND, fd:NAME.  Only the form is checked: whether the
  * other end listens is known when QEMU tries. */
@@ -368,6 +384,7 @@ int cmd_migrate(int argc, char **argv)
     };
     long long n;
     bool buf_size_given = false;
+    const char *switchover_arg = NULL;   /* migrate:URI, checked after --qmp */
     char *end;
     int c;
 
@@ -394,10 +411,11 @@ int cmd_migrate(int argc, char **argv)
             } else if (!strcmp(optarg, "none")) {
                 cfg.switchover = MIG_SW_NONE;
             } else if (!strncmp(optarg, "migrate:", 8)) {
-                if (check_migrate_uri(optarg))
-                    return EXIT_USAGE;
+                /* Its form is checked once --qmp is known: under libvirt
+                 * it names the destination libvirtd. */
                 cfg.switchover = MIG_SW_MIGRATE;
                 cfg.migrate_uri = optarg + 8;
+                switchover_arg = optarg;
             } else {
                 return cli_usage(me, "--switchover '%s': use pivot, none or migrate:URI", optarg);
             }
@@ -487,6 +505,9 @@ int cmd_migrate(int argc, char **argv)
         return cli_usage(me, "%s", !cfg.qmp ? "--qmp ADDR is required" : "at least one --volume DRIVE=TARGET is required");
     if (cfg.tls_creds && cfg.tls_psk)
         return cli_usage(me, "--tls-creds and --tls-psk exclude each other");
+    if (switchover_arg && (mig_libvirt_addr(cfg.qmp) ? check_libvirt_migrate_uri(switchover_arg)
+                                                     : check_migrate_uri(switchover_arg)))
+        return EXIT_USAGE;
     for (int i = 0; i < cfg.nvols; i++)
         if (cfg.vols[i].uri.tls && !cfg.tls_creds && !cfg.tls_psk)
             return cli_usage(me, "--volume %s=%s: an nbds URI needs --tls-creds or --tls-psk",
