@@ -92,7 +92,9 @@ struct mig_config {
     const char *tls_hostname;
     volatile sig_atomic_t *cancel;   /* set by a signal handler */
     /* Receives every event (a JSON object, stolen): started, progress,
-     * ready, switchover, completed, failed, retrying, cancelled, warning. */
+     * ready, switchover, switching (right before job-complete or
+     * migrate-continue), completed, failed, retrying, cancelled, warning,
+     * and in bitmap mode pass, converged, paused, resumed, kept. */
     void (*emit)(void *opaque, json_t *event);
     void *opaque;
 };
