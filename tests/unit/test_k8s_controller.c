@@ -42,11 +42,12 @@ static const char vm_fmt[] =
     "  template:\n    spec:\n      domain: {devices: {disks: [{name: disk0, disk: {}}]}}\n"
     "      volumes: [{name: disk0, persistentVolumeClaim: {claimName: %s}}]\n";
 
-enum mode { SUCCEED, FAIL, HANG_THEN_LATE };
+enum mode { SUCCEED, FAIL, HANG_THEN_LATE, SWITCH_THEN_REVERT };
 
 struct fake {
     enum mode mode;
     int starts, cancels;
+    bool ready_seen;     /* targetNodeDomainReadyTimestamp written before success */
     char dir[64];
     char target[256];
 };
@@ -58,6 +59,7 @@ struct fake_job {
 };
 
 static time_t clock_now = T0;
+static bool switched(const char *dir);
 static time_t fake_now(void)
 {
     return clock_now;
@@ -100,7 +102,7 @@ static int f_start(void *engine, const struct k8s_engine_job *job, void **handle
 }
 
 static int f_poll(void *engine, void *handle, enum k8s_engine_phase *phase, bool *lost,
-                  char *message, size_t size)
+                  char *message, size_t size, struct k8s_engine_report *rep)
 {
     struct fake_job *j = handle;
 
@@ -108,10 +110,26 @@ static int f_poll(void *engine, void *handle, enum k8s_engine_phase *phase, bool
     *lost = false;
     j->polls++;
     clock_now++;   /* a second per poll: rates and timestamps move */
+    if (rep && rep->nvolumes)   /* the one volume: its own figures */
+        rep->volumes[0] = (struct k8s_engine_volume_progress){
+            j->polls < 3 ? 1024 * j->polls : 4096, 4096, 1000, j->polls < 3 ? 2 : 0, true };
     switch (j->f->mode) {
     case SUCCEED:
         *phase = j->polls < 3 ? K8S_ENGINE_RUNNING : K8S_ENGINE_SUCCEEDED;
         snprintf(message, size, "copied %d of 4096 bytes", j->polls < 3 ? 1024 * j->polls : 4096);
+        if (rep)
+            rep->switching = j->polls >= 2;
+        if (j->polls == 3)   /* what poll 2's report made of the objects */
+            j->f->ready_seen = switched(j->f->dir);
+        break;
+    case SWITCH_THEN_REVERT:
+        /* The engine reports switching; the user reverts right after. */
+        if (j->polls == 2)
+            apply_vm(j->f->dir, "src-pvc");
+        *phase = j->polls < 4 ? K8S_ENGINE_RUNNING : K8S_ENGINE_SUCCEEDED;
+        snprintf(message, size, "copied 4096 of 4096 bytes");
+        if (rep)
+            rep->switching = true;
         break;
     case FAIL:
         *phase = j->polls < 2 ? K8S_ENGINE_RUNNING : K8S_ENGINE_FAILED;
@@ -165,6 +183,22 @@ static json_t *get(const char *dir, const char *kind, const char *name)
             found = json_incref(o);
     json_decref(all);
     return found;
+}
+
+/* True when the migration object and the VMI carry
+ * targetNodeDomainReadyTimestamp while the migration is still Running. */
+static bool switched(const char *dir)
+{
+    json_t *m = get(dir, "VirtualMachineInstanceMigration", NULL);
+    json_t *vmi = get(dir, "VirtualMachineInstance", "vm1");
+    bool yes = m && vmi && k8s_get_str(m, "status.phase") &&
+               !strcmp(k8s_get_str(m, "status.phase"), "Running") &&
+               k8s_get_str(m, "status.migrationState.targetNodeDomainReadyTimestamp") &&
+               k8s_get_str(vmi, "status.migrationState.targetNodeDomainReadyTimestamp");
+
+    json_decref(m);
+    json_decref(vmi);
+    return yes;
 }
 
 static size_t count(const char *dir, const char *kind, const char *phase)
@@ -229,7 +263,18 @@ static void test_success(void **state)
     p = json_loads(text, 0, NULL);
     assert_int_equal(json_integer_value(json_object_get(p, "doneBytes")), 4096);
     assert_int_equal(json_integer_value(json_object_get(p, "percent")), 100);
+    {
+        json_t *v = json_array_get(json_object_get(p, "volumes"), 0);
+
+        /* The engine's own figures for the volume. */
+        assert_int_equal(json_integer_value(json_object_get(v, "doneBytes")), 4096);
+        assert_int_equal(json_integer_value(json_object_get(v, "totalBytes")), 4096);
+        assert_int_equal(json_integer_value(json_object_get(v, "bytesPerSecond")), 1000);
+        assert_int_equal(json_integer_value(json_object_get(v, "etaSeconds")), 0);
+    }
     json_decref(p);
+    /* The switching signal reached the objects before the success. */
+    assert_true(f.ready_seen);
     vmi = get(f.dir, "VirtualMachineInstance", "vm1");
     assert_non_null(k8s_get_str(vmi, "status.migrationState.targetNodeDomainReadyTimestamp"));
     assert_null(k8s_get(vmi, "status.migratedVolumes"));
@@ -289,12 +334,33 @@ static void test_cancelled_after_switchover(void **state)
     json_decref(e);
 }
 
+/* A revert after the engine said it is switching over: as in KubeVirt,
+ * targetNodeDomainReadyTimestamp keeps the migration object, so volmig
+ * does not cancel a switch it could no longer undo. */
+static void test_revert_while_switching(void **state)
+{
+    struct fake f;
+    int failed;
+    json_t *m;
+
+    (void)state;
+    setup_store(&f, SWITCH_THEN_REVERT);
+    assert_int_equal(run(&f, &failed), 0);
+    assert_int_equal(f.cancels, 0);
+    m = get(f.dir, "VirtualMachineInstanceMigration", NULL);
+    assert_non_null(m);
+    assert_string_equal(k8s_get_str(m, "status.phase"), "Succeeded");
+    assert_non_null(k8s_get_str(m, "status.migrationState.targetNodeDomainReadyTimestamp"));
+    json_decref(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_success, remove_store),
         cmocka_unit_test_teardown(test_failure_and_backoff, remove_store),
         cmocka_unit_test_teardown(test_cancelled_after_switchover, remove_store),
+        cmocka_unit_test_teardown(test_revert_while_switching, remove_store),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
