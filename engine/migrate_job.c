@@ -29,11 +29,11 @@ struct mig_job {
 
 struct mig_job *mig_job_start(const char *exe, const char *qmp, const char *switchover,
                               const char *const *drives, const char *const *targets, size_t n,
-                              unsigned long long speed)
+                              unsigned long long speed, const char *mode)
 {
     struct mig_job *j = calloc(1, sizeof *j);
     char speedarg[32];
-    char **argv = calloc(14 + 2 * n, sizeof *argv), **vols = calloc(n ? n : 1, sizeof *vols);
+    char **argv = calloc(16 + 2 * n, sizeof *argv), **vols = calloc(n ? n : 1, sizeof *vols);
     int p[2], a = 0;
 
     if (j) {
@@ -66,6 +66,10 @@ struct mig_job *mig_job_start(const char *exe, const char *qmp, const char *swit
         snprintf(speedarg, sizeof speedarg, "%llu", speed);
         argv[a++] = "--speed";
         argv[a++] = speedarg;
+    }
+    if (mode) {
+        argv[a++] = "--mode";
+        argv[a++] = (char *)mode;
     }
     for (size_t i = 0; i < n; i++) {
         if (asprintf(&vols[i], "%s=%s", drives[i], targets[i]) < 0)

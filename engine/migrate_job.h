@@ -20,10 +20,12 @@ enum mig_job_state {
 struct mig_job;
 
 /* Starts `EXE migrate --qmp QMP --switchover SWITCHOVER --volume D=T ...
- * --retries 0 --output json [--speed SPEED]` (speed 0: no limit).  NULL with err_msg() set. */
+ * --retries 0 --output json [--speed SPEED] [--mode MODE]` (speed 0: no
+ * limit; mode NULL: volmig migrate's default, mirror).  NULL with
+ * err_msg() set. */
 struct mig_job *mig_job_start(const char *exe, const char *qmp, const char *switchover,
                               const char *const *drives, const char *const *targets, size_t n,
-                              unsigned long long speed);
+                              unsigned long long speed, const char *mode);
 /* Reads what the child said so far; never blocks.  *msg gets the last
  * error or progress line. */
 enum mig_job_state mig_job_poll(struct mig_job *j, char *msg, size_t len);

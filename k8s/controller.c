@@ -179,6 +179,7 @@ static int start_job(struct ctl *c, const json_t *world, const json_t *vmim, str
     json_t *mv = vmi ? k8s_get(vmi, "status.migratedVolumes") : NULL, *e;
     const char *qmp = vmi ? annotation(vmi, "volmig.io/qmp") : NULL;
     const char *muri = annotation(vmim, "volmig.io/migrate-uri");
+    const char *mode = vmi ? annotation(vmi, "volmig.io/mode") : NULL;
     struct k8s_engine_volume vols[32];
     char drives[32][300], targets[32][4200], sw[600];
     struct k8s_engine_job job;
@@ -193,6 +194,18 @@ static int start_job(struct ctl *c, const json_t *world, const json_t *vmim, str
     if (!qmp) {
         snprintf(why, whylen, "VMI %s/%s has no volmig.io/qmp annotation naming its QEMU", ns,
                  vminame);
+        return -1;
+    }
+    if (mode && strcmp(mode, "mirror") && strcmp(mode, "bitmap")) {
+        snprintf(why, whylen, "VMI %s/%s: annotation volmig.io/mode '%s': use mirror or bitmap",
+                 ns, vminame, mode);
+        return -1;
+    }
+    if (mode && !strcmp(mode, "bitmap") && !muri) {
+        /* Bitmap mode does not pivot (engine/migrate_bitmap.c says why). */
+        snprintf(why, whylen, "VMI %s/%s: volmig.io/mode bitmap needs a migration to another "
+                 "host (volmig.io/migrate-uri): on one host the VM pivots, which only mirror "
+                 "mode does", ns, vminame);
         return -1;
     }
     json_array_foreach(mv, i, e) {
@@ -233,7 +246,7 @@ static int start_job(struct ctl *c, const json_t *world, const json_t *vmim, str
     }
     snprintf(sw, sizeof sw, muri ? "migrate:%s" : "pivot", muri);
     snprintf(ref, sizeof ref, "%s/%s", ns, k8s_name(vmim));
-    job = (struct k8s_engine_job){ ref, qmp, sw, vols, n, 0 };
+    job = (struct k8s_engine_job){ ref, qmp, sw, vols, n, 0, mode };
     {
         /* KubeVirt's bandwidth limit for migrations applies to the copy. */
         json_t *kv;

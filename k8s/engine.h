@@ -38,6 +38,11 @@ struct k8s_engine_job {
     size_t nvolumes;
     unsigned long long speed; /* bytes/s per volume, 0: no limit (KubeVirt's
                                  migrations.bandwidthPerMigration) */
+    /* "mirror" or "bitmap" (volmig migrate --mode), NULL: the engine's
+     * default (mirror).  From the VMI's volmig.io/mode annotation.  In
+     * bitmap mode a migration that fails keeps what it copied, and the
+     * next one (KubeVirt's retry after its backoff) resumes from it. */
+    const char *mode;
 };
 
 /* One volume's storage progress, as the engine last saw it. */

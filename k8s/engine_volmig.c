@@ -16,7 +16,8 @@ static int v_start(void *engine, const struct k8s_engine_job *job, void **handle
             d[i] = job->volumes[i].drive;
             t[i] = job->volumes[i].target;
         }
-        j = mig_job_start(engine, job->qmp, job->switchover, d, t, job->nvolumes, job->speed);
+        j = mig_job_start(engine, job->qmp, job->switchover, d, t, job->nvolumes, job->speed,
+                          job->mode);
     } else {
         err_set(0, "out of memory");
     }

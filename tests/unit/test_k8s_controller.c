@@ -48,6 +48,7 @@ struct fake {
     enum mode mode;
     int starts, cancels;
     bool ready_seen;     /* targetNodeDomainReadyTimestamp written before success */
+    char job_mode[16];   /* the job's mode, "" for none */
     char dir[64];
     char target[256];
 };
@@ -96,6 +97,7 @@ static int f_start(void *engine, const struct k8s_engine_job *job, void **handle
     assert_string_equal(job->switchover, "pivot");
     assert_string_equal(job->volumes[0].drive, "disk0");
     snprintf(f->target, sizeof f->target, "%s", job->volumes[0].target);
+    snprintf(f->job_mode, sizeof f->job_mode, "%s", job->mode ? job->mode : "");
     j->f = f;
     *handle = j;
     return 0;
@@ -334,6 +336,53 @@ static void test_cancelled_after_switchover(void **state)
     json_decref(e);
 }
 
+/* The VMI's volmig.io/mode annotation set to mode. */
+static void annotate_mode(const char *dir, const char *mode)
+{
+    json_t *vmi = get(dir, "VirtualMachineInstance", "vm1");
+
+    json_object_set_new(k8s_mkpath(vmi, "metadata.annotations"), "volmig.io/mode",
+                        json_string(mode));
+    assert_int_equal(k8s_store_write(dir, vmi), 0);
+    json_decref(vmi);
+}
+
+/* volmig.io/mode reaches the engine; bitmap mode on one host (a pivot) is
+ * refused with a reason on the migration object. */
+static void test_mode_annotation(void **state)
+{
+    struct fake f;
+    int failed;
+    json_t *m;
+
+    (void)state;
+    setup_store(&f, SUCCEED);
+    annotate_mode(f.dir, "mirror");
+    assert_int_equal(run(&f, &failed), 0);
+    assert_string_equal(f.job_mode, "mirror");
+    remove_store(NULL);
+    setup_store(&f, SUCCEED);
+    annotate_mode(f.dir, "bitmap");
+    assert_int_equal(run(&f, &failed), 0);
+    assert_int_equal(f.starts, 0);
+    assert_int_equal(count(f.dir, "VirtualMachineInstanceMigration", "Failed"), 1);
+    m = NULL;
+    {
+        json_t *all = k8s_store_load(f.dir), *o;
+        size_t i;
+
+        json_array_foreach(all, i, o)
+            if (!strcmp(k8s_kind(o), "VirtualMachineInstanceMigration") &&
+                !strcmp(k8s_get_str(o, "status.phase"), "Failed"))
+                m = json_incref(o);
+        json_decref(all);
+    }
+    assert_non_null(m);
+    assert_non_null(strstr(k8s_get_str(m, "status.migrationState.failureReason"),
+                           "only mirror mode"));
+    json_decref(m);
+}
+
 /* A revert after the engine said it is switching over: as in KubeVirt,
  * targetNodeDomainReadyTimestamp keeps the migration object, so volmig
  * does not cancel a switch it could no longer undo. */
@@ -361,6 +410,7 @@ int main(void)
         cmocka_unit_test_teardown(test_failure_and_backoff, remove_store),
         cmocka_unit_test_teardown(test_cancelled_after_switchover, remove_store),
         cmocka_unit_test_teardown(test_revert_while_switching, remove_store),
+        cmocka_unit_test_teardown(test_mode_annotation, remove_store),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
