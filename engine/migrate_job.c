@@ -24,7 +24,8 @@ struct mig_job {
     int status;
     size_t nvols;
     struct mig_job_progress *vols;
-    int64_t *sampled_ms;     /* per volume: when rate was last sampled */
+    int64_t *sampled_ms;     /* per volume: when rate was last sampled, */
+    long long *sampled_done; /* and done then */
 };
 
 struct mig_job *mig_job_start(const char *exe, const char *qmp, const char *switchover,
@@ -40,12 +41,14 @@ struct mig_job *mig_job_start(const char *exe, const char *qmp, const char *swit
         j->nvols = n;
         j->vols = calloc(n ? n : 1, sizeof *j->vols);
         j->sampled_ms = calloc(n ? n : 1, sizeof *j->sampled_ms);
+        j->sampled_done = calloc(n ? n : 1, sizeof *j->sampled_done);
     }
-    if (!j || !j->vols || !j->sampled_ms || !argv || !vols || pipe2(p, O_CLOEXEC) < 0) {
+    if (!j || !j->vols || !j->sampled_ms || !j->sampled_done || !argv || !vols || pipe2(p, O_CLOEXEC) < 0) {
         err_set(errno ? errno : ENOMEM, "starting a migration");
         if (j) {
             free(j->vols);
             free(j->sampled_ms);
+            free(j->sampled_done);
         }
         free(j);
         free(argv);
@@ -94,6 +97,7 @@ struct mig_job *mig_job_start(const char *exe, const char *qmp, const char *swit
         close(p[0]);
         free(j->vols);
         free(j->sampled_ms);
+        free(j->sampled_done);
         free(j);
         return NULL;
     }
@@ -114,17 +118,17 @@ static void volume_progress(struct mig_job *j, size_t i, json_t *e)
     long long total = json_integer_value(json_object_get(e, "total"));
     int64_t now = clock_ms();
 
-    if (!v->known || done < v->done) {
+    if (!v->known || done < j->sampled_done[i]) {
         j->sampled_ms[i] = now;
+        j->sampled_done[i] = done;
         v->rate = 0;
     } else if (now - j->sampled_ms[i] >= 500) {
-        double inst = (double)(done - v->done) * 1000.0 / (double)(now - j->sampled_ms[i]);
+        double inst = (double)(done - j->sampled_done[i]) * 1000.0 /
+                      (double)(now - j->sampled_ms[i]);
 
         v->rate = v->rate > 0 ? 0.5 * v->rate + 0.5 * inst : inst;
         j->sampled_ms[i] = now;
-    } else {
-        v->total = total;
-        return;          /* too soon to measure: keep the last sample's done */
+        j->sampled_done[i] = done;
     }
     v->done = done;
     v->total = total;
@@ -233,5 +237,6 @@ void mig_job_free(struct mig_job *j)
         close(j->fd);
     free(j->vols);
     free(j->sampled_ms);
+    free(j->sampled_done);
     free(j);
 }

@@ -299,6 +299,10 @@ static void set_migration_state(json_t *vmim, enum k8s_engine_phase p, const cha
     if (p == K8S_ENGINE_SUCCEEDED || p == K8S_ENGINE_FAILED) {
         json_object_set_new(ms, "endTimestamp", json_string(when));
         json_object_set_new(ms, "completed", json_boolean(p == K8S_ENGINE_SUCCEEDED));
+        /* Set earlier when the engine's switching event came in a round
+         * of its own (switching_over()). */
+        if (p == K8S_ENGINE_SUCCEEDED && !json_object_get(ms, "targetNodeDomainReadyTimestamp"))
+            json_object_set_new(ms, "targetNodeDomainReadyTimestamp", json_string(when));
         if (p == K8S_ENGINE_FAILED) {
             json_object_set_new(ms, "failed", json_true());
             if (msg && *msg)
