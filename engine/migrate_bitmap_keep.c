@@ -214,15 +214,18 @@ static void state_dir(const struct bm *b, char *buf, size_t len)
         snprintf(buf, len, "/tmp/volmig-%u", (unsigned)geteuid());
 }
 
-/* Opens the state directory, making it (0700) if need be.  Refused unless
- * it is a directory that is ours and that nobody else may write to. */
-static int open_state_dir(const struct bm *b, char *path, size_t len)
+/* Opens the state directory, making it (0700) if create and need be; -1
+ * without a message when it does not exist and !create.  Refused unless it
+ * is a directory that is ours and that nobody else may write to. */
+static int open_state_dir(const struct bm *b, bool create, char *path, size_t len)
 {
     struct stat st;
     int fd;
 
     state_dir(b, path, len);
-    if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+    if (!create && access(path, F_OK) < 0)
+        return -1;
+    if (create && mkdir(path, 0700) < 0 && errno != EEXIST) {
         err_set(errno, "state directory %s", path);
         return -1;
     }
@@ -456,20 +459,14 @@ static int start_from_kept(struct bm *b, struct bm_kept *k, const bool *take)
     return qmp_callf(b->q, NULL, dl(QMP_TIMEOUT_MS), "transaction", "{s:o}", "actions", actions);
 }
 
-bool bm_keep_adopt(struct bm *b)
+/* Reads and judges every volume's state: take[i] when volume i may
+ * resume from k[i]; a state refused is removed, with its bitmaps, and
+ * keep_why[i] says why.  True when some volume may resume. */
+static bool read_kept(struct bm *b, int dir, struct bm_kept *k, bool *take)
 {
-    int nv = b->cfg->nvols, dir;
-    struct bm_kept *k = calloc((size_t)nv, sizeof *k);
-    bool *take = calloc((size_t)nv, sizeof *take), any = false, created = false;
-    char path[PATH_MAX];
+    bool any = false;
 
-    dir = k && take ? open_state_dir(b, path, sizeof path) : -1;
-    if (dir < 0) {
-        free(k);
-        free(take);
-        return false;
-    }
-    for (int i = 0; i < nv; i++) {
+    for (int i = 0; i < b->cfg->nvols; i++) {
         char *why = b->keep_why[i];
         int rc = state_read(b, dir, i, &k[i], why, BM_WHY_MAX);
 
@@ -484,6 +481,39 @@ bool bm_keep_adopt(struct bm *b)
         state_remove(b, dir, i);
         drop_kept_bitmaps(b, i, NULL);
     }
+    return any;
+}
+
+/* Volume i's pending ranges and target size: the state's when it resumes,
+ * else all of it (a full copy, for the reason in keep_why[i]).  -1 on no
+ * memory. */
+static int take_pending(struct bm *b, int i, const struct bm_kept *k, bool take)
+{
+    struct copy_range whole = { 0, b->cfg->vols[i].size };
+    size_t n = take ? k->npend : 1;
+    struct copy_range *p = malloc((n ? n : 1) * sizeof *p);
+
+    if (!p)
+        return -1;
+    memcpy(p, take ? k->pend : &whole, n * sizeof *p);
+    free(b->pend[i]);
+    b->pend[i] = p;
+    b->npend[i] = n;
+    b->tsize[i] = take ? k->target_size : 0;
+    if (!take && !b->keep_why[i][0])
+        snprintf(b->keep_why[i], BM_WHY_MAX, "no failed run kept state for it");
+    return 0;
+}
+
+bool bm_keep_adopt(struct bm *b)
+{
+    int nv = b->cfg->nvols, dir;
+    struct bm_kept *k = calloc((size_t)nv, sizeof *k);
+    bool *take = calloc((size_t)nv, sizeof *take), any;
+    char path[PATH_MAX];
+
+    dir = k && take ? open_state_dir(b, false, path, sizeof path) : -1;
+    any = dir >= 0 && read_kept(b, dir, k, take);
     if (any && start_from_kept(b, k, take) < 0) {
         for (int i = 0; i < nv; i++)
             if (take[i])
@@ -491,65 +521,41 @@ bool bm_keep_adopt(struct bm *b)
                          "could not be taken over: %s", err_msg());
         any = false;
     }
-    created = any;
-    for (int i = 0; any && i < nv; i++) {
-        struct copy_range whole = { 0, b->cfg->vols[i].size };
-        size_t n = take[i] ? k[i].npend : 1;
-        struct copy_range *p = malloc((n ? n : 1) * sizeof *p);
+    for (int i = 0; any && i < nv; i++)
+        if (take_pending(b, i, &k[i], take[i]) < 0) {
+            /* pass_full() starts afresh, and makes generation 0 itself. */
+            for (int j = 0; j < nv; j++) {
+                char name[96];
 
-        if (!p) {
-            any = false;     /* the attempt's pass_full() starts afresh */
-            break;
+                bm_bitmap_name(b, j, 0, name, sizeof name);
+                qmp_callf(b->q, NULL, dl(QMP_TIMEOUT_MS), "block-dirty-bitmap-remove",
+                          "{s:s, s:s}", "node", b->cfg->vols[j].node, "name", name);
+            }
+            any = false;
         }
-        memcpy(p, take[i] ? k[i].pend : &whole, n * sizeof *p);
-        free(b->pend[i]);
-        b->pend[i] = p;
-        b->npend[i] = n;
-        b->tsize[i] = take[i] ? k[i].target_size : 0;
-        if (!take[i] && !b->keep_why[i][0])
-            snprintf(b->keep_why[i], BM_WHY_MAX, "no failed run kept state for it");
-    }
     if (any) {
         b->gen = 0;
         b->resumable = true;
-    } else if (created) {
-        /* No memory for pend: pass_full() makes generation 0 afresh. */
-        for (int i = 0; i < nv; i++) {
-            char name[96];
-
-            bm_bitmap_name(b, i, 0, name, sizeof name);
-            qmp_callf(b->q, NULL, dl(QMP_TIMEOUT_MS), "block-dirty-bitmap-remove", "{s:s, s:s}",
-                      "node", b->cfg->vols[i].node, "name", name);
-        }
     }
-    for (int i = 0; i < nv; i++)
+    for (int i = 0; k && i < nv; i++)
         bm_kept_free(&k[i]);
     free(k);
     free(take);
-    close(dir);
+    if (dir >= 0)
+        close(dir);
     return any;
 }
 
 /* ---- keeping state for a later run ---- */
 
-void bm_keep_persist(struct bm *b)
+/* keep, a fresh kept bitmap on every node, as a copy of this run's one
+ * bitmap there (generation b->gen), in one transaction. */
+static int add_kept_bitmaps(struct bm *b, const char *keep)
 {
-    int nv = b->cfg->nvols, dir;
-    char path[PATH_MAX], keep[96], mine[96];
-    json_t *actions, *vols;
-    unsigned token = 0;
-    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    json_t *actions = json_array();
+    char mine[96];
 
-    if (fd < 0 || read(fd, &token, sizeof token) != sizeof token)
-        token = (unsigned)getpid() ^ (unsigned)time(NULL);
-    if (fd >= 0)
-        close(fd);
-    snprintf(keep, sizeof keep, KEEP_PREFIX "%lld-%08x", (long long)time(NULL), token);
-    dir = open_state_dir(b, path, sizeof path);
-    if (dir < 0)
-        goto warn;
-    actions = json_array();
-    for (int i = 0; i < nv; i++) {
+    for (int i = 0; i < b->cfg->nvols; i++) {
         const char *node = b->cfg->vols[i].node;
 
         bm_bitmap_name(b, i, b->gen, mine, sizeof mine);
@@ -560,13 +566,40 @@ void bm_keep_persist(struct bm *b)
                                                  "block-dirty-bitmap-merge", "data", "node",
                                                  node, "target", keep, "bitmaps", mine));
     }
-    if (qmp_callf(b->q, NULL, dl(QMP_TIMEOUT_MS), "transaction", "{s:o}", "actions",
-                  actions) < 0) {
-        close(dir);
-        goto warn;
+    return qmp_callf(b->q, NULL, dl(QMP_TIMEOUT_MS), "transaction", "{s:o}", "actions", actions);
+}
+
+/* volmig-keep-EPOCH-TOKEN, TOKEN random. */
+static void kept_name(char *buf, size_t len)
+{
+    unsigned token = 0;
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0 || read(fd, &token, sizeof token) != sizeof token)
+        token = (unsigned)getpid() ^ (unsigned)time(NULL);
+    if (fd >= 0)
+        close(fd);
+    snprintf(buf, len, KEEP_PREFIX "%lld-%08x", (long long)time(NULL), token);
+}
+
+void bm_keep_persist(struct bm *b)
+{
+    char path[PATH_MAX], keep[96], msg[ERR_MSG_MAX + 64];
+    json_t *vols;
+    int dir;
+
+    kept_name(keep, sizeof keep);
+    dir = open_state_dir(b, true, path, sizeof path);
+    if (dir < 0 || add_kept_bitmaps(b, keep) < 0) {
+        snprintf(msg, sizeof msg, "nothing was kept for a later run to resume from: %s",
+                 err_msg());
+        run_emit(b->r, json_pack("{s:s, s:s}", "event", "warning", "message", msg));
+        if (dir >= 0)
+            close(dir);
+        return;
     }
     vols = json_array();
-    for (int i = 0; i < nv; i++) {
+    for (int i = 0; i < b->cfg->nvols; i++) {
         const struct mig_volume *v = &b->cfg->vols[i];
         struct bm_kept k = {
             .qmp = (char *)b->cfg->qmp, .node = (char *)v->node, .target = (char *)v->target,
@@ -580,6 +613,7 @@ void bm_keep_persist(struct bm *b)
             drop_kept_bitmaps(b, i, NULL);
             continue;
         }
+        /* At most one kept bitmap per node: the newest. */
         drop_kept_bitmaps(b, i, keep);
         json_array_append_new(vols, json_pack("{s:s, s:s, s:I}", "drive", v->drive, "bitmap",
                                               keep, "pending",
@@ -588,16 +622,12 @@ void bm_keep_persist(struct bm *b)
     close(dir);
     run_emit(b->r, json_pack("{s:s, s:s, s:o}", "event", "kept", "state_dir", path, "volumes",
                              vols));
-    return;
-warn:
-    run_emit(b->r, json_pack("{s:s, s:s}", "event", "warning", "message",
-                             "nothing was kept for a later run to resume from"));
 }
 
 void bm_keep_drop(struct bm *b)
 {
     char path[PATH_MAX];
-    int dir = open_state_dir(b, path, sizeof path);
+    int dir = open_state_dir(b, false, path, sizeof path);
 
     for (int i = 0; i < b->cfg->nvols; i++) {
         if (dir >= 0)

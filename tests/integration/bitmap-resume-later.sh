@@ -12,7 +12,8 @@
 #     and the kept state is gone;
 #  3. QEMU restarted in between (the bitmap gone): a full copy, and why;
 #  4. the state file garbled: a full copy, and why;
-#  5. a later run that is cancelled removes what was kept.
+#  5. a later run that is cancelled removes what was kept;
+#  and a kept bitmap older than a day is swept by any later run.
 . "$(dirname "$0")/../lib/common.sh"
 . "$TOP/tests/lib/migrate-helpers.sh"
 require qemu-system-x86_64 python3
@@ -84,9 +85,15 @@ nothing_kept() {
     bitmap_clean "$p"
 }
 
+log "0. a kept bitmap older than a day is swept by the next run"
+qmp "$p" block-dirty-bitmap-add '{"node":"disk0","name":"volmig-keep-1000-0000beef"}' >/dev/null \
+    || fail "block-dirty-bitmap-add"
+
 log "1. killed half-way with --retries 0; a new run on the same file resumes"
 truncate -s $size "$T/dst"
 fail_half r1 "$T/dst"
+bitmaps "$p" | grep -q volmig-keep-1000- && fail "the expired kept bitmap is still there"
+[ "$(event_field r1 warning count)" = 1 ] || fail "no word of the expired bitmap swept"
 start_serve srv --target "$T/dst" --listen "127.0.0.1:$back"
 later r1b "nbd://127.0.0.1:$front/"
 kill "$srv_pid"; wait "$srv_pid" 2>/dev/null || true
