@@ -13,6 +13,7 @@
 #  3. QEMU restarted in between (the bitmap gone): a full copy, and why;
 #  4. the state file garbled: a full copy, and why;
 #  5. a later run that is cancelled removes what was kept;
+#  6. the drive grew in between: a full copy, and why;
 #  and a kept bitmap older than a day is swept by any later run.
 . "$(dirname "$0")/../lib/common.sh"
 . "$TOP/tests/lib/migrate-helpers.sh"
@@ -160,5 +161,20 @@ kill -TERM "$r5b_pid"
 migrate_wait r5b
 assert_eq "$r5b_rc" 3 "exit status of the cancelled run"
 kill "$srv_pid"; wait "$srv_pid" 2>/dev/null || true
+nothing_kept
+
+log "6. the drive grew in between"
+rm -f "$T/dst6"; truncate -s $size "$T/dst6"
+fail_half r6 "$T/dst6"
+qmp "$p" block_resize "{\"node-name\":\"disk0\",\"size\":$((size + (1 << 20)))}" >/dev/null \
+    || fail "block_resize"
+truncate -s $((size + (1 << 20))) "$T/dst6"
+start_serve srv --target "$T/dst6" --listen "127.0.0.1:$back"
+later r6b "nbd://127.0.0.1:$front/"
+kill "$srv_pid"; wait "$srv_pid" 2>/dev/null || true
+same_bytes "$T/src" "$T/dst6"
+why=$(event_field r6b resumed why)
+log "copied in full: $why"
+echo "$why" | grep -q "size changed" || fail "no word of the size: $why"
 nothing_kept
 log "ok"
