@@ -25,16 +25,17 @@
  * from a directory that is ours (owner, no group or world write) and only
  * if it is ours; it must name the same QMP address, node, destination and
  * source size, its bitmap must still be in QEMU (gone: QEMU restarted),
- * and it must be younger than KEEP_TTL_S.  Anything else means a full
+ * and it must be younger than BM_KEEP_TTL_S.  Anything else means a full
  * copy, with the reason in the resumed event, and the state is removed.
  *
- * Bounds: at most one kept bitmap per node (keeping a new one removes the
- * others on that node); the run that adopts, or refuses, a state removes it
- * when it succeeds, is cancelled, or finds another destination; any
- * bitmap-mode or mirror-mode run on the QEMU removes kept bitmaps older than
- * KEEP_TTL_S (bitmap_sweep()); and the bitmaps are not persistent, so they
- * die with QEMU.  A kept bitmap nobody comes back for lives until one of
- * those.
+ * Bounds: at most one kept bitmap and one state file per node (keeping a
+ * new one removes the others on that node); the run that adopts, or
+ * refuses, a state removes it when it succeeds, is cancelled, or finds
+ * another destination; any bitmap-mode or mirror-mode run on the QEMU
+ * removes kept bitmaps older than BM_KEEP_TTL_S (bitmap_sweep()), and any
+ * bitmap-mode run removes state files that old from its state directory;
+ * the bitmaps are not persistent, so they die with QEMU.  A kept bitmap
+ * nobody comes back for lives until one of those.
  */
 #include "engine/migrate_bitmap.h"
 #include "common/error.h"
@@ -326,6 +327,34 @@ static void state_remove(struct bm *b, int dir, int vol)
     unlinkat(dir, name, 0);
 }
 
+/* State files (and temporary ones a crash left) older than BM_KEEP_TTL_S,
+ * whichever QEMU and node they were for: their bitmaps are gone or about
+ * to be swept, and nothing else would ever remove them. */
+static void expire_files(int dir)
+{
+    int fd = dup(dir);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    struct dirent *e;
+    time_t now = time(NULL);
+
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    while ((e = readdir(d))) {
+        struct stat st;
+        size_t n = strlen(e->d_name);
+
+        if ((n > 5 && !strcmp(e->d_name + n - 5, ".json")) ||
+            (n > 4 && !strcmp(e->d_name + n - 4, ".tmp")))
+            if (fstatat(dir, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+                now - st.st_mtime > BM_KEEP_TTL_S)
+                unlinkat(dir, e->d_name, 0);
+    }
+    closedir(d);
+}
+
 /* ---- kept bitmaps in QEMU ---- */
 
 /* Removes the kept bitmaps on volume vol's node, but the one named except
@@ -513,6 +542,8 @@ bool bm_keep_adopt(struct bm *b)
     char path[PATH_MAX];
 
     dir = k && take ? open_state_dir(b, false, path, sizeof path) : -1;
+    if (dir >= 0)
+        expire_files(dir);
     any = dir >= 0 && read_kept(b, dir, k, take);
     if (any && start_from_kept(b, k, take) < 0) {
         for (int i = 0; i < nv; i++)

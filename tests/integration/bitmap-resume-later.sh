@@ -14,7 +14,7 @@
 #  4. the state file garbled: a full copy, and why;
 #  5. a later run that is cancelled removes what was kept;
 #  6. the drive grew in between: a full copy, and why;
-#  and a kept bitmap older than a day is swept by any later run.
+#  and a kept bitmap or state file older than a day is swept by a later run.
 . "$(dirname "$0")/../lib/common.sh"
 . "$TOP/tests/lib/migrate-helpers.sh"
 require qemu-system-x86_64 python3
@@ -95,8 +95,12 @@ truncate -s $size "$T/dst"
 fail_half r1 "$T/dst"
 bitmaps "$p" | grep -q volmig-keep-1000- && fail "the expired kept bitmap is still there"
 [ "$(event_field r1 warning count)" = 1 ] || fail "no word of the expired bitmap swept"
+# a state file of another QEMU, two days old: the next run removes it
+echo '{}' >"$S/00000000000000aa.json"
+touch -d '2 days ago' "$S/00000000000000aa.json"
 start_serve srv --target "$T/dst" --listen "127.0.0.1:$back"
 later r1b "nbd://127.0.0.1:$front/"
+[ -e "$S/00000000000000aa.json" ] && fail "an expired state file was left"
 kill "$srv_pid"; wait "$srv_pid" 2>/dev/null || true
 same_bytes "$T/src" "$T/dst"
 has_event r1b resumed || fail "no resumed event"
