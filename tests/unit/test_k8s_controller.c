@@ -181,8 +181,10 @@ static json_t *get(const char *dir, const char *kind, const char *name)
 
     assert_non_null(all);
     json_array_foreach(all, i, o)
-        if (!strcmp(k8s_kind(o), kind) && (!name || !strcmp(k8s_name(o), name)))
+        if (!strcmp(k8s_kind(o), kind) && (!name || !strcmp(k8s_name(o), name))) {
+            json_decref(found);    /* the last one of several */
             found = json_incref(o);
+        }
     json_decref(all);
     return found;
 }
