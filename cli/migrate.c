@@ -40,7 +40,7 @@ static void usage(FILE *f)
         "                      [--progress-interval MS]\n"
         "                      [--tls-creds DIR | --tls-psk FILE] [--tls-hostname NAME]\n"
         "                      [--mode mirror|bitmap] [--converge-below BYTES]\n"
-        "                      [--nbd-socket PATH]\n"
+        "                      [--nbd-socket PATH] [--state-dir DIR]\n"
         "\n"
         "Moves the disks of a running QEMU to new volumes while the guest runs.\n"
         "\n"
@@ -85,6 +85,9 @@ static void usage(FILE *f)
         "                      to it and removes only those, and never starts or stops\n"
         "                      the server.  Without it volmig starts QEMU's one NBD\n"
         "                      server itself, on a private socket\n"
+        "  --state-dir DIR     bitmap: where a failed run keeps what a later run with the\n"
+        "                      same drive and destination resumes from (default:\n"
+        "                      $VOLMIG_STATE_DIR, $XDG_RUNTIME_DIR/volmig, /tmp/volmig-UID)\n"
         "  --tls-creds DIR     NBD targets are reached over TLS with X.509 (by QEMU in\n"
         "                      mirror mode, by volmig in bitmap mode): DIR holds\n"
         "                      ca-cert.pem (the CA of the server's certificate) and, when\n"
@@ -260,6 +263,9 @@ static void show(void *opaque, json_t *ev)
                    cli_human_bytes((double)json_integer_value(json_object_get(ev, "kept")), a, sizeof a),
                    cli_human_bytes((double)json_integer_value(json_object_get(ev, "todo")), b, sizeof b),
                    why ? "; copied in full: " : "", why ? why : "");
+        } else if (!strcmp(name, "kept")) {
+            printf("%7.1fs kept for a later run to resume from (%s)\n", t,
+                   json_string_value(json_object_get(ev, "state_dir")));
         } else if (!strcmp(name, "cancelled")) {
             printf("%7.1fs cancelled: the VM runs on its original volumes\n", t);
         } else if (!strcmp(name, "warning")) {
@@ -372,6 +378,7 @@ int cmd_migrate(int argc, char **argv)
         { "mode", required_argument, NULL, 'M' },
         { "converge-below", required_argument, NULL, 'C' },
         { "nbd-socket", required_argument, NULL, 'N' },
+        { "state-dir", required_argument, NULL, 'D' },
         { "help", no_argument, NULL, 'h' },
         { 0 },
     };
@@ -492,6 +499,7 @@ int cmd_migrate(int argc, char **argv)
                 return cli_usage(me, "--nbd-socket '%s': a unix socket path of 1 to 107 bytes", optarg);
             cfg.nbd_socket = optarg;
             break;
+        case 'D': cfg.state_dir = optarg; break;
         case 'X': cfg.tls_creds = optarg; break;
         case 'P': cfg.tls_psk = optarg; break;
         case 'H': cfg.tls_hostname = optarg; break;

@@ -69,6 +69,10 @@ struct mig_config {
      * adds its exports to that server and never starts or stops it; NULL:
      * volmig starts QEMU's one NBD server itself on a private socket. */
     const char *nbd_socket;
+    /* bitmap: where a failed run keeps what a later run resumes from
+     * (engine/migrate_bitmap_keep.c); NULL: $VOLMIG_STATE_DIR, else
+     * $XDG_RUNTIME_DIR/volmig, else /tmp/volmig-UID. */
+    const char *state_dir;
     bool write_blocking;             /* copy-mode write-blocking */
     int retries;                     /* attempts after the first */
     double backoff_s;                /* first retry delay; doubles */
@@ -88,7 +92,9 @@ struct mig_config {
     const char *tls_hostname;
     volatile sig_atomic_t *cancel;   /* set by a signal handler */
     /* Receives every event (a JSON object, stolen): started, progress,
-     * ready, switchover, completed, failed, retrying, cancelled, warning. */
+     * ready, switchover, switching (right before job-complete or
+     * migrate-continue), completed, failed, retrying, cancelled, warning,
+     * and in bitmap mode pass, converged, paused, resumed, kept. */
     void (*emit)(void *opaque, json_t *event);
     void *opaque;
 };

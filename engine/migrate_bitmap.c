@@ -355,7 +355,11 @@ static json_t *resume_or_not(struct bm *b, int vol, const char *id, struct copy_
     uint64_t todo = ranges_bytes(*r, *n);
     json_t *entry;
 
-    if (bm_resume_check(b, vol, id, *r, *n, why, sizeof why) != 1) {
+    /* Across processes a volume the earlier run kept nothing usable for
+     * is copied in full (its pend is all of it), for the reason found. */
+    if (b->keep_adopted && b->keep_why[vol][0])
+        snprintf(why, sizeof why, "%s", b->keep_why[vol]);
+    if (why[0] || bm_resume_check(b, vol, id, *r, *n, why, sizeof why) != 1) {
         free(*r);
         *r = NULL;
         *n = 0;
@@ -407,8 +411,11 @@ static enum attempt pass_resume(struct bm *b, int attempt)
                        vols);
         if (why)
             json_object_set_new(ev, "why", json_string(why));
+        if (b->keep_adopted)
+            json_object_set_new(ev, "earlier_run", json_true());
         emit(b, ev);
     }
+    b->keep_adopted = false;
     for (int i = 0; i < nv && a == ATT_OK; i++) {
         a = copy_pending(b, i, id[i], r[i], n[i], &settled);
         a = pass_end(b, i, old, id[i], a);
@@ -608,6 +615,17 @@ static enum attempt check_targets(struct bm *b)
     return ATT_OK;
 }
 
+/* A resumed event for an attempt that copies everything, and why. */
+static void emit_not_resumed(struct bm *b, int attempt, const char *why)
+{
+    uint64_t all = 0;
+
+    for (int i = 0; i < b->cfg->nvols; i++)
+        all += b->cfg->vols[i].size;
+    emit(b, json_pack("{s:s, s:i, s:I, s:I, s:s}", "event", "resumed", "attempt", attempt + 1,
+                      "kept", (json_int_t)0, "todo", (json_int_t)all, "why", why));
+}
+
 static enum attempt attempt_once(struct bm *b, int attempt)
 {
     json_t *vols = json_array();
@@ -636,17 +654,18 @@ static enum attempt attempt_once(struct bm *b, int attempt)
     }
     emit(b, json_pack("{s:s, s:i, s:o, s:s, s:s}", "event", "started", "attempt", attempt + 1,
                       "volumes", vols, "copy_mode", "bitmap", "mode", "bitmap"));
+    /* The first attempt that gets this far looks for what a failed run
+     * of an earlier process kept. */
+    if (!b->keep_tried) {
+        b->keep_tried = true;
+        resume = b->keep_adopted = bm_keep_adopt(b);
+        if (!resume && b->keep_seen)
+            emit_not_resumed(b, attempt, b->keep_why[0]);
+    }
     for (int i = 0; i < b->cfg->nvols && resume; i++)
         resume = bm_bitmap_exists(b, i, b->gen);
-    if (attempt > 0 && b->resumable && !resume) {
-        uint64_t all = 0;
-
-        for (int i = 0; i < b->cfg->nvols; i++)
-            all += b->cfg->vols[i].size;
-        emit(b, json_pack("{s:s, s:i, s:I, s:I, s:s}", "event", "resumed", "attempt",
-                          attempt + 1, "kept", (json_int_t)0, "todo", (json_int_t)all, "why",
-                          "the dirty bitmap the failed attempt kept is gone"));
-    }
+    if (attempt > 0 && b->resumable && !resume)
+        emit_not_resumed(b, attempt, "the dirty bitmap the failed attempt kept is gone");
     a = resume ? pass_resume(b, attempt) : pass_full(b);
     if (a == ATT_OK)
         a = converge(b);
@@ -698,7 +717,8 @@ static int bitmap_init(struct mig_run *r)
     b->pend = calloc((size_t)cfg->nvols, sizeof *b->pend);
     b->npend = calloc((size_t)cfg->nvols, sizeof *b->npend);
     b->tsize = calloc((size_t)cfg->nvols, sizeof *b->tsize);
-    if (!b->vol_done || !b->vol_todo || !b->pend || !b->npend || !b->tsize) {
+    b->keep_why = calloc((size_t)cfg->nvols, sizeof *b->keep_why);
+    if (!b->vol_done || !b->vol_todo || !b->pend || !b->npend || !b->tsize || !b->keep_why) {
         err_set(ENOMEM, "volume state");
         return -1;
     }
@@ -727,10 +747,15 @@ static void bitmap_finish(struct mig_run *r, enum mig_result res)
 {
     struct bm *b = r->state;
 
-    (void)res;
     if (!b)
         return;
-    /* A failed run kept its bitmaps for a retry that will not come. */
+    /* A failed run kept its bitmap for a retry that will not come in this
+     * process: it hands it on to a later run.  Any other end makes what
+     * was kept for these drives useless. */
+    if (res == MIG_FAILED && b->resumable && qmp_is_open(r->q))
+        bm_keep_persist(b);
+    else if (res != MIG_FAILED)
+        bm_keep_drop(b);
     if (b->resumable && qmp_is_open(r->q))
         bm_sweep_mine(b);
     bm_remove_own_sock_dir(b);
@@ -739,6 +764,7 @@ static void bitmap_finish(struct mig_run *r, enum mig_result res)
     free(b->pend);
     free(b->npend);
     free(b->tsize);
+    free(b->keep_why);
     free(b->vol_done);
     free(b->vol_todo);
     free(b);

@@ -85,6 +85,36 @@ size_t ranges_sample(const struct copy_range *r, size_t n, size_t count, uint64_
 int bitmap_dirty_ranges(const char *sock, const char *export, const char *bitmap, uint64_t size,
                         struct copy_range **ranges, size_t *n, uint64_t *bytes);
 
+/* ---- what a failed run keeps for a later one (migrate_bitmap_keep.c) ---- */
+
+/* Kept state older than this is removed unused: KubeVirt's backoff after
+ * failed migrations doubles from 20 s without a cap, so a day covers a
+ * dozen failures in a row; a failure keeps its state afresh. */
+#define BM_KEEP_TTL_S   (24 * 3600)
+#define BM_WHY_MAX      256
+
+/* One volume's state file.  Strings and pend are owned (bm_kept_free()). */
+struct bm_kept {
+    char *qmp, *node, *target, *bitmap;
+    uint64_t size, target_size;
+    int64_t created;                 /* seconds since the epoch */
+    struct copy_range *pend;         /* sorted, apart, inside [0, size) */
+    size_t npend;
+};
+
+/* The state file's text (JSON; caller frees), and back: -1 for anything
+ * but a complete, consistent state of this version. */
+char *bm_kept_dump(const struct bm_kept *k);
+int bm_kept_parse(const char *text, struct bm_kept *k);
+void bm_kept_free(struct bm_kept *k);
+/* The state file's key: the QMP address and the node. */
+uint64_t bm_keep_key(const char *qmp, const char *node);
+/* When a kept bitmap's name (volmig-keep-EPOCH-TOKEN) says it was kept;
+ * -1 for any other name. */
+int64_t bm_keep_name_epoch(const char *name);
+/* Removes kept bitmaps older than BM_KEEP_TTL_S from every node; how many. */
+int bm_keep_sweep(struct qmp *q);
+
 /* ---- inside migrate_bitmap*.c ---- */
 
 /* The strategy's state, for the whole run (r->state). */
@@ -111,6 +141,11 @@ struct bm {
     size_t *npend;
     uint64_t *tsize;
     bool resumable;
+    /* Across processes (migrate_bitmap_keep.c): keep_tried, the state
+     * files were looked at; keep_seen, there was one; keep_adopted, the
+     * first pass resumes from it; keep_why[i], why volume i does not. */
+    bool keep_tried, keep_seen, keep_adopted;
+    char (*keep_why)[BM_WHY_MAX];
     /* TLS to NBD targets: the copier's connections carry the data here,
      * so the credentials are ours, not a QEMU object's. */
     struct client_tls tls;
@@ -147,5 +182,15 @@ void bm_source_uri(const struct bm *b, const char *id, char *buf, size_t len);
 int bm_resume_check(struct bm *b, int vol, const char *export, const struct copy_range *todo,
                     size_t n, char *why, size_t whylen);
 void bm_remove_own_sock_dir(struct bm *b);
+/* migrate_bitmap_keep.c.  adopt: before the first pass, takes over what a
+ * failed run kept for these drives and destinations: true when at least
+ * one volume resumes (generation 0 then exists on every node, pend and
+ * tsize are set, resumable); keep_why says why the others do not.
+ * persist: at the end of a failed run that is resumable, keeps its bitmap
+ * and pending ranges for a later run.  drop: at the end of any other run,
+ * removes what was kept for these drives. */
+bool bm_keep_adopt(struct bm *b);
+void bm_keep_persist(struct bm *b);
+void bm_keep_drop(struct bm *b);
 
 #endif

@@ -592,7 +592,7 @@ int bitmap_sweep(struct qmp *q)
      * directories are not counted: the count feeds a warning about what
      * was left in QEMU, and an empty directory in /tmp is no news. */
     struct err_saved saved;
-    int n = bm_sweep_qemu(q, is_dead, false, true, false);
+    int n = bm_sweep_qemu(q, is_dead, false, true, false) + bm_keep_sweep(q);
 
     err_save(&saved);
     n += stop_orphan_server(q);

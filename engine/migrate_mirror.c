@@ -580,6 +580,7 @@ int mirror_sweep(struct qmp *q)
 
 static enum attempt switch_pivot(struct mig *m)
 {
+    run_switching(m->r, "job-complete");
     for (int i = 0; i < m->cfg->nvols; i++)
         if (qmp_callf(m->q, NULL, dl(QMP_TIMEOUT_MS), "job-complete", "{s:s}", "id",
                       m->cfg->vols[i].job) < 0)

@@ -194,6 +194,11 @@ enum attempt run_migration_start(struct mig_run *r, enum attempt (*watch)(struct
     return wait_migration(r, "pre-switchover", NULL, watch);
 }
 
+void run_switching(struct mig_run *r, const char *step)
+{
+    run_emit(r, json_pack("{s:s, s:s}", "event", "switching", "step", step));
+}
+
 enum attempt run_migration_continue(struct mig_run *r, json_t **last)
 {
     enum attempt a;
@@ -203,6 +208,7 @@ enum attempt run_migration_continue(struct mig_run *r, json_t **last)
      * targets hold consistent copies nobody uses. */
     if (run_cancelled(r))
         return ATT_CANCELLED;
+    run_switching(r, "migrate-continue");
     if (qmp_callf(r->q, NULL, run_dl(QMP_TIMEOUT_MS), "migrate-continue", "{s:s}", "state",
                   "pre-switchover") < 0)
         return run_qmp_failed(r, ATT_RETRY);

@@ -92,6 +92,12 @@ void run_name(char *buf, size_t len, const char *fmt, ...) __attribute__((format
  * pause.  watch (may be NULL) is called while waiting: non-zero ends the
  * wait with that attempt result. */
 enum attempt run_migration_start(struct mig_run *r, enum attempt (*watch)(struct mig_run *r));
+/* The switching event, right before the step after which the VM may run
+ * on the targets (step: "job-complete", "migrate-continue"): a cancel that
+ * arrives later may not undo the switch.  The controller records it (as
+ * KubeVirt's targetNodeDomainReadyTimestamp).  run_migration_continue()
+ * sends it itself. */
+void run_switching(struct mig_run *r, const char *step);
 /* In the pause, after the strategy finished the volumes: continues the
  * migration and waits for it to complete; *last (may be NULL) receives
  * query-migrate's last answer. */

@@ -46,6 +46,12 @@ struct tracked {
     enum k8s_engine_phase phase;
     bool cancelled;
     json_t *vols;                /* the VMI's migratedVolumes at the start (owned) */
+    /* The engine's figures per job volume, and for migratedVolumes entry i
+     * the job volume job_of[i] (-1: not in the job). */
+    struct k8s_engine_volume_progress vp[32];
+    size_t njobvols;
+    int job_of[32];
+    bool switching;              /* the engine said it is switching over */
     struct k8s_progress prog;
     time_t written;              /* when the progress was last written */
 };
@@ -173,10 +179,12 @@ static int start_job(struct ctl *c, const json_t *world, const json_t *vmim, str
     json_t *mv = vmi ? k8s_get(vmi, "status.migratedVolumes") : NULL, *e;
     const char *qmp = vmi ? annotation(vmi, "volmig.io/qmp") : NULL;
     const char *muri = annotation(vmim, "volmig.io/migrate-uri");
+    const char *mode = vmi ? annotation(vmi, "volmig.io/mode") : NULL;
     struct k8s_engine_volume vols[32];
     char drives[32][300], targets[32][4200], sw[600];
     struct k8s_engine_job job;
     char ref[600];
+    int job_of[32];
     size_t i, n = 0;
 
     if (!vmi || !json_array_size(mv)) {
@@ -188,14 +196,30 @@ static int start_job(struct ctl *c, const json_t *world, const json_t *vmim, str
                  vminame);
         return -1;
     }
+    if (mode && strcmp(mode, "mirror") && strcmp(mode, "bitmap")) {
+        snprintf(why, whylen, "VMI %s/%s: annotation volmig.io/mode '%s': use mirror or bitmap",
+                 ns, vminame, mode);
+        return -1;
+    }
+    if (mode && !strcmp(mode, "bitmap") && !muri) {
+        /* Bitmap mode does not pivot (engine/migrate_bitmap.c says why). */
+        snprintf(why, whylen, "VMI %s/%s: volmig.io/mode bitmap needs a migration to another "
+                 "host (volmig.io/migrate-uri): on one host the VM pivots, which only mirror "
+                 "mode does", ns, vminame);
+        return -1;
+    }
     json_array_foreach(mv, i, e) {
         const char *vol = k8s_get_str(e, "volumeName");
         const char *claim = k8s_get_str(e, "destinationPVCInfo.claimName");
         const char *d, *path;
         char key[400];
 
+        if (i < 32)
+            job_of[i] = -1;
         if (!vol || !claim || n == 32)
             continue;
+        if (i < 32)
+            job_of[i] = (int)n;
         snprintf(key, sizeof key, "volmig.io/drive.%s", vol);
         d = annotation(vmi, key);
         snprintf(drives[n], sizeof drives[n], "%s", d ? d : vol);
@@ -222,7 +246,7 @@ static int start_job(struct ctl *c, const json_t *world, const json_t *vmim, str
     }
     snprintf(sw, sizeof sw, muri ? "migrate:%s" : "pivot", muri);
     snprintf(ref, sizeof ref, "%s/%s", ns, k8s_name(vmim));
-    job = (struct k8s_engine_job){ ref, qmp, sw, vols, n, 0 };
+    job = (struct k8s_engine_job){ ref, qmp, sw, vols, n, 0, mode };
     {
         /* KubeVirt's bandwidth limit for migrations applies to the copy. */
         json_t *kv;
@@ -245,6 +269,11 @@ static int start_job(struct ctl *c, const json_t *world, const json_t *vmim, str
     snprintf(t->vmi, sizeof t->vmi, "%s", vminame);
     t->phase = K8S_ENGINE_SCHEDULING;
     t->vols = json_deep_copy(mv);
+    t->njobvols = n;
+    t->switching = false;
+    memset(t->vp, 0, sizeof t->vp);
+    for (i = 0; i < 32; i++)
+        t->job_of[i] = i < json_array_size(mv) ? job_of[i] : -1;
     clog_(c, "migration %s: started (%zu volume%s, %s)", ref, n, n == 1 ? "" : "s", sw);
     return 0;
 }
@@ -270,6 +299,10 @@ static void set_migration_state(json_t *vmim, enum k8s_engine_phase p, const cha
     if (p == K8S_ENGINE_SUCCEEDED || p == K8S_ENGINE_FAILED) {
         json_object_set_new(ms, "endTimestamp", json_string(when));
         json_object_set_new(ms, "completed", json_boolean(p == K8S_ENGINE_SUCCEEDED));
+        /* Set earlier when the engine's switching event came in a round
+         * of its own (switching_over()). */
+        if (p == K8S_ENGINE_SUCCEEDED && !json_object_get(ms, "targetNodeDomainReadyTimestamp"))
+            json_object_set_new(ms, "targetNodeDomainReadyTimestamp", json_string(when));
         if (p == K8S_ENGINE_FAILED) {
             json_object_set_new(ms, "failed", json_true());
             if (msg && *msg)
@@ -303,7 +336,7 @@ static void vmi_migration_state(const char *store, json_t *world, const struct t
         ms = k8s_mkpath(vmi, "status.migrationState");
         json_object_set_new(ms, "endTimestamp", json_string(when));
         json_object_set_new(ms, "completed", json_true());
-        if (p == K8S_ENGINE_SUCCEEDED)
+        if (p == K8S_ENGINE_SUCCEEDED && !json_object_get(ms, "targetNodeDomainReadyTimestamp"))
             json_object_set_new(ms, "targetNodeDomainReadyTimestamp", json_string(when));
         else
             json_object_set_new(ms, "failed", json_true());
@@ -312,10 +345,44 @@ static void vmi_migration_state(const char *store, json_t *world, const struct t
     json_decref(seen);
 }
 
+/* The engine is about to switch the VM over (job-complete,
+ * migrate-continue): from here a cancel may not undo it.  KubeVirt marks
+ * that point with targetNodeDomainReadyTimestamp in the VMI's (and the
+ * migration object's) status.migrationState, and a revert then leaves the
+ * migration object alone instead of deleting it; volmig sets it here, at
+ * the last moment the engine can tell, rather than only after success. */
+static void switching_over(struct ctl *c, json_t *world, const struct tracked *t, json_t *vmim,
+                           time_t now)
+{
+    json_t *vmi = find(world, "VirtualMachineInstance", t->ns, t->vmi), *seen;
+    char when[32];
+
+    k8s_format_time(now, when);
+    clog_(c, "migration %s/%s: switching over", t->ns, t->name);
+    seen = json_deep_copy(vmim);
+    json_object_set_new(k8s_mkpath(vmim, "status.migrationState"),
+                        "targetNodeDomainReadyTimestamp", json_string(when));
+    write_if_unchanged(c->cfg->store, seen, vmim);
+    json_decref(seen);
+    if (!vmi)
+        return;
+    seen = json_deep_copy(vmi);
+    json_object_set_new(k8s_mkpath(vmi, "status.migrationState"),
+                        "targetNodeDomainReadyTimestamp", json_string(when));
+    write_if_unchanged(c->cfg->store, seen, vmi);
+    json_decref(seen);
+}
+
 /* The volmig.io/progress annotation from the job's last sample. */
 static void set_progress(json_t *vmim, struct tracked *t, time_t now)
 {
-    json_t *v = k8s_progress_json(&t->prog, t->vols, now);
+    struct k8s_engine_volume_progress per[32] = { 0 };
+    json_t *v;
+
+    for (size_t i = 0; i < 32 && i < json_array_size(t->vols); i++)
+        if (t->job_of[i] >= 0)
+            per[i] = t->vp[t->job_of[i]];
+    v = k8s_progress_json(&t->prog, json_array_size(t->vols) <= 32 ? per : NULL, t->vols, now);
     char *text = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
 
     if (text)
@@ -424,6 +491,7 @@ static int drive_engine(struct ctl *c, json_t *world, time_t now, bool *busy)
         struct tracked *t = &c->jobs[j];
         json_t *vmim = find(world, "VirtualMachineInstanceMigration", t->ns, t->name);
         enum k8s_engine_phase p;
+        struct k8s_engine_report rep;
         bool lost = false;
         char msg[512] = "";
 
@@ -433,8 +501,13 @@ static int drive_engine(struct ctl *c, json_t *world, time_t now, bool *busy)
             c->cfg->ops->cancel(c->cfg->engine, t->handle);
             t->cancelled = true;
         }
-        if (c->cfg->ops->poll(c->cfg->engine, t->handle, &p, &lost, msg, sizeof msg) < 0)
+        rep = (struct k8s_engine_report){ t->vp, t->njobvols, false };
+        if (c->cfg->ops->poll(c->cfg->engine, t->handle, &p, &lost, msg, sizeof msg, &rep) < 0)
             p = K8S_ENGINE_FAILED;
+        if (vmim && rep.switching && !t->switching && p == K8S_ENGINE_RUNNING) {
+            t->switching = true;
+            switching_over(c, world, t, vmim, now);
+        }
         if (!vmim && t->cancelled && p == K8S_ENGINE_SUCCEEDED)
             cancelled_too_late(c, t, now);
         {

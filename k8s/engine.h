@@ -38,6 +38,30 @@ struct k8s_engine_job {
     size_t nvolumes;
     unsigned long long speed; /* bytes/s per volume, 0: no limit (KubeVirt's
                                  migrations.bandwidthPerMigration) */
+    /* "mirror" or "bitmap" (volmig migrate --mode), NULL: the engine's
+     * default (mirror).  From the VMI's volmig.io/mode annotation.  In
+     * bitmap mode a migration that fails keeps what it copied, and the
+     * next one (KubeVirt's retry after its backoff) resumes from it. */
+    const char *mode;
+};
+
+/* One volume's storage progress, as the engine last saw it. */
+struct k8s_engine_volume_progress {
+    long long done, total;  /* bytes (bitmap mode: of the pass under way) */
+    double rate;            /* bytes/s, 0: not known yet */
+    double eta;             /* seconds, -1: not known */
+    bool known;             /* false: no figure for this volume yet */
+};
+
+/* What poll() reports beyond the phase.  The caller provides volumes
+ * (room for nvolumes, the job's volumes in the order start() got them). */
+struct k8s_engine_report {
+    struct k8s_engine_volume_progress *volumes;
+    size_t nvolumes;
+    /* The engine is about to switch the VM over (QEMU's job-complete or
+     * migrate-continue) or has: a cancel may no longer undo the switch.
+     * KubeVirt's counterpart is targetNodeDomainReadyTimestamp. */
+    bool switching;
 };
 
 /* Every call returns within a bounded time (poll never blocks); -1 with
@@ -46,9 +70,11 @@ struct k8s_engine_job {
 struct k8s_engine_ops {
     const char *name;
     int (*start)(void *engine, const struct k8s_engine_job *job, void **handle);
-    /* *lost: QEMU itself went away (the VMI is final; manual recovery). */
+    /* *lost: QEMU itself went away (the VMI is final; manual recovery).
+     * report (may be NULL): per-volume progress and the switching signal;
+     * an engine that has no figure for a volume leaves it !known. */
     int (*poll)(void *engine, void *handle, enum k8s_engine_phase *phase, bool *lost,
-                char *message, size_t message_size);
+                char *message, size_t message_size, struct k8s_engine_report *report);
     int (*cancel)(void *engine, void *handle);
     void (*release)(void *engine, void *handle);
 };

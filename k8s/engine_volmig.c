@@ -16,7 +16,8 @@ static int v_start(void *engine, const struct k8s_engine_job *job, void **handle
             d[i] = job->volumes[i].drive;
             t[i] = job->volumes[i].target;
         }
-        j = mig_job_start(engine, job->qmp, job->switchover, d, t, job->nvolumes, job->speed);
+        j = mig_job_start(engine, job->qmp, job->switchover, d, t, job->nvolumes, job->speed,
+                          job->mode);
     } else {
         err_set(0, "out of memory");
     }
@@ -26,8 +27,21 @@ static int v_start(void *engine, const struct k8s_engine_job *job, void **handle
     return j ? 0 : -1;
 }
 
+/* The child's last progress per volume and its switching event. */
+static void v_report(struct mig_job *j, struct k8s_engine_report *rep)
+{
+    struct mig_job_progress p[32];
+    size_t n = mig_job_progress(j, p, rep->nvolumes < 32 ? rep->nvolumes : 32);
+
+    for (size_t i = 0; i < rep->nvolumes; i++)
+        rep->volumes[i] = i < n && p[i].known
+            ? (struct k8s_engine_volume_progress){ p[i].done, p[i].total, p[i].rate, p[i].eta, true }
+            : (struct k8s_engine_volume_progress){ .eta = -1 };
+    rep->switching = mig_job_switching(j);
+}
+
 static int v_poll(void *engine, void *handle, enum k8s_engine_phase *phase, bool *lost,
-                  char *message, size_t message_size)
+                  char *message, size_t message_size, struct k8s_engine_report *report)
 {
     (void)engine;
     *lost = false;
@@ -38,6 +52,8 @@ static int v_poll(void *engine, void *handle, enum k8s_engine_phase *phase, bool
     case MIG_JOB_LOST:      *lost = true; *phase = K8S_ENGINE_FAILED; break;
     default:                *phase = K8S_ENGINE_FAILED; break;
     }
+    if (report)
+        v_report(handle, report);
     return 0;
 }
 

@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <time.h>
 
+#include "k8s/engine.h"
+
 /* ---- yaml.c: reading and writing manifests ---- */
 
 /* Parses TEXT (multi-document YAML, or one JSON value) into a new JSON
@@ -165,9 +167,11 @@ json_t *k8s_reconcile_fixed_point(const json_t *world, time_t now, int max_steps
 
 /* The annotation, on a VirtualMachineInstanceMigration the controller runs,
  * holding JSON: {"volumes":[{"volume","source","destination","doneBytes",
- * "totalBytes"}], "doneBytes", "totalBytes", "percent", "bytesPerSecond",
- * "etaSeconds" (null: not known yet), "updated"}.  Per-volume bytes are
- * null when several volumes move (the engine reports their sum). */
+ * "totalBytes","bytesPerSecond","etaSeconds"}], "doneBytes", "totalBytes",
+ * "percent", "bytesPerSecond", "etaSeconds", "updated"}.  A figure not known
+ * yet is null.  Per volume the figures are the engine's last report for
+ * that volume (in bitmap mode, of the pass under way); without one, a
+ * single volume shows the totals. */
 #define K8S_ANNOT_PROGRESS "volmig.io/progress"
 
 struct k8s_progress {
@@ -182,8 +186,10 @@ struct k8s_progress {
 bool k8s_progress_parse(const char *msg, long long *done, long long *total);
 /* Takes a sample at NOW; the rate moves once a second at most. */
 void k8s_progress_sample(struct k8s_progress *p, long long done, long long total, time_t now);
-/* The annotation's value for MIGRATED (the VMI's migratedVolumes). */
-json_t *k8s_progress_json(const struct k8s_progress *p, const json_t *migrated, time_t now);
+/* The annotation's value for MIGRATED (the VMI's migratedVolumes); per
+ * (may be NULL) holds the engine's figures for migratedVolumes[i] at i. */
+json_t *k8s_progress_json(const struct k8s_progress *p, const struct k8s_engine_volume_progress *per,
+                          const json_t *migrated, time_t now);
 
 /* ---- store.c: the embedded store, a directory of manifests ---- */
 

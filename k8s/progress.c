@@ -44,7 +44,32 @@ static json_int_t eta_seconds(long long left, double rate)
     return (double)w < s ? w + 1 : w;
 }
 
-json_t *k8s_progress_json(const struct k8s_progress *p, const json_t *migrated, time_t now)
+/* One volume's figures: the engine's (pv, may be NULL or not known), else
+ * the totals when it is the only volume, else nulls. */
+static void volume_figures(json_t *v, const struct k8s_progress *p,
+                           const struct k8s_engine_volume_progress *pv, bool only)
+{
+    if (pv && pv->known) {
+        json_object_set_new(v, "doneBytes", json_integer(pv->done));
+        json_object_set_new(v, "totalBytes", json_integer(pv->total));
+        json_object_set_new(v, "bytesPerSecond", pv->rate > 0 ? json_integer((json_int_t)(pv->rate + 0.5))
+                                                              : json_null());
+        json_object_set_new(v, "etaSeconds", pv->done >= pv->total ? json_integer(0) :
+                            pv->eta >= 0 && pv->rate > 0 ? json_integer(eta_seconds(pv->total - pv->done, pv->rate)) :
+                            json_null());
+        return;
+    }
+    json_object_set_new(v, "doneBytes", only ? json_integer(p->done) : json_null());
+    json_object_set_new(v, "totalBytes", only ? json_integer(p->total) : json_null());
+    json_object_set_new(v, "bytesPerSecond", only && p->rate > 0 ? json_integer((json_int_t)(p->rate + 0.5))
+                                                                 : json_null());
+    json_object_set_new(v, "etaSeconds", !only ? json_null() : p->done >= p->total ? json_integer(0) :
+                        p->rate > 0 ? json_integer(eta_seconds(p->total - p->done, p->rate)) :
+                        json_null());
+}
+
+json_t *k8s_progress_json(const struct k8s_progress *p, const struct k8s_engine_volume_progress *per,
+                          const json_t *migrated, time_t now)
 {
     json_t *o = json_object(), *vols = json_array(), *e;
     long long left = p->total - p->done;
@@ -56,10 +81,7 @@ json_t *k8s_progress_json(const struct k8s_progress *p, const json_t *migrated, 
                               "source", k8s_get_str(e, "sourcePVCInfo.claimName"),
                               "destination", k8s_get_str(e, "destinationPVCInfo.claimName"));
 
-        /* The engine reports the sum over the volumes: per volume only
-         * when there is one. */
-        json_object_set_new(v, "doneBytes", n == 1 ? json_integer(p->done) : json_null());
-        json_object_set_new(v, "totalBytes", n == 1 ? json_integer(p->total) : json_null());
+        volume_figures(v, p, per ? &per[i] : NULL, n == 1);
         json_array_append_new(vols, v);
     }
     k8s_format_time(now, when);

@@ -49,6 +49,10 @@ p=$(jq -r '.metadata.annotations["volmig.io/progress"]' <<<"$m")
 assert_eq "$(jq -c '[.doneBytes, .totalBytes, .percent, .etaSeconds]' <<<"$p")" "[33554432,33554432,100,0]" "final progress"
 assert_eq "$(jq -c '.volumes[0] | [.volume, .source, .destination, .doneBytes]' <<<"$p")" \
     '["disk0","src-pvc","dst-pvc",33554432]' "per-volume progress"
+# KubeVirt's targetNodeDomainReadyTimestamp on the migration object (at
+# the engine's switching event, or at the latest with the success)
+[ "$(jq -r '.status.migrationState.targetNodeDomainReadyTimestamp' <<<"$m")" != null ] \
+    || fail "no targetNodeDomainReadyTimestamp on the migration object"
 assert_eq "$(jq -c '.status.migrationState | [.completed, (.startTimestamp != null), (.endTimestamp != null)]' <<<"$m")" \
     "[true,true,true]" "migrationState"
 cmp "$T/src.img" "$T/dst.img" || fail "dst.img differs from src.img"

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 #include <math.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "engine/migrate_bitmap.h"
@@ -249,6 +250,102 @@ static void test_ranges_sample(void **state)
     assert_true(n >= 1 && off[0] == 1000);
 }
 
+/* What a failed run keeps for a later one (engine/migrate_bitmap_keep.c):
+ * the state file's text round-trips, and anything incomplete or
+ * inconsistent is refused rather than trusted. */
+static void test_kept_round_trip(void **state)
+{
+    struct copy_range pend[] = { R(0, 4096), R(1 << 20, 1 << 20) };
+    struct bm_kept k = {
+        .qmp = "unix:/run/q.qmp", .node = "disk0", .target = "nbd://h:1/", .bitmap =
+        "volmig-keep-1700000000-0badf00d", .size = 8 << 20, .target_size = 8 << 20,
+        .created = 1700000000, .pend = pend, .npend = 2,
+    }, back;
+    char *text = bm_kept_dump(&k);
+
+    (void)state;
+    assert_non_null(text);
+    assert_int_equal(bm_kept_parse(text, &back), 0);
+    assert_string_equal(back.qmp, k.qmp);
+    assert_string_equal(back.node, k.node);
+    assert_string_equal(back.target, k.target);
+    assert_string_equal(back.bitmap, k.bitmap);
+    assert_true(back.size == k.size && back.target_size == k.target_size);
+    assert_true(back.created == k.created && back.npend == 2);
+    assert_true(back.pend[1].off == (1 << 20) && back.pend[1].len == (1 << 20));
+    bm_kept_free(&back);
+    /* Nothing pending (a pass had settled all it set out to copy). */
+    k.npend = 0;
+    free(text);
+    text = bm_kept_dump(&k);
+    assert_int_equal(bm_kept_parse(text, &back), 0);
+    assert_int_equal(back.npend, 0);
+    bm_kept_free(&back);
+    free(text);
+}
+
+static void test_kept_refused(void **state)
+{
+    static const char *const bad[] = {
+        "",
+        "{",
+        "[]",
+        /* a cut file */
+        "{\"volmig_state\":1,\"qmp\":\"unix:/q\",\"node\":\"d\"",
+        /* another version */
+        "{\"volmig_state\":2,\"qmp\":\"q\",\"node\":\"d\",\"target\":\"t\",\"bitmap\":"
+        "\"volmig-keep-1-a\",\"size\":100,\"target_size\":100,\"created\":1,\"pending\":[]}",
+        /* no target */
+        "{\"volmig_state\":1,\"qmp\":\"q\",\"node\":\"d\",\"bitmap\":"
+        "\"volmig-keep-1-a\",\"size\":100,\"target_size\":100,\"created\":1,\"pending\":[]}",
+        /* a bitmap that is not a kept one (a live run's) */
+        "{\"volmig_state\":1,\"qmp\":\"q\",\"node\":\"d\",\"target\":\"t\",\"bitmap\":"
+        "\"volmig-77-b0-1\",\"size\":100,\"target_size\":100,\"created\":1,\"pending\":[]}",
+        /* pending past the end, overlapping, unsorted, empty, negative */
+        "{\"volmig_state\":1,\"qmp\":\"q\",\"node\":\"d\",\"target\":\"t\",\"bitmap\":"
+        "\"volmig-keep-1-a\",\"size\":100,\"target_size\":100,\"created\":1,\"pending\":[[90,20]]}",
+        "{\"volmig_state\":1,\"qmp\":\"q\",\"node\":\"d\",\"target\":\"t\",\"bitmap\":"
+        "\"volmig-keep-1-a\",\"size\":100,\"target_size\":100,\"created\":1,"
+        "\"pending\":[[0,20],[10,5]]}",
+        "{\"volmig_state\":1,\"qmp\":\"q\",\"node\":\"d\",\"target\":\"t\",\"bitmap\":"
+        "\"volmig-keep-1-a\",\"size\":100,\"target_size\":100,\"created\":1,"
+        "\"pending\":[[50,5],[0,5]]}",
+        "{\"volmig_state\":1,\"qmp\":\"q\",\"node\":\"d\",\"target\":\"t\",\"bitmap\":"
+        "\"volmig-keep-1-a\",\"size\":100,\"target_size\":100,\"created\":1,\"pending\":[[0,0]]}",
+        "{\"volmig_state\":1,\"qmp\":\"q\",\"node\":\"d\",\"target\":\"t\",\"bitmap\":"
+        "\"volmig-keep-1-a\",\"size\":100,\"target_size\":100,\"created\":1,\"pending\":[[-1,5]]}",
+        /* no size */
+        "{\"volmig_state\":1,\"qmp\":\"q\",\"node\":\"d\",\"target\":\"t\",\"bitmap\":"
+        "\"volmig-keep-1-a\",\"size\":0,\"target_size\":100,\"created\":1,\"pending\":[]}",
+    };
+    struct bm_kept k;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        assert_int_equal(bm_kept_parse(bad[i], &k), -1);
+        assert_null(k.qmp);
+        assert_null(k.pend);
+    }
+}
+
+static void test_keep_names(void **state)
+{
+    (void)state;
+    assert_int_equal(bm_keep_name_epoch("volmig-keep-1700000000-0badf00d"), 1700000000);
+    assert_int_equal(bm_keep_name_epoch("volmig-keep-0-x"), 0);
+    assert_int_equal(bm_keep_name_epoch("volmig-keep-x-1"), -1);
+    assert_int_equal(bm_keep_name_epoch("volmig-keep-17"), -1);
+    assert_int_equal(bm_keep_name_epoch("volmig-1234-b0-0"), -1);
+    assert_int_equal(bm_keep_name_epoch(NULL), -1);
+    /* The sweep of dead runs reads no pid from a kept bitmap's name. */
+    assert_int_equal(mig_name_pid("volmig-keep-1700000000-0badf00d"), 0);
+    /* The key tells the QMP address and the node apart, not only their
+     * concatenation. */
+    assert_true(bm_keep_key("unix:/q", "disk0") != bm_keep_key("unix:/q", "disk1"));
+    assert_true(bm_keep_key("unix:/qd", "isk0") != bm_keep_key("unix:/q", "disk0"));
+    assert_true(bm_keep_key("unix:/q", "disk0") == bm_keep_key("unix:/q", "disk0"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -266,6 +363,9 @@ int main(void)
         cmocka_unit_test(test_ranges_from),
         cmocka_unit_test(test_ranges_complement),
         cmocka_unit_test(test_ranges_sample),
+        cmocka_unit_test(test_kept_round_trip),
+        cmocka_unit_test(test_kept_refused),
+        cmocka_unit_test(test_keep_names),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

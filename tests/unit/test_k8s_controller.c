@@ -42,11 +42,13 @@ static const char vm_fmt[] =
     "  template:\n    spec:\n      domain: {devices: {disks: [{name: disk0, disk: {}}]}}\n"
     "      volumes: [{name: disk0, persistentVolumeClaim: {claimName: %s}}]\n";
 
-enum mode { SUCCEED, FAIL, HANG_THEN_LATE };
+enum mode { SUCCEED, FAIL, HANG_THEN_LATE, SWITCH_THEN_REVERT };
 
 struct fake {
     enum mode mode;
     int starts, cancels;
+    bool ready_seen;     /* targetNodeDomainReadyTimestamp written before success */
+    char job_mode[16];   /* the job's mode, "" for none */
     char dir[64];
     char target[256];
 };
@@ -58,6 +60,7 @@ struct fake_job {
 };
 
 static time_t clock_now = T0;
+static bool switched(const char *dir);
 static time_t fake_now(void)
 {
     return clock_now;
@@ -94,13 +97,14 @@ static int f_start(void *engine, const struct k8s_engine_job *job, void **handle
     assert_string_equal(job->switchover, "pivot");
     assert_string_equal(job->volumes[0].drive, "disk0");
     snprintf(f->target, sizeof f->target, "%s", job->volumes[0].target);
+    snprintf(f->job_mode, sizeof f->job_mode, "%s", job->mode ? job->mode : "");
     j->f = f;
     *handle = j;
     return 0;
 }
 
 static int f_poll(void *engine, void *handle, enum k8s_engine_phase *phase, bool *lost,
-                  char *message, size_t size)
+                  char *message, size_t size, struct k8s_engine_report *rep)
 {
     struct fake_job *j = handle;
 
@@ -108,10 +112,26 @@ static int f_poll(void *engine, void *handle, enum k8s_engine_phase *phase, bool
     *lost = false;
     j->polls++;
     clock_now++;   /* a second per poll: rates and timestamps move */
+    if (rep && rep->nvolumes)   /* the one volume: its own figures */
+        rep->volumes[0] = (struct k8s_engine_volume_progress){
+            j->polls < 3 ? 1024 * j->polls : 4096, 4096, 1000, j->polls < 3 ? 2 : 0, true };
     switch (j->f->mode) {
     case SUCCEED:
         *phase = j->polls < 3 ? K8S_ENGINE_RUNNING : K8S_ENGINE_SUCCEEDED;
         snprintf(message, size, "copied %d of 4096 bytes", j->polls < 3 ? 1024 * j->polls : 4096);
+        if (rep)
+            rep->switching = j->polls >= 2;
+        if (j->polls == 3)   /* what poll 2's report made of the objects */
+            j->f->ready_seen = switched(j->f->dir);
+        break;
+    case SWITCH_THEN_REVERT:
+        /* The engine reports switching; the user reverts right after. */
+        if (j->polls == 2)
+            apply_vm(j->f->dir, "src-pvc");
+        *phase = j->polls < 4 ? K8S_ENGINE_RUNNING : K8S_ENGINE_SUCCEEDED;
+        snprintf(message, size, "copied 4096 of 4096 bytes");
+        if (rep)
+            rep->switching = true;
         break;
     case FAIL:
         *phase = j->polls < 2 ? K8S_ENGINE_RUNNING : K8S_ENGINE_FAILED;
@@ -161,10 +181,28 @@ static json_t *get(const char *dir, const char *kind, const char *name)
 
     assert_non_null(all);
     json_array_foreach(all, i, o)
-        if (!strcmp(k8s_kind(o), kind) && (!name || !strcmp(k8s_name(o), name)))
+        if (!strcmp(k8s_kind(o), kind) && (!name || !strcmp(k8s_name(o), name))) {
+            json_decref(found);    /* the last one of several */
             found = json_incref(o);
+        }
     json_decref(all);
     return found;
+}
+
+/* True when the migration object and the VMI carry
+ * targetNodeDomainReadyTimestamp while the migration is still Running. */
+static bool switched(const char *dir)
+{
+    json_t *m = get(dir, "VirtualMachineInstanceMigration", NULL);
+    json_t *vmi = get(dir, "VirtualMachineInstance", "vm1");
+    bool yes = m && vmi && k8s_get_str(m, "status.phase") &&
+               !strcmp(k8s_get_str(m, "status.phase"), "Running") &&
+               k8s_get_str(m, "status.migrationState.targetNodeDomainReadyTimestamp") &&
+               k8s_get_str(vmi, "status.migrationState.targetNodeDomainReadyTimestamp");
+
+    json_decref(m);
+    json_decref(vmi);
+    return yes;
 }
 
 static size_t count(const char *dir, const char *kind, const char *phase)
@@ -229,7 +267,18 @@ static void test_success(void **state)
     p = json_loads(text, 0, NULL);
     assert_int_equal(json_integer_value(json_object_get(p, "doneBytes")), 4096);
     assert_int_equal(json_integer_value(json_object_get(p, "percent")), 100);
+    {
+        json_t *v = json_array_get(json_object_get(p, "volumes"), 0);
+
+        /* The engine's own figures for the volume. */
+        assert_int_equal(json_integer_value(json_object_get(v, "doneBytes")), 4096);
+        assert_int_equal(json_integer_value(json_object_get(v, "totalBytes")), 4096);
+        assert_int_equal(json_integer_value(json_object_get(v, "bytesPerSecond")), 1000);
+        assert_int_equal(json_integer_value(json_object_get(v, "etaSeconds")), 0);
+    }
     json_decref(p);
+    /* The switching signal reached the objects before the success. */
+    assert_true(f.ready_seen);
     vmi = get(f.dir, "VirtualMachineInstance", "vm1");
     assert_non_null(k8s_get_str(vmi, "status.migrationState.targetNodeDomainReadyTimestamp"));
     assert_null(k8s_get(vmi, "status.migratedVolumes"));
@@ -289,12 +338,81 @@ static void test_cancelled_after_switchover(void **state)
     json_decref(e);
 }
 
+/* The VMI's volmig.io/mode annotation set to mode. */
+static void annotate_mode(const char *dir, const char *mode)
+{
+    json_t *vmi = get(dir, "VirtualMachineInstance", "vm1");
+
+    json_object_set_new(k8s_mkpath(vmi, "metadata.annotations"), "volmig.io/mode",
+                        json_string(mode));
+    assert_int_equal(k8s_store_write(dir, vmi), 0);
+    json_decref(vmi);
+}
+
+/* volmig.io/mode reaches the engine; bitmap mode on one host (a pivot) is
+ * refused with a reason on the migration object. */
+static void test_mode_annotation(void **state)
+{
+    struct fake f;
+    int failed;
+    json_t *m;
+
+    (void)state;
+    setup_store(&f, SUCCEED);
+    annotate_mode(f.dir, "mirror");
+    assert_int_equal(run(&f, &failed), 0);
+    assert_string_equal(f.job_mode, "mirror");
+    remove_store(NULL);
+    setup_store(&f, SUCCEED);
+    annotate_mode(f.dir, "bitmap");
+    assert_int_equal(run(&f, &failed), 0);
+    assert_int_equal(f.starts, 0);
+    assert_int_equal(count(f.dir, "VirtualMachineInstanceMigration", "Failed"), 1);
+    m = NULL;
+    {
+        json_t *all = k8s_store_load(f.dir), *o;
+        size_t i;
+
+        json_array_foreach(all, i, o)
+            if (!strcmp(k8s_kind(o), "VirtualMachineInstanceMigration") &&
+                !strcmp(k8s_get_str(o, "status.phase"), "Failed"))
+                m = json_incref(o);
+        json_decref(all);
+    }
+    assert_non_null(m);
+    assert_non_null(strstr(k8s_get_str(m, "status.migrationState.failureReason"),
+                           "only mirror mode"));
+    json_decref(m);
+}
+
+/* A revert after the engine said it is switching over: as in KubeVirt,
+ * targetNodeDomainReadyTimestamp keeps the migration object, so volmig
+ * does not cancel a switch it could no longer undo. */
+static void test_revert_while_switching(void **state)
+{
+    struct fake f;
+    int failed;
+    json_t *m;
+
+    (void)state;
+    setup_store(&f, SWITCH_THEN_REVERT);
+    assert_int_equal(run(&f, &failed), 0);
+    assert_int_equal(f.cancels, 0);
+    m = get(f.dir, "VirtualMachineInstanceMigration", NULL);
+    assert_non_null(m);
+    assert_string_equal(k8s_get_str(m, "status.phase"), "Succeeded");
+    assert_non_null(k8s_get_str(m, "status.migrationState.targetNodeDomainReadyTimestamp"));
+    json_decref(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_success, remove_store),
         cmocka_unit_test_teardown(test_failure_and_backoff, remove_store),
         cmocka_unit_test_teardown(test_cancelled_after_switchover, remove_store),
+        cmocka_unit_test_teardown(test_revert_while_switching, remove_store),
+        cmocka_unit_test_teardown(test_mode_annotation, remove_store),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

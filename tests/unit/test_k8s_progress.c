@@ -42,14 +42,14 @@ static void test_rate_and_eta(void **state)
 
     (void)state;
     k8s_progress_sample(&p, 0, 100 << 20, 1000);
-    j = k8s_progress_json(&p, m, 1000);
+    j = k8s_progress_json(&p, NULL, m, 1000);
     assert_true(json_is_null(json_object_get(j, "etaSeconds")));   /* no rate yet */
     assert_int_equal(json_integer_value(json_object_get(j, "bytesPerSecond")), 0);
     json_decref(j);
     k8s_progress_sample(&p, 10 << 20, 100 << 20, 1000);   /* same second: no rate sample */
     assert_true(p.rate == 0);
     k8s_progress_sample(&p, 20 << 20, 100 << 20, 1002);   /* 10 MiB/s */
-    j = k8s_progress_json(&p, m, 1002);
+    j = k8s_progress_json(&p, NULL, m, 1002);
     assert_int_equal(json_integer_value(json_object_get(j, "bytesPerSecond")), 10 << 20);
     assert_int_equal(json_integer_value(json_object_get(j, "etaSeconds")), 8);
     assert_int_equal(json_integer_value(json_object_get(j, "percent")), 20);
@@ -60,7 +60,7 @@ static void test_rate_and_eta(void **state)
     k8s_progress_sample(&p, 50 << 20, 100 << 20, 1003);   /* 30 MiB/s: smoothed to 20 */
     assert_int_equal((long long)p.rate, 20 << 20);
     k8s_progress_sample(&p, 100 << 20, 100 << 20, 1004);
-    j = k8s_progress_json(&p, m, 1004);
+    j = k8s_progress_json(&p, NULL, m, 1004);
     assert_int_equal(json_integer_value(json_object_get(j, "etaSeconds")), 0);
     assert_int_equal(json_integer_value(json_object_get(j, "percent")), 100);
     json_decref(j);
@@ -74,12 +74,37 @@ static void test_several_volumes(void **state)
 
     (void)state;
     k8s_progress_sample(&p, 3, 7, 5);
-    j = k8s_progress_json(&p, m, 5);
+    j = k8s_progress_json(&p, NULL, m, 5);
     v = json_array_get(json_object_get(j, "volumes"), 1);
     assert_string_equal(json_string_value(json_object_get(v, "volume")), "disk1");
-    assert_true(json_is_null(json_object_get(v, "doneBytes")));   /* the engine gives the sum */
+    assert_true(json_is_null(json_object_get(v, "doneBytes")));   /* no figure of its own */
     assert_int_equal(json_integer_value(json_object_get(j, "doneBytes")), 3);
     json_decref(j);
+    {
+        /* The engine's figures per volume: each its own; one not known yet
+         * stays null. */
+        struct k8s_engine_volume_progress per[2] = {
+            { 1, 3, 0, -1, true },
+            { 2, 4, 2, 1, true },
+        };
+
+        j = k8s_progress_json(&p, per, m, 5);
+        v = json_array_get(json_object_get(j, "volumes"), 0);
+        assert_int_equal(json_integer_value(json_object_get(v, "doneBytes")), 1);
+        assert_int_equal(json_integer_value(json_object_get(v, "totalBytes")), 3);
+        assert_true(json_is_null(json_object_get(v, "bytesPerSecond")));
+        assert_true(json_is_null(json_object_get(v, "etaSeconds")));
+        v = json_array_get(json_object_get(j, "volumes"), 1);
+        assert_int_equal(json_integer_value(json_object_get(v, "doneBytes")), 2);
+        assert_int_equal(json_integer_value(json_object_get(v, "bytesPerSecond")), 2);
+        assert_int_equal(json_integer_value(json_object_get(v, "etaSeconds")), 1);
+        json_decref(j);
+        per[0].known = false;
+        j = k8s_progress_json(&p, per, m, 5);
+        v = json_array_get(json_object_get(j, "volumes"), 0);
+        assert_true(json_is_null(json_object_get(v, "doneBytes")));
+        json_decref(j);
+    }
     json_decref(m);
 }
 
