@@ -320,6 +320,9 @@ static void say_where(struct lv *l, int failed_at)
 
 static enum attempt pivot_all(struct lv *l)
 {
+    /* The controller learns here that the VM is about to run on the
+     * destinations (KubeVirt's targetNodeDomainReadyTimestamp). */
+    run_switching(l->r, "block-job-pivot");
     for (int i = 0; i < l->cfg->nvols; i++) {
         struct lv_vol *lv = &l->v[i];
         struct mig_volume *v = &l->cfg->vols[i];

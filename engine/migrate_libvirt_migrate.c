@@ -239,6 +239,7 @@ static enum attempt memory_migration(struct lv *l)
 
     if (!moves)
         return ATT_FINAL;
+    run_switching(l->r, "memory-migration");
     l->mig = lvd_migrate_start(l->c, &o);
     free(moves);
     if (!l->mig)
