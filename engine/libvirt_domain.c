@@ -4,7 +4,7 @@
  * libvirt's calls block and take no timeout; its events arrive only while
  * somebody runs its event loop.  So:
  *   - one process-wide thread runs libvirt's default event loop (started
- *     once, as qmp/libvirt.c does for its transport; see lvd_loop_start);
+ *     once for the process, shared with qmp/libvirt.c: common/virt_loop.c);
  *   - the BLOCK_JOB_2, lifecycle and close callbacks run in that thread
  *     and record what they saw in the handle's struct lvd_events, under
  *     its lock, and signal its condition;
@@ -55,6 +55,7 @@
 #include "engine/libvirt_internal.h"
 #include "common/clock.h"
 #include "common/error.h"
+#include "common/virt_loop.h"
 #include "engine/target_probe.h"
 
 #include <errno.h>
@@ -94,44 +95,6 @@ struct lvd {
     int job_cb, life_cb;        /* callback ids, -1 if not registered */
     bool close_cb;
 };
-
-/* ---- the process-wide event loop ----
- * The same pattern as qmp/libvirt.c loop_start; both belong in common/
- * once it exists (one virt_loop_start() for both).  Until then a process
- * that uses both runs two loop threads: harmless, since the default
- * implementation is registered once (a g_once in
- * util/vireventglib.c virEventGLibRegister) and each iteration of the
- * GLib main context is owned by one thread at a time. */
-
-static pthread_once_t loop_once = PTHREAD_ONCE_INIT;
-static int loop_ok;
-
-static void quiet_errors(void *opaque, virErrorPtr e)
-{
-    (void)opaque; (void)e;      /* errors are read with virGetLastErrorMessage */
-}
-
-static void *loop_thread(void *arg)
-{
-    (void)arg;
-    for (;;)
-        if (virEventRunDefaultImpl() < 0)
-            usleep(100000);
-    return NULL;
-}
-
-static void lvd_loop_start(void)
-{
-    pthread_t t;
-
-    virSetErrorFunc(NULL, quiet_errors);
-    if (virInitialize() < 0 || virEventRegisterDefaultImpl() < 0)
-        return;
-    if (pthread_create(&t, NULL, loop_thread, NULL) != 0)
-        return;
-    pthread_detach(t);
-    loop_ok = 1;
-}
 
 /* ---- events ---- */
 
@@ -359,9 +322,8 @@ struct lvd *lvd_open(const char *uri, const char *name)
 
     if (!uri)
         uri = "qemu:///system";
-    pthread_once(&loop_once, lvd_loop_start);
     c = calloc(1, sizeof *c);
-    if (!loop_ok || !c || !(c->ev = events_new()) || !(c->name = strdup(name))) {
+    if (virt_loop_start() < 0 || !c || !(c->ev = events_new()) || !(c->name = strdup(name))) {
         err_set(0, "libvirt: cannot start the event loop");
         lvd_close(c);
         return NULL;

@@ -15,6 +15,7 @@
  * and its reply is dropped with the inbox when the last reference goes.
  */
 #include "qmp/internal.h"
+#include "common/virt_loop.h"
 #include "common/error.h"
 
 #include <errno.h>
@@ -107,38 +108,6 @@ static void inbox_push(struct lv_inbox *b, json_t *msg)
 static void inbox_fail(struct lv_inbox *b, const char *why)
 {
     inbox_push(b, json_pack("{s:s}", LV_FAILED, why));
-}
-
-/* ---- the process-wide event loop ---- */
-
-static pthread_once_t loop_once = PTHREAD_ONCE_INIT;
-static int loop_ok;
-
-static void quiet_errors(void *opaque, virErrorPtr e)
-{
-    (void)opaque; (void)e;      /* errors are read with virGetLastErrorMessage */
-}
-
-static void *loop_thread(void *arg)
-{
-    (void)arg;
-    for (;;)
-        if (virEventRunDefaultImpl() < 0)
-            usleep(100000);
-    return NULL;
-}
-
-static void loop_start(void)
-{
-    pthread_t t;
-
-    virSetErrorFunc(NULL, quiet_errors);
-    if (virInitialize() < 0 || virEventRegisterDefaultImpl() < 0)
-        return;
-    if (pthread_create(&t, NULL, loop_thread, NULL) != 0)
-        return;
-    pthread_detach(t);
-    loop_ok = 1;
 }
 
 /* ---- callbacks (in the event loop thread) ---- */
@@ -415,9 +384,8 @@ struct qmp *qmp_libvirt_open(const char *spec, int64_t deadline)
 
     if (parse_spec(spec, &name, &uri) < 0)
         return NULL;
-    pthread_once(&loop_once, loop_start);
     t = calloc(1, sizeof *t);
-    if (!loop_ok || !t || !(t->inbox = inbox_new())) {
+    if (virt_loop_start() < 0 || !t || !(t->inbox = inbox_new())) {
         err_set(0, "libvirt: cannot start the event loop");
         free(t);
         free(name);
