@@ -26,26 +26,6 @@ src_qemu q "$T/src"
 p="$T/q.qmp2"
 S="$T/state"
 
-# start_proxy NAME : the counting proxy on a free port in front of $back;
-# sets front.
-start_proxy() {
-    front=$(free_port)
-    python3 "$TOP/tests/lib/count_proxy.py" "$front" "$back" "$T/$1.count" &
-    track_pid $!
-    wait_for 10 port_listening "$front" || fail "the counting proxy did not start"
-}
-
-last_done() {
-    python3 -c '
-import json, sys
-d = 0
-for l in open(sys.argv[1]):
-    try: e = json.loads(l)
-    except ValueError: continue
-    if e.get("event") == "progress": d = e["done"]
-print(d)' "$T/$1.json"
-}
-past_half() { [ "$(last_done "$1")" -gt $((size * 11 / 20)) ]; }
 
 kept_bitmaps() { bitmaps "$p" | tr ' ' '\n' | grep -c '^volmig-keep-' || true; }
 state_files() { find "$S" -name '*.json' 2>/dev/null | wc -l; }

@@ -19,27 +19,6 @@ random_file "$T/src" $mib
 src_qemu q "$T/src"
 p="$T/q.qmp2"
 
-# start_proxy NAME : the counting proxy on a free port in front of $back;
-# sets front.
-start_proxy() {
-    front=$(free_port)
-    python3 "$TOP/tests/lib/count_proxy.py" "$front" "$back" "$T/$1.count" &
-    track_pid $!
-    wait_for 10 port_listening "$front" || fail "the counting proxy did not start"
-}
-
-# last_done NAME : bytes done in the last progress event so far
-last_done() {
-    python3 -c '
-import json, sys
-d = 0
-for l in open(sys.argv[1]):
-    try: e = json.loads(l)
-    except ValueError: continue
-    if e.get("event") == "progress": d = e["done"]
-print(d)' "$T/$1.json"
-}
-past_half() { [ "$(last_done "$1")" -gt $((size * 11 / 20)) ]; }
 
 # run_killed NAME DST_AFTER : migrates into $T/dst through the proxy, kills
 # the server past half-way, restarts it on DST_AFTER, waits for the end.

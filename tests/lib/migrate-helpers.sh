@@ -371,3 +371,28 @@ for l in open(sys.argv[1]):
     e = json.loads(l) if l.strip() else {}
     if e.get("event") == "pass" and e["pass"] == int(sys.argv[2]): print(e["dirty"])' "$T/$1.json" "$2"
 }
+
+# For the resume tests: a proxy that counts the bytes reaching the
+# destination, and where a run got to.
+# start_proxy NAME : the counting proxy on a free port in front of $back;
+# sets front.
+start_proxy() {
+    front=$(free_port)
+    python3 "$TOP/tests/lib/count_proxy.py" "$front" "$back" "$T/$1.count" &
+    track_pid $!
+    wait_for 10 port_listening "$front" || fail "the counting proxy did not start"
+}
+
+# last_done NAME : bytes done in the last progress event so far
+last_done() {
+    python3 -c '
+import json, sys
+d = 0
+for l in open(sys.argv[1]):
+    try: e = json.loads(l)
+    except ValueError: continue
+    if e.get("event") == "progress": d = e["done"]
+print(d)' "$T/$1.json"
+}
+# past_half NAME : the run NAME has copied more than 55% of $size
+past_half() { [ "$(last_done "$1")" -gt $((size * 11 / 20)) ]; }
