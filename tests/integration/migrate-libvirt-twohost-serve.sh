@@ -14,11 +14,7 @@
 require ip unshare setsid
 
 lv_hosts_up
-DOM=volmig-lvserve-$$
-dd if=/dev/urandom of="$T/src.img" bs=1M count=40 status=none
-truncate -s 64M "$T/src.img" "$T/dst.img"
-LIBVIRT_URI=$SRC_URI "$LV" define "$DOM" "$T/src.img" || fail "define on the source host"
-VIRSH=(virsh -q -c "$SRC_URI")
+lv_twohost_domain volmig-lvserve-$$ 40
 
 port=$(free_port)
 ip netns exec "$DST_NS" "$VOLMIG" serve --target "$T/dst.img" --size 64M \
@@ -43,11 +39,6 @@ grep -q '"event":"completed"' "$T/events" || fail "no completed event"
 log "the guest was paused for $(grep -o '"blocks_flushed_in":[0-9.]*' "$T/events" | cut -d: -f2) s"
 kill -0 $serve 2>/dev/null && fail "volmig serve still runs"
 
-assert_eq "$(virsh -c "$SRC_URI" list --all --name | grep -c .)" 0 "domains left on the source"
-assert_eq "$(virsh -c "$DST_URI" domstate "$DOM")" running "state on the destination"
-src() { virsh -c "$DST_URI" domblklist "$DOM" "$@" | awk '$1 == "vda" { print $2 }'; }
-assert_eq "$(src)" "$T/dst.img" "destination live XML"
-assert_eq "$(src --inactive)" "$T/dst.img" "destination persistent XML"
-virsh -c "$DST_URI" destroy "$DOM" >/dev/null
+lv_moved_to_dst
 lv_same_as_guest "$T/src.img" "$T/dst.img" "$T/writes"
 log "ok"

@@ -13,11 +13,7 @@
 require ip unshare setsid
 
 lv_hosts_up
-DOM=volmig-lvmig2-$$
-dd if=/dev/urandom of="$T/src.img" bs=1M count=40 status=none
-truncate -s 64M "$T/src.img" "$T/dst.img"
-LIBVIRT_URI=$SRC_URI "$LV" define "$DOM" "$T/src.img" || fail "define on the source host"
-VIRSH=(virsh -q -c "$SRC_URI")
+lv_twohost_domain volmig-lvmig2-$$ 40
 
 log "a stand-in guest writes 64 KiB blocks while volmig migrates to $DST_IP"
 lv_guest_writer "$DOM" "$T/writes"
@@ -32,11 +28,6 @@ grep -q '"event":"completed"' "$T/events" || fail "no completed event"
 grep -q '"event":"progress".*"done":[1-9]' "$T/events" || fail "no progress from libvirt's job stats"
 grep -q '"via":"libvirt storage migration"' "$T/events" || fail "not libvirt's migration"
 
-assert_eq "$(virsh -c "$SRC_URI" list --all --name | grep -c .)" 0 "domains left on the source"
-assert_eq "$(virsh -c "$DST_URI" domstate "$DOM")" running "state on the destination"
-src() { virsh -c "$DST_URI" domblklist "$DOM" "$@" | awk '$1 == "vda" { print $2 }'; }
-assert_eq "$(src)" "$T/dst.img" "destination live XML"
-assert_eq "$(src --inactive)" "$T/dst.img" "destination persistent XML"
-virsh -c "$DST_URI" destroy "$DOM" >/dev/null
+lv_moved_to_dst
 lv_same_as_guest "$T/src.img" "$T/dst.img" "$T/writes"
 log "ok"

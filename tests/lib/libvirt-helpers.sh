@@ -14,6 +14,14 @@
 #                                    DST_NS (netns.sh), each with a libvirtd
 #                                    of its own (libvirt.sh host-up) at
 #                                    SRC_URI and DST_URI; taken down on exit
+#   lv_twohost_domain NAME MIB       after lv_hosts_up: DOM=NAME defined and
+#                                    started on the source host on
+#                                    $T/src.img (MIB MiB of data in 64 MiB),
+#                                    $T/dst.img the empty volume to move to
+#   lv_moved_to_dst                  the domain left the source and runs on
+#                                    the destination, whose live and
+#                                    persistent XML name $T/dst.img; then
+#                                    destroyed there, for comparing bytes
 require libvirtd virsh qemu-system-x86_64
 [ "$(id -u)" = 0 ] || skip "libvirtd for a system domain needs root"
 LV="$TOP/tests/lib/libvirt.sh"
@@ -40,6 +48,25 @@ lv_hosts_up() {
     DST_URI=$("$LV" host-up "$DST_HOST" "$DST_NS") || fail "no libvirtd for $DST_HOST"
 }
 trap lv_cleanup EXIT
+
+lv_twohost_domain() {
+    DOM=$1
+    dd if=/dev/urandom of="$T/src.img" bs=1M count="$2" status=none
+    truncate -s 64M "$T/src.img" "$T/dst.img"
+    LIBVIRT_URI=$SRC_URI "$LV" define "$DOM" "$T/src.img" || fail "define on the source host"
+    VIRSH=(virsh -q -c "$SRC_URI")
+}
+
+lv_moved_to_dst() {
+    local d
+    assert_eq "$(virsh -c "$SRC_URI" list --all --name | grep -c .)" 0 "domains left on the source"
+    assert_eq "$(virsh -c "$DST_URI" domstate "$DOM")" running "state on the destination"
+    d=$(virsh -c "$DST_URI" domblklist "$DOM" | awk '$1 == "vda" { print $2 }')
+    assert_eq "$d" "$T/dst.img" "destination live XML"
+    d=$(virsh -c "$DST_URI" domblklist "$DOM" --inactive | awk '$1 == "vda" { print $2 }')
+    assert_eq "$d" "$T/dst.img" "destination persistent XML"
+    virsh -c "$DST_URI" destroy "$DOM" >/dev/null
+}
 
 lv_domain() {
     local name=$1 kind=$2
