@@ -66,6 +66,26 @@ nothing_kept() {
     bitmap_clean "$p"
 }
 
+# copied_in_full NAME WHY : the later run NAME copied everything and its
+# resumed event says WHY; nothing is kept after it.
+copied_in_full() {
+    local why
+    why=$(event_field "$1" resumed why)
+    log "copied in full: $why"
+    echo "$why" | grep -q "$2" || fail "no word of '$2' in why: $why"
+    nothing_kept
+}
+
+# recopied NAME DST WHY : the later run NAME, through the proxy into a
+# fresh server on DST, copies everything, says WHY, and keeps nothing.
+recopied() {
+    start_serve srv --target "$2" --listen "127.0.0.1:$back"
+    later "$1" "nbd://127.0.0.1:$front/"
+    kill "$srv_pid"; wait "$srv_pid" 2>/dev/null || true
+    same_bytes "$T/src" "$2"
+    copied_in_full "$1" "$3"
+}
+
 log "0. a kept bitmap older than a day is swept by the next run"
 qmp "$p" block-dirty-bitmap-add '{"node":"disk0","name":"volmig-keep-1000-0000beef"}' >/dev/null \
     || fail "block-dirty-bitmap-add"
@@ -99,11 +119,8 @@ fail_half r2 "$T/dst2"
 truncate -s $size "$T/other"
 later r2b "file:$T/other"
 same_bytes "$T/src" "$T/other"
-why=$(event_field r2b resumed why)
-log "copied in full: $why"
-echo "$why" | grep -q "another destination" || fail "no word of another destination: $why"
 assert_eq "$(event_field r2b resumed kept)" 0 "bytes kept for another destination"
-nothing_kept
+copied_in_full r2b "another destination"
 
 log "3. QEMU restarted: the kept bitmap is gone"
 rm -f "$T/dst3"; truncate -s $size "$T/dst3"
@@ -111,28 +128,14 @@ fail_half r3 "$T/dst3"
 kill -9 "$q_pid"; wait "$q_pid" 2>/dev/null || true
 rm -f "$T/q.qmp" "$T/q.qmp2"
 src_qemu q "$T/src"
-start_serve srv --target "$T/dst3" --listen "127.0.0.1:$back"
-later r3b "nbd://127.0.0.1:$front/"
-kill "$srv_pid"; wait "$srv_pid" 2>/dev/null || true
-same_bytes "$T/src" "$T/dst3"
-why=$(event_field r3b resumed why)
-log "copied in full: $why"
-echo "$why" | grep -q "gone from QEMU" || fail "no word of the bitmap gone: $why"
-nothing_kept
+recopied r3b "$T/dst3" "gone from QEMU"
 
 log "4. a garbled state file"
 rm -f "$T/dst4"; truncate -s $size "$T/dst4"
 fail_half r4 "$T/dst4"
 f=$(find "$S" -name '*.json')
 head -c 40 "$f" >"$f.cut" && mv "$f.cut" "$f"
-start_serve srv --target "$T/dst4" --listen "127.0.0.1:$back"
-later r4b "nbd://127.0.0.1:$front/"
-kill "$srv_pid"; wait "$srv_pid" 2>/dev/null || true
-same_bytes "$T/src" "$T/dst4"
-why=$(event_field r4b resumed why)
-log "copied in full: $why"
-echo "$why" | grep -q "garbled" || fail "no word of a garbled state: $why"
-nothing_kept
+recopied r4b "$T/dst4" "garbled"
 
 log "5. a later run that is cancelled removes what was kept"
 rm -f "$T/dst5"; truncate -s $size "$T/dst5"
@@ -153,12 +156,5 @@ fail_half r6 "$T/dst6"
 qmp "$p" block_resize "{\"node-name\":\"disk0\",\"size\":$((size + (1 << 20)))}" >/dev/null \
     || fail "block_resize"
 truncate -s $((size + (1 << 20))) "$T/dst6"
-start_serve srv --target "$T/dst6" --listen "127.0.0.1:$back"
-later r6b "nbd://127.0.0.1:$front/"
-kill "$srv_pid"; wait "$srv_pid" 2>/dev/null || true
-same_bytes "$T/src" "$T/dst6"
-why=$(event_field r6b resumed why)
-log "copied in full: $why"
-echo "$why" | grep -q "size changed" || fail "no word of the size: $why"
-nothing_kept
+recopied r6b "$T/dst6" "size changed"
 log "ok"
