@@ -83,7 +83,7 @@ stand_in_stop() {
     [ "$PROBE" = 0 ] || guest_probe_stop
 }
 
-has_budget_option() { "$VOLMIG" migrate --help 2>&1 | grep -q -- --latency-budget; }
+has_budget_option() { "$VOLMIG" migrate --help 2>&1 | grep -c -- --latency-budget >/dev/null; }
 
 # record SPAN RATE ROW BUDGET S_MS READY_MS E_MS CONVERGED EVENTS NOTE:
 # one line of results.  The guest's latency counts from S_MS (the copy
@@ -144,7 +144,10 @@ run_volmig() {
         record "$span" "$rate" "$mode" "$budget" 0 0 0 n/a "" "this volmig has no --latency-budget"
         return
     fi
-    [ "$mode" = bitmap ] && extra+=(--nbd-socket "$T/guest.sock")
+    # The stand-in guest writes through an export on QEMU's NBD server:
+    # bitmap mode copies through that server, and both modes probe the
+    # latency through it (the stand-in is no device QEMU accounts for).
+    extra+=(--nbd-socket "$T/guest.sock" ${BENCH_EXTRA:-})
     [ -n "$budget" ] && extra+=(--latency-budget "$budget")
     truncate -s 0 "$W/dst.img"; truncate -s "$SIZE" "$W/dst.img"
     guest_qemu_start "$W/src.img" "$DIRECT"

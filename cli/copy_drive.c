@@ -36,12 +36,16 @@ static void usage(void)
 {
     printf("usage: volmig copy --qmp ADDR --drive NAME TARGET [--output text|json]\n"
            "                   [--tls-creds DIR | --tls-psk FILE] [--speed BYTES]\n"
+           "                   [--latency-budget auto|off|Nx|DURATION] [--nbd-socket PATH]\n"
            "\n"
            "Pull mode: copies drive NAME of the running QEMU at ADDR (unix:PATH or\n"
            "libvirt:DOMAIN) onto TARGET (a path, file:PATH or an NBD URI) while the\n"
            "guest runs.  It is `volmig migrate --mode bitmap --switchover none`: QEMU\n"
            "exports the drive read-only, volmig copies it and then what dirty bitmaps\n"
            "mark, and the guest pauses for the last pass (the pause is reported).\n"
+           "While it copies it keeps the guest's p99 write latency within\n"
+           "--latency-budget (default auto: twice the p99 before the copy; off: full\n"
+           "speed), as volmig migrate does.\n"
            "Exit status: 0 done, 1 failed, 2 bad usage, 3 cancelled.\n");
 }
 
@@ -80,6 +84,22 @@ static bool set_option(struct mig_config *cfg, int c, const char *arg, bool *jso
         }
         cfg->speed = (uint64_t)n;
         return true;
+    case 'L': {
+        const char *why;
+
+        if (lat_budget_parse(arg, &cfg->latency_budget, &why) < 0) {
+            cli_usage("copy", "--latency-budget '%s': %s", arg, why);
+            return false;
+        }
+        return true;
+    }
+    case 'N':
+        if (!arg[0] || strlen(arg) > 107) {
+            cli_usage("copy", "--nbd-socket '%s': a unix socket path of 1 to 107 bytes", arg);
+            return false;
+        }
+        cfg->nbd_socket = arg;
+        return true;
     }
     return false;
 }
@@ -94,6 +114,8 @@ int cmd_copy_drive(int argc, char **argv)
         { "tls-psk", required_argument, NULL, 'P' },
         { "progress-interval", required_argument, NULL, 'p' },
         { "speed", required_argument, NULL, 'S' },
+        { "latency-budget", required_argument, NULL, 'L' },
+        { "nbd-socket", required_argument, NULL, 'N' },
         { "help", no_argument, NULL, 'h' },
         { 0 },
     };
@@ -115,7 +137,8 @@ int cmd_copy_drive(int argc, char **argv)
         case '?':
         case ':':
             return cli_usage("copy", "'%s' does not go with --qmp/--drive (pull mode takes --output, "
-                                     "--tls-creds, --tls-psk, --speed and --progress-interval)",
+                                     "--tls-creds, --tls-psk, --speed, --progress-interval, "
+                                     "--latency-budget and --nbd-socket)",
                              argv[optind - 1]);
         default:
             if (!set_option(&cfg, c, optarg, &json))

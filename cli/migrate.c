@@ -41,6 +41,7 @@ static void usage(FILE *f)
         "                      [--tls-creds DIR | --tls-psk FILE] [--tls-hostname NAME]\n"
         "                      [--mode mirror|bitmap] [--converge-below BYTES]\n"
         "                      [--nbd-socket PATH] [--state-dir DIR]\n"
+        "                      [--latency-budget auto|off|Nx|DURATION]\n"
         "\n"
         "Moves the disks of a running QEMU to new volumes while the guest runs.\n"
         "\n"
@@ -69,6 +70,17 @@ static void usage(FILE *f)
         "                      none); in mirror mode the buffer then defaults to one\n"
         "                      second of it.  Zeroes of sparse regions do not count\n"
         "                      against the limit\n"
+        "  --latency-budget B  the guest's p99 write latency the copy keeps under, by\n"
+        "                      lowering its rate (both modes): auto (default) is twice\n"
+        "                      the p99 measured for 1.5 s before the copy (at least\n"
+        "                      1 ms), Nx is N times it, a duration (500us, 4ms, 0.2s)\n"
+        "                      is absolute, off copies at full speed.  A copy the\n"
+        "                      guest outruns speeds up again to converge (a\n"
+        "                      'converging' event), and --speed stays a hard ceiling.\n"
+        "                      The latency is read from the guest device's histogram,\n"
+        "                      or, for a drive without a device, from small probe reads\n"
+        "                      through QEMU's NBD server (see --nbd-socket).  Not under\n"
+        "                      libvirt, whose storage migration volmig does not pace\n"
         "  --output text|json  progress as text (a bar on a terminal) or JSON lines\n"
         "  --progress-interval MS\n"
         "                      a progress event every MS milliseconds (default 500;\n"
@@ -80,11 +92,12 @@ static void usage(FILE *f)
         "  --converge-below B  bitmap: pause for the last pass once at most B bytes are\n"
         "                      dirty (default: what 100 ms of copying moves; 0: only when\n"
         "                      nothing is, or the dirty set stops shrinking)\n"
-        "  --nbd-socket PATH   bitmap: QEMU already runs an NBD server (libvirt's, say)\n"
+        "  --nbd-socket PATH   QEMU already runs an NBD server (libvirt's, say)\n"
         "                      listening on the unix socket PATH; volmig adds its exports\n"
-        "                      to it and removes only those, and never starts or stops\n"
-        "                      the server.  Without it volmig starts QEMU's one NBD\n"
-        "                      server itself, on a private socket\n"
+        "                      to it (bitmap mode's copy source, the latency probe) and\n"
+        "                      removes only those, and never starts or stops the server.\n"
+        "                      Without it volmig starts QEMU's one NBD server itself, on\n"
+        "                      a private socket, when it needs one\n"
         "  --state-dir DIR     bitmap: where a failed run keeps what a later run with the\n"
         "                      same drive and destination resumes from (default:\n"
         "                      $VOLMIG_STATE_DIR, $XDG_RUNTIME_DIR/volmig, /tmp/volmig-UID)\n"
@@ -195,6 +208,10 @@ static void show(void *opaque, json_t *ev)
         flush_failed(d);
     if (!strcmp(name, "progress")) {
         show_progress(d, ev);
+    } else if (!strcmp(name, "latency")) {
+        /* One a second: the JSON output and the bench plot them; as text
+         * the progress says enough, and the converging event says when the
+         * latency gives way. */
     } else {
         /* The bar ends full when the copy is: the mirrors are in sync. */
         if (d->tty && !strcmp(name, "ready") && d->total > 0)
@@ -268,6 +285,25 @@ static void show(void *opaque, json_t *ev)
                    json_string_value(json_object_get(ev, "state_dir")));
         } else if (!strcmp(name, "cancelled")) {
             printf("%7.1fs cancelled: the VM runs on its original volumes\n", t);
+        } else if (!strcmp(name, "latency-budget")) {
+            double base = json_real_value(json_object_get(ev, "baseline_p99_ms"));
+            long long ceiling = json_integer_value(json_object_get(ev, "ceiling"));
+            char before[64] = "no guest I/O seen before the copy", limit[64] = "";
+
+            if (base >= 0)
+                snprintf(before, sizeof before, "%.2f ms before the copy", base);
+            if (ceiling) {
+                char h[32];
+
+                snprintf(limit, sizeof limit, "; at most %s/s",
+                         cli_human_bytes((double)ceiling, h, sizeof h));
+            }
+            printf("%7.1fs latency budget: guest p99 under %.2f ms (%s, from %s)%s\n", t,
+                   json_real_value(json_object_get(ev, "budget_ms")), before,
+                   !strcmp(json_string_value(json_object_get(ev, "signal")), "probe")
+                   ? "probe reads" : "the device's histogram", limit);
+        } else if (!strcmp(name, "converging")) {
+            printf("%7.1fs converging: %s\n", t, json_string_value(json_object_get(ev, "message")));
         } else if (!strcmp(name, "warning")) {
             printf("%7.1fs warning: %s\n", t, json_string_value(json_object_get(ev, "message")));
         }
@@ -379,6 +415,7 @@ int cmd_migrate(int argc, char **argv)
         { "converge-below", required_argument, NULL, 'C' },
         { "nbd-socket", required_argument, NULL, 'N' },
         { "state-dir", required_argument, NULL, 'D' },
+        { "latency-budget", required_argument, NULL, 'L' },
         { "help", no_argument, NULL, 'h' },
         { 0 },
     };
@@ -388,9 +425,11 @@ int cmd_migrate(int argc, char **argv)
         .vols = vols, .retries = 3, .backoff_s = 20, .buf_size = 64 << 20,
         .progress_ms = 500, .converge_warn_s = 30, .cancel = &cancel_flag, .converge_below = -1,
         .emit = show, .opaque = &d,
+        .latency_budget = { LAT_BUDGET_AUTO, LAT_BUDGET_FACTOR },
     };
     long long n;
-    bool buf_size_given = false;
+    bool buf_size_given = false, budget_given = false;
+    const char *why;
     const char *switchover_arg = NULL;   /* migrate:URI, checked after --qmp */
     char *end;
     int c;
@@ -500,6 +539,11 @@ int cmd_migrate(int argc, char **argv)
             cfg.nbd_socket = optarg;
             break;
         case 'D': cfg.state_dir = optarg; break;
+        case 'L':
+            if (lat_budget_parse(optarg, &cfg.latency_budget, &why) < 0)
+                return cli_usage(me, "--latency-budget '%s': %s", optarg, why);
+            budget_given = true;
+            break;
         case 'X': cfg.tls_creds = optarg; break;
         case 'P': cfg.tls_psk = optarg; break;
         case 'H': cfg.tls_hostname = optarg; break;
@@ -520,9 +564,9 @@ int cmd_migrate(int argc, char **argv)
         if (cfg.vols[i].uri.tls && !cfg.tls_creds && !cfg.tls_psk)
             return cli_usage(me, "--volume %s=%s: an nbds URI needs --tls-creds or --tls-psk",
                              cfg.vols[i].drive, cfg.vols[i].target);
-    if (cfg.nbd_socket && cfg.mode != MIG_MODE_BITMAP)
-        return cli_usage(me, "--nbd-socket goes with --mode bitmap (the mirror pushes to the "
-                             "targets and needs no NBD server in QEMU)");
+    if (mig_libvirt_addr(cfg.qmp) && budget_given && cfg.latency_budget.kind != LAT_BUDGET_OFF)
+        return cli_usage(me, "--latency-budget: under libvirt the copy is libvirt's storage "
+                             "migration, which volmig does not pace (use --speed)");
     if (cfg.tls_hostname && !cfg.tls_creds)
         return cli_usage(me, "--tls-hostname goes with --tls-creds (certificates carry names)");
     if (cfg.mode == MIG_MODE_BITMAP && cfg.switchover == MIG_SW_PIVOT)

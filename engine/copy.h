@@ -72,6 +72,10 @@ struct copy_config {
     uint64_t max_rate;        /* bytes of data read per second, 0: no limit;
                                * zeroes and skipped regions move nothing and
                                * do not count */
+    /* The limit now, when the caller changes it while the copy runs (from
+     * its emit callback: the latency-aware copy): read before each read,
+     * in place of max_rate (bytes/s, 0: no limit).  NULL: max_rate. */
+    const uint64_t *pace;
     /* Only these regions, sorted and apart, on multiples of 512 bytes (or
      * ending at the source's end); NULL: the whole source.  Borrowed for
      * the run.  done then counts towards their sum, not the size. */

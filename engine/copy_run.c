@@ -54,7 +54,9 @@ struct run {
     int failerr;
     double t0, last_emit, last_done_t, last_progress_t;
     uint64_t last_done;
-    uint64_t rate_bytes;          /* data reads issued, against max_rate */
+    uint64_t rate_bytes;          /* data reads issued since rate_t0 */
+    uint64_t rate_now;            /* the limit they count against */
+    double rate_t0;               /* when it was set */
 };
 
 static struct run *run_of(struct copy *cp)
@@ -243,17 +245,25 @@ static uint64_t range_end(struct run *R)
     return cfg->ranges[R->ri].off + cfg->ranges[R->ri].len;
 }
 
-/* Seconds until max_rate allows another read; 0 when it does now (or
- * there is no limit).  The budget is the rate times the time since the
- * start plus 100 ms of it, so the copy starts at once and a pause in
- * planning does not save up. */
-static double rate_wait(const struct run *R)
+/* Seconds until the rate limit allows another read; 0 when it does now
+ * (or there is no limit).  The budget is the rate times the time since the
+ * limit was set plus 100 ms of it, so the copy starts at once and a pause
+ * in planning does not save up.  A new limit (config->pace) starts a new
+ * budget: what the old one allowed is not owed to the new one. */
+static double rate_wait(struct run *R)
 {
-    double rate = (double)R->cp.cfg->max_rate, allowed;
+    const struct copy_config *cfg = R->cp.cfg;
+    uint64_t want = cfg->pace ? *cfg->pace : cfg->max_rate;
+    double rate = (double)want, allowed;
 
+    if (want != R->rate_now) {
+        R->rate_now = want;
+        R->rate_t0 = clock_seconds();
+        R->rate_bytes = 0;
+    }
     if (rate <= 0)
         return 0;
-    allowed = rate * (clock_seconds() - R->t0 + 0.1);
+    allowed = rate * (clock_seconds() - R->rate_t0 + 0.1);
     return (double)R->rate_bytes < allowed ? 0 : ((double)R->rate_bytes - allowed) / rate + 0.001;
 }
 
@@ -642,7 +652,8 @@ enum copy_result copy_run(const struct copy_config *cfg, struct copy_status *st)
     R->cp.cfg = cfg;
     R->cp.efd = -1;
     R->lost = UINT64_MAX;
-    R->t0 = R->last_emit = clock_seconds();
+    R->t0 = R->last_emit = R->rate_t0 = clock_seconds();
+    R->rate_now = cfg->pace ? *cfg->pace : cfg->max_rate;
     if (setup(R, cfg) < 0) {
         if (st)
             *st = R->st;

@@ -181,8 +181,10 @@ struct lat_ctl_cfg lat_ctl_defaults(double budget_ns, uint64_t ceiling)
         .floor = 8ULL << 20,
         .ceiling = ceiling,
         .increase = 16ULL << 20,
+        .grow = 1.5,
         .decrease = 0.5,
         .converge = 1.5,
+        .start = 64ULL << 20,
     };
 }
 
@@ -224,6 +226,15 @@ static double aimd(const struct lat_ctl_cfg *cfg, const struct lat_ctl_in *in, d
     if (isinf(lim) || !(idle || copy >= LAT_BIND * lim))
         return lim;
     *why = LAT_INCREASE;
+    /* Far under the budget (or no guest request at all), the limit grows
+     * by a factor: a copy that started low, or was cut hard, regains its
+     * speed in a few steps instead of dozens. */
+    if (cfg->grow > 1 && (idle || in->p99_ns < LAT_HEADROOM * cfg->budget_ns))
+    {
+        double grown = lim * cfg->grow, added = lim + (double)cfg->increase;
+
+        return grown > added ? grown : added;
+    }
     return lim + (double)cfg->increase;
 }
 

@@ -157,10 +157,11 @@ double lat_budget_ns(const struct lat_budget *b, double pre_p99_ns);
  *   over budget   limit x decrease, from the rate the copy reached when
  *                 it was below its limit (else the decrease would not
  *                 bite for several steps)
- *   under budget  limit + increase, but only while the limit binds (the
- *                 copy ran at >= LAT_BIND of it) or the guest was idle:
- *                 a limit the copy does not reach says nothing, and
- *                 growing it would only make the next decrease slow
+ *   under budget  limit + increase (x grow when far under, or the guest
+ *                 idle), but only while the limit binds (the copy ran at
+ *                 >= LAT_BIND of it) or the guest was idle: a limit the
+ *                 copy does not reach says nothing, and growing it would
+ *                 only make the next decrease slow
  *   no signal     (p99 not a number while the guest did I/O) the limit
  *                 holds
  * then two bounds, in this order:
@@ -185,12 +186,23 @@ struct lat_ctl_cfg {
     uint64_t floor;         /* bytes/s never gone under (> 0) */
     uint64_t ceiling;       /* bytes/s never exceeded; 0: none */
     uint64_t increase;      /* additive step, bytes/s */
+    double grow;            /* > 1: multiplicative step far under budget */
     double decrease;        /* multiplicative factor, in (0, 1) */
     double converge;        /* >= 1: the limit is at least this x dirty rate */
+    uint64_t start;         /* the first limit (the caller's choice to use) */
 };
 
-/* Defaults: floor 8 MiB/s, increase 16 MiB/s, decrease 0.5, converge 1.5;
- * budget_ns and ceiling as given. */
+/* Under budget by this much (p99 < LAT_HEADROOM x budget), or with the
+ * guest idle, an increase is multiplicative (x grow, at least + increase):
+ * the slow start of a copy that begins at cfg.start, and the recovery from
+ * a hard cut. */
+#define LAT_HEADROOM 0.5
+
+/* Defaults: floor 8 MiB/s, increase 16 MiB/s, grow 1.5, decrease 0.5,
+ * converge 1.5, start 64 MiB/s; budget_ns and ceiling as given.  A copy
+ * starts at start (under the ceiling) rather than unlimited: its first
+ * interval, before any measurement, then cannot flood the guest's queue,
+ * and growing by 1.5 a step reaches 700 MB/s in six steps. */
 struct lat_ctl_cfg lat_ctl_defaults(double budget_ns, uint64_t ceiling);
 
 struct lat_ctl_in {

@@ -24,6 +24,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "engine/latency.h"
 #include "engine/target_uri.h"
 
 enum mig_switchover { MIG_SW_NONE, MIG_SW_PIVOT, MIG_SW_MIGRATE };
@@ -81,6 +82,11 @@ struct mig_config {
     uint64_t speed;                  /* bytes per second per mirror, 0: no limit */
     int progress_ms;                 /* progress event interval */
     int converge_warn_s;             /* warn when not converging this long */
+    /* The guest's p99 write latency to keep the copy under
+     * (engine/latency_watch.h): by default twice what it was before the
+     * copy; --latency-budget off turns the controller off.  speed stays a
+     * ceiling the controller never exceeds. */
+    struct lat_budget latency_budget;
     /* TLS to NBD targets (at most one of creds and psk).  tls_creds: a
      * directory for QEMU's tls-creds-x509 endpoint=client (ca-cert.pem,
      * and client-cert.pem/client-key.pem if the server wants them).
@@ -110,7 +116,8 @@ bool mig_pid_dead(int pid);
 
 /* The defaults `volmig migrate` documents: 3 retries after 20 s doubling,
  * 64 MiB mirror buffers, progress every 500 ms, a convergence warning
- * after 30 s, bitmap mode's threshold from its copy rate; mirror mode,
+ * after 30 s, bitmap mode's threshold from its copy rate, a latency
+ * budget of twice the guest's p99 before the copy; mirror mode,
  * switchover none. */
 void mig_config_defaults(struct mig_config *cfg);
 

@@ -2,6 +2,7 @@
  * The design is in engine/migrate_bitmap.h; the data moves through
  * copy_run(); what is added to QEMU for it is engine/migrate_bitmap_qemu.c's. */
 #include "engine/migrate_bitmap.h"
+#include "engine/latency_watch.h"
 #include "engine/migrate_run.h"
 #include "engine/target_tls.h"
 #include "engine/target_probe.h"
@@ -93,6 +94,54 @@ struct progress_ctx {
     int vol;
 };
 
+/* The latency-aware copy's step, from the copier's progress: what this
+ * attempt copied so far and what the guest dirtied (the recording
+ * bitmap's count, read only when the watch is about to step), and the
+ * copier's next rate limit. */
+static void pace(struct bm *b, const struct copy_status *st)
+{
+    uint64_t count = b->lw_dirty_last, limit;
+
+    if (!lw_due(b->lw))
+        return;
+    if (bm_dirty_count(b, b->gen, &count) < 0)
+        count = b->lw_dirty_last;
+    if (b->gen != b->lw_gen) {
+        b->lw_dirty_base += b->lw_dirty_last;
+        b->lw_gen = b->gen;
+    }
+    b->lw_dirty_last = count;
+    if (lw_tick(b->lw, b->lw_copied + st->done, b->lw_dirty_base + count, &limit))
+        b->pace = limit;
+}
+
+static void watch_start(struct bm *b)
+{
+    struct lw_volume *lv;
+
+    b->pace = b->cfg->speed;
+    if (b->cfg->nvols <= 0 || !(lv = calloc((size_t)b->cfg->nvols, sizeof *lv)))
+        return;
+    for (int i = 0; i < b->cfg->nvols; i++)
+        lv[i] = (struct lw_volume){ b->cfg->vols[i].drive, b->cfg->vols[i].node,
+                                    b->cfg->vols[i].size };
+    /* The probe goes through the server the copy reads from. */
+    b->lw = lw_start(b->r, &b->cfg->latency_budget, lv, b->cfg->nvols, b->sock,
+                     b->cfg->speed);
+    free(lv);
+    if (b->lw)
+        b->pace = lw_limit(b->lw);
+    b->lw_copied = b->lw_dirty_base = b->lw_dirty_last = 0;
+    b->lw_gen = b->gen;
+}
+
+static void watch_stop(struct bm *b)
+{
+    lw_stop(b->lw);
+    b->lw = NULL;
+    b->pace = b->cfg->speed;
+}
+
 static void copy_progress(void *opaque, enum copy_event ev, const struct copy_status *st)
 {
     struct progress_ctx *p = opaque;
@@ -103,6 +152,11 @@ static void copy_progress(void *opaque, enum copy_event ev, const struct copy_st
 
     if (ev != COPY_EV_PROGRESS)
         return;
+    pace(b, st);
+    /* With a watch the copier reports more often than progress is due. */
+    if (b->lw && qmp_now_ms() - b->last_progress < b->cfg->progress_ms)
+        return;
+    b->last_progress = qmp_now_ms();
     vols = json_array();
     b->vol_done[p->vol] = st->done;
     snprintf(status, sizeof status, "pass %d", b->pass);
@@ -133,8 +187,9 @@ static enum attempt copy_volume(struct bm *b, int vol, const char *id, const str
     struct copy_config cc = {
         .source = src, .target = v->target, .connections = COPY_CONNECTIONS,
         .requests = COPY_REQUESTS, .tls = b->tls_on ? &b->tls : NULL,
-        .max_rate = b->cfg->speed,
-        .progress_ms = b->cfg->progress_ms, .cancel = b->cfg->cancel, .ranges = ranges,
+        .max_rate = b->cfg->speed, .pace = b->lw ? &b->pace : NULL,
+        .progress_ms = b->lw ? LW_TICK_MS : b->cfg->progress_ms, .cancel = b->cfg->cancel,
+        .ranges = ranges,
         .nranges = n, .emit = copy_progress, .opaque = &pc,
     };
     enum copy_result r;
@@ -148,6 +203,7 @@ static enum attempt copy_volume(struct bm *b, int vol, const char *id, const str
     }
     memset(st, 0, sizeof *st);
     r = copy_run(&cc, st);
+    b->lw_copied += st->done;
     if (r == COPY_CANCELLED)
         return ATT_CANCELLED;
     if (r == COPY_FAILED) {
@@ -652,6 +708,9 @@ static enum attempt attempt_once(struct bm *b, int attempt)
         json_decref(vols);
         return a;
     }
+    /* The guest's latency before the copy is the budget's reference; it is
+     * measured before the started event, which says that pass 0 begins. */
+    watch_start(b);
     emit(b, json_pack("{s:s, s:i, s:o, s:s, s:s}", "event", "started", "attempt", attempt + 1,
                       "volumes", vols, "copy_mode", "bitmap", "mode", "bitmap"));
     /* The first attempt that gets this far looks for what a failed run
@@ -669,6 +728,9 @@ static enum attempt attempt_once(struct bm *b, int attempt)
     a = resume ? pass_resume(b, attempt) : pass_full(b);
     if (a == ATT_OK)
         a = converge(b);
+    /* The passes with the guest paused run at full speed: no guest waits
+     * for them.  The probe export also goes before a memory migration. */
+    watch_stop(b);
     if (a == ATT_OK && cancelled(b))
         a = ATT_CANCELLED;
     if (a != ATT_OK)
@@ -732,6 +794,7 @@ static enum attempt bitmap_attempt(struct mig_run *r, int attempt)
 
 static void bitmap_cleanup(struct mig_run *r)
 {
+    watch_stop(r->state);
     bm_cleanup(r->state);
 }
 
@@ -749,6 +812,7 @@ static void bitmap_finish(struct mig_run *r, enum mig_result res)
 
     if (!b)
         return;
+    watch_stop(b);
     /* A failed run kept its bitmap for a retry that will not come in this
      * process: it hands it on to a later run.  Any other end makes what
      * was kept for these drives useless. */

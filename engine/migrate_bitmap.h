@@ -150,6 +150,15 @@ struct bm {
      * so the credentials are ours, not a QEMU object's. */
     struct client_tls tls;
     bool tls_on;
+    /* The latency-aware copy, from before the first pass until the
+     * passes converge (engine/latency_watch.h): the copier's rate limit
+     * (pace), the bytes copied in earlier copies of this attempt, and the
+     * dirty counts of earlier generations plus the current one's last. */
+    struct lat_watch *lw;
+    uint64_t pace;
+    uint64_t lw_copied, lw_dirty_base, lw_dirty_last;
+    int lw_gen;
+    int64_t last_progress;
 };
 
 /* migrate_bitmap_qemu.c: what volmig adds to QEMU.  enum attempt results

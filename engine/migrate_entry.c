@@ -150,6 +150,7 @@ void mig_config_defaults(struct mig_config *cfg)
     *cfg = (struct mig_config){
         .retries = 3, .backoff_s = 20, .buf_size = 64 << 20, .progress_ms = 500,
         .converge_warn_s = 30, .converge_below = -1,
+        .latency_budget = { LAT_BUDGET_AUTO, LAT_BUDGET_FACTOR },
     };
 }
 

@@ -2,6 +2,7 @@
  * volmig adds the target nodes, watches the jobs and switches over.  The
  * run core (engine/migrate_run.h) does the rest. */
 #include "engine/migrate_mirror.h"
+#include "engine/latency_watch.h"
 #include "engine/target_tls.h"
 #include "engine/target_probe.h"
 #include "common/error.h"
@@ -55,6 +56,9 @@ struct mig {
     char tls_id[64];
     bool tls_added;
     struct client_tls tls;
+    /* The latency-aware copy: from before the mirrors start until they
+     * are READY. */
+    struct lat_watch *lw;
 };
 
 static void emit(struct mig *m, json_t *ev)
@@ -241,8 +245,15 @@ static enum attempt start_mirror(struct mig *m, struct mig_volume *v)
         json_object_set_new(args, "granularity", json_integer((json_int_t)m->cfg->granularity));
     if (m->cfg->buf_size)
         json_object_set_new(args, "buf-size", json_integer((json_int_t)m->cfg->buf_size));
-    if (m->cfg->speed)
+    /* The latency-aware copy's first limit, shared out; else --speed. */
+    if (m->lw && lw_limit(m->lw)) {
+        uint64_t n = (uint64_t)m->cfg->nvols;
+
+        json_object_set_new(args, "speed",
+                            json_integer((json_int_t)((lw_limit(m->lw) + n - 1) / n)));
+    } else if (m->cfg->speed) {
         json_object_set_new(args, "speed", json_integer((json_int_t)m->cfg->speed));
+    }
     if (qmp_call(m->q, "blockdev-mirror", args, NULL, dl(QMP_TIMEOUT_MS)) < 0)
         return run_qmp_failed(m->r, ATT_FINAL);
     v->started = true;
@@ -390,6 +401,48 @@ static void emit_progress(struct mig *m)
     }
 }
 
+/* The latency-aware copy's step: the mirrors' progress as the counters
+ * the watch differentiates (total-progress grows by what the guest
+ * dirties again), and its limit shared out as each job's speed.  -1 when
+ * QEMU refused the speed. */
+static int pace(struct mig *m)
+{
+    uint64_t copied = 0, dirtied = 0, limit, n = (uint64_t)m->cfg->nvols;
+
+    for (int i = 0; i < m->cfg->nvols; i++) {
+        copied += m->cfg->vols[i].done;
+        dirtied += m->cfg->vols[i].total;
+    }
+    if (!lw_tick(m->lw, copied, dirtied, &limit))
+        return 0;
+    for (int i = 0; i < m->cfg->nvols; i++)
+        if (qmp_callf(m->q, NULL, dl(QMP_TIMEOUT_MS), "block-job-set-speed", "{s:s, s:I}",
+                      "device", m->cfg->vols[i].job, "speed",
+                      (json_int_t)(limit ? (limit + n - 1) / n : 0)) < 0)
+            return -1;
+    return 0;
+}
+
+static void watch_start(struct mig *m)
+{
+    struct lw_volume *lv;
+
+    if (m->cfg->nvols <= 0 || !(lv = calloc((size_t)m->cfg->nvols, sizeof *lv)))
+        return;
+    for (int i = 0; i < m->cfg->nvols; i++)
+        lv[i] = (struct lw_volume){ m->cfg->vols[i].drive, m->cfg->vols[i].node,
+                                    m->cfg->vols[i].size };
+    m->lw = lw_start(m->r, &m->cfg->latency_budget, lv, m->cfg->nvols, m->cfg->nbd_socket,
+                     m->cfg->speed * (uint64_t)m->cfg->nvols);
+    free(lv);
+}
+
+static void watch_stop(struct mig *m)
+{
+    lw_stop(m->lw);
+    m->lw = NULL;
+}
+
 /* Waits until every mirror is READY.  Progress is reported on the way. */
 static enum attempt wait_ready(struct mig *m)
 {
@@ -409,6 +462,8 @@ static enum attempt wait_ready(struct mig *m)
         }
         if (all_status(m, "ready"))
             return ATT_OK;
+        if (pace(m) < 0)
+            return run_qmp_failed(m->r, ATT_RETRY);
         if (nap(m, 200) < 0)
             return ATT_GONE;
     }
@@ -483,6 +538,7 @@ static void cleanup(struct mig *m)
 {
     struct err_saved saved;
 
+    watch_stop(m);
     err_save(&saved);
     if (!qmp_is_open(m->q))
         return;
@@ -670,6 +726,10 @@ static enum attempt attempt_once(struct mig *m, int attempt)
         v->done = v->total = 0;
         a = add_target(m, v);
     }
+    /* The guest's latency before the copy is the budget's reference: it is
+     * measured with the targets added and nothing copying yet. */
+    if (a == ATT_OK)
+        watch_start(m);
     for (int i = 0; i < cfg->nvols && a == ATT_OK; i++)
         a = start_mirror(m, &cfg->vols[i]);
     if (a != ATT_OK)
@@ -688,6 +748,10 @@ static enum attempt attempt_once(struct mig *m, int attempt)
                       cfg->write_blocking ? "write-blocking" : "background"));
     m->last_progress = 0;
     a = wait_ready(m);
+    /* Once READY the copy only follows the guest's writes; its probe
+     * export would also keep a memory migration from inactivating the
+     * node. */
+    watch_stop(m);
     if (a != ATT_OK)
         return a;
     emit_progress(m);
@@ -743,6 +807,7 @@ static void mirror_finish(struct mig_run *r, enum mig_result res)
 
     if (!m)
         return;
+    watch_stop(m);
     tls_del(m, res);
     free(m->paused_warned);
     free(m);

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # --nbd-socket refused or failing cleanly:
-#  (a) with --mode mirror (or no --mode): bad usage, exit 2;
+#  (a) an empty path: bad usage, exit 2; with --mode mirror (or no --mode),
+#      where it only serves the latency probe, a path where QEMU runs no
+#      server leaves the copy unpaced: exit 0, a warning that says so, and
+#      nothing left;
 #  (b) QEMU runs no NBD server: exit 1, the message says so, and volmig
 #      starts none and leaves nothing;
 #  (c) a path where nothing listens, while QEMU's server (the test's, with
@@ -40,9 +43,13 @@ src_qemu q "$T/src"
 p="$T/q.qmp2"
 
 # (a)
-run a1 2 "goes with --mode bitmap" --mode mirror --nbd-socket "$T/x.sock"
-run a2 2 "goes with --mode bitmap" --nbd-socket "$T/x.sock"
+run a1 0 "without a latency budget: .*$T/x.sock" --mode mirror --nbd-socket "$T/x.sock"
+run a2 0 "without a latency budget: .*$T/x.sock" --nbd-socket "$T/x.sock"
 run a3 2 "unix socket path" --mode bitmap --nbd-socket ""
+run a4 2 "unix socket path" --nbd-socket ""
+assert_clean "$p"
+assert_eq "$(exports "$p")" "" "exports left in QEMU"
+server_running "$p" && fail "(a) an NBD server runs in QEMU after a mirror with --nbd-socket"
 
 # (b)
 run b 1 "QEMU runs no NBD server" --mode bitmap --nbd-socket "$T/none.sock"

@@ -260,27 +260,60 @@ static void test_step_under_budget_increases(void **state)
 {
     (void)state;
     struct lat_ctl_cfg c = lat_ctl_defaults(10 * MS, 0);
-    struct lat_ctl_out o = step(&c, 5, 500, L(100), 99, 0);
+    /* Under budget but within the headroom: additive. */
+    struct lat_ctl_out o = step(&c, 6, 500, L(100), 99, 0);
 
     assert_int_equal(o.why, LAT_INCREASE);
     assert_int_equal(o.limit, L(100) + c.increase);
     assert_int_equal(o.flags, 0);
     /* A limit the copy does not reach is not grown. */
-    o = step(&c, 5, 500, L(100), 40, 0);
+    o = step(&c, 6, 500, L(100), 40, 0);
     assert_int_equal(o.why, LAT_HOLD);
     assert_int_equal(o.limit, L(100));
-    /* The guest idle (no requests, so no p99): grow. */
+    o = step(&c, 1, 500, L(100), 40, 0);
+    assert_int_equal(o.why, LAT_HOLD);
+    assert_int_equal(o.limit, L(100));
+    /* The guest idle (no requests, so no p99): grow by the factor. */
     o = step(&c, NAN, 0, L(100), 10, 0);
     assert_int_equal(o.why, LAT_INCREASE);
-    assert_int_equal(o.limit, L(100) + c.increase);
+    assert_int_equal(o.limit, L(150));
     /* Unlimited stays unlimited. */
     o = step(&c, 5, 500, 0, 300, 0);
     assert_int_equal(o.limit, 0);
-    /* Repeated increases from the floor climb linearly. */
+    /* Repeated increases within the headroom climb linearly. */
     uint64_t lim = c.floor;
     for (int i = 0; i < 10; i++)
-        lim = step(&c, 1, 100, lim, (double)lim / MiB, 0).limit;
+        lim = step(&c, 6, 100, lim, (double)lim / MiB, 0).limit;
     assert_int_equal(lim, c.floor + 10 * c.increase);
+}
+
+static void test_step_far_under_budget_grows(void **state)
+{
+    (void)state;
+    struct lat_ctl_cfg c = lat_ctl_defaults(10 * MS, 0);
+    /* Under half the budget: x1.5. */
+    struct lat_ctl_out o = step(&c, 4.9, 500, L(100), 99, 0);
+
+    assert_int_equal(o.why, LAT_INCREASE);
+    assert_int_equal(o.limit, L(150));
+    /* At least the additive step, from a low limit. */
+    o = step(&c, 1, 500, L(10), 10, 0);
+    assert_int_equal(o.limit, L(10) + c.increase);
+    /* Exactly half the budget is not far under. */
+    o = step(&c, 5, 500, L(100), 99, 0);
+    assert_int_equal(o.limit, L(100) + c.increase);
+    /* The slow start: from start to 700 MiB/s in six steps. */
+    uint64_t lim = c.start;
+    int steps = 0;
+    while (lim < L(700) && steps < 100) {
+        lim = step(&c, 1, 100, lim, (double)lim / MiB, 0).limit;
+        steps++;
+    }
+    assert_int_equal(steps, 6);
+    /* No growth: the additive step alone. */
+    c.grow = 1;
+    o = step(&c, 1, 500, L(100), 99, 0);
+    assert_int_equal(o.limit, L(100) + c.increase);
 }
 
 static void test_step_floor(void **state)
@@ -457,6 +490,7 @@ int main(void)
         cmocka_unit_test(test_budget_ns),
         cmocka_unit_test(test_step_over_budget_decreases),
         cmocka_unit_test(test_step_under_budget_increases),
+        cmocka_unit_test(test_step_far_under_budget_grows),
         cmocka_unit_test(test_step_floor),
         cmocka_unit_test(test_step_ceiling),
         cmocka_unit_test(test_step_convergence_override),

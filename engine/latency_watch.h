@@ -1,0 +1,88 @@
+/* The latency-aware copy at work: what engine/latency.h decides, fed with
+ * what QEMU reports and applied by the strategy that copies.
+ *
+ * While a strategy copies, it calls lw_tick() from its waiting loop (mirror
+ * mode) or from the copier's progress callback (bitmap mode).  About once
+ * a second the watch reads the guest's latency over the last interval,
+ * steps the controller (lat_ctl_step) and hands back the copy's next rate
+ * limit, which the strategy applies: block-job-set-speed on each mirror, or
+ * the copier's pace.
+ *
+ * The signal, in order of preference:
+ *   histogram  the guest device on the node (query-block's "qdev"): its
+ *              write latency histogram in query-blockstats, which volmig
+ *              sets with block-latency-histogram-set when the device has
+ *              none (and removes at the end), or reads as an operator set
+ *              it (and leaves alone).  What the guest itself waits for.
+ *   probe      no device accounts (a drive QEMU exports to a writer that
+ *              is not a guest device, as this project's stand-in guest):
+ *              a thread reads 4 KiB at random offsets, LW_PROBE_HZ times a
+ *              second, through a read-only NBD export of the node on
+ *              QEMU's NBD server, and times them.  The probe waits in the
+ *              same queues as the guest's requests (QEMU's thread for the
+ *              node, the host's disk); 400 KiB/s of reads does not load
+ *              them.
+ * With neither (no device, no NBD server the watch may use), the copy runs
+ * unthrottled and a warning says why.
+ *
+ * The budget is fixed once, before the copy starts: LW_BASELINE_MS of the
+ * signal with nothing copying give the guest's p99, and --latency-budget
+ * (auto: twice that) the budget.  Events: "latency-budget" once, then
+ * "latency" at each step (p99, limit, what was decided), and "converging"
+ * when the guest dirties faster than the throttled copy would follow and
+ * the limit is raised to keep converging (the guest's latency gives way). */
+#ifndef VOLMIG_LATENCY_WATCH_H
+#define VOLMIG_LATENCY_WATCH_H
+
+#include "engine/latency.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct mig_run;
+struct lat_watch;
+
+#define LW_INTERVAL_MS  500
+/* How often a caller that can choose should call lw_tick(). */
+#define LW_TICK_MS      100
+#define LW_BASELINE_MS  500
+#define LW_PROBE_HZ     200
+#define LW_PROBE_SIZE   4096
+
+struct lw_volume {
+    const char *drive;        /* for messages */
+    const char *node;         /* the source node the copy reads */
+    uint64_t size;
+};
+
+/* Starts watching volumes vols[0..n) for run r and measures the baseline
+ * (blocks LW_BASELINE_MS).  nbd_socket: QEMU's NBD server to probe
+ * through when no device accounts (NULL: the watch starts QEMU's NBD
+ * server itself on a private socket, if none runs).  ceiling: bytes/s the
+ * limit never exceeds (--speed, bandwidthPerMigration; 0: none).  NULL
+ * when the budget is off or there is no signal (a warning event says
+ * which); never fails the run. */
+struct lat_watch *lw_start(struct mig_run *r, const struct lat_budget *budget,
+                           const struct lw_volume *vols, int n, const char *nbd_socket,
+                           uint64_t ceiling);
+
+/* Call often while copying.  copied: bytes the copy has moved so far,
+ * dirtied: bytes the guest has dirtied so far (both only ever grow; the
+ * watch differentiates them).  The first call only records where they
+ * start.  Steps at most once per LW_INTERVAL_MS;
+ * returns true when it did and *limit (bytes/s for the whole copy, 0:
+ * unlimited) is the one to apply now.  w may be NULL (returns false). */
+bool lw_tick(struct lat_watch *w, uint64_t copied, uint64_t dirtied, uint64_t *limit);
+
+/* True when the next lw_tick() will step (or prime): a caller whose
+ * counters cost a QMP query asks first.  False for NULL. */
+bool lw_due(const struct lat_watch *w);
+
+/* The limit last decided (0: unlimited); 0 for NULL. */
+uint64_t lw_limit(const struct lat_watch *w);
+
+/* Stops the probe, removes what the watch added to QEMU (its export, its
+ * NBD server, a histogram it set); NULL is fine. */
+void lw_stop(struct lat_watch *w);
+
+#endif
