@@ -75,9 +75,20 @@ static void fail_now(struct run *R)
 
 /* ---- request state machine ---- */
 
+/* Bytes the source lent go back to it, and the slot has its own buffer
+ * again. */
+static void req_unlend(struct run *R, struct creq *r)
+{
+    if (r->buf != r->own) {
+        R->cp.src->ops->unlend(R->cp.src, r);
+        r->buf = r->own;
+    }
+}
+
 /* The slot goes back to the free list: nothing of it is submitted. */
 static void req_release(struct run *R, struct creq *r)
 {
+    req_unlend(R, r);
     r->st = ST_FREE;
     r->next = R->free;
     R->free = r;
@@ -127,6 +138,7 @@ static void zero_write_next(struct run *R, struct creq *r)
  * zeroed buffer when it has none (or it turned out not to work). */
 static void req_zero(struct run *R, struct creq *r)
 {
+    req_unlend(R, r);
     if (R->cp.dst->can_zero) {
         req_start(R, r, ST_ZERO, r->off, r->off + r->len);
         return;
@@ -511,7 +523,7 @@ static int setup_buffers(struct run *R)
     }
     for (int i = R->nreq - 1; i >= 0; i--) {
         R->reqs[i].cp = cp;
-        R->reqs[i].buf = bufpool_alloc(&R->pool, cp->req_size);
+        R->reqs[i].buf = R->reqs[i].own = bufpool_alloc(&R->pool, cp->req_size);
         R->reqs[i].next = R->free;
         R->free = &R->reqs[i];
     }
