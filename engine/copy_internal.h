@@ -81,6 +81,7 @@ struct endpoint {
     uint64_t size;
     uint32_t align;            /* I/O offsets and lengths want this */
     uint32_t max_io;           /* largest read or write */
+    uint32_t pref_io;          /* request size it does best with; 0: any */
     uint64_t max_zero;         /* largest zero request */
     bool can_zero;             /* has a zeroing operation at all */
     bool knows_zero;           /* its extents tell what reads as zeroes */

@@ -251,6 +251,15 @@ struct endpoint *copy_local_open(const char *spec, const char *path, bool is_tar
     ep->size = l->t.size;
     ep->align = l->t.block_size;
     ep->max_io = COPY_MAX_REQUEST;
+    /* A local source prefers 1 MiB requests.  Into an NBD
+     * server (nbdkit's file plugin, 1 GiB, 16 MiB in flight either way),
+     * 1 MiB instead of 256 KiB takes a warm source from 0.72-0.77 s to
+     * 0.61-0.66 s, the server's CPU from 0.84 s to 0.73 s and volmig's
+     * from 0.30 s to 0.25 s, and a cold one (O_DIRECT) from 1.48-1.89 s
+     * to 1.31-1.71 s: each request costs the server the same whatever
+     * its size. */
+    if (!is_target)
+        ep->pref_io = 1U << 20;
     ep->max_zero = LOCAL_MAX_ZERO;
     ep->can_zero = is_target;
     ep->knows_zero = l->t.kind == TARGET_FILE && l->t.can_seek_data;

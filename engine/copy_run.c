@@ -508,7 +508,11 @@ static int setup_buffers(struct run *R)
     struct copy *cp = &R->cp;
     struct iovec iov;
 
-    R->nreq = cp->cfg->requests > 0 ? cp->cfg->requests : 64;
+    /* Without a count, the buffers hold 16 MiB: 64 requests of 256 KiB,
+     * 16 of 1 MiB. */
+    R->nreq = cp->cfg->requests > 0 ? cp->cfg->requests : (int)((16U << 20) / cp->req_size);
+    if (R->nreq < 16 && cp->cfg->requests <= 0)
+        R->nreq = 16;
     if ((uint64_t)R->nreq * cp->req_size > COPY_MAX_BUFFERS) {
         err_set(EINVAL, "%d requests of %u bytes need more than %llu bytes of buffers", R->nreq,
                 cp->req_size, COPY_MAX_BUFFERS);
@@ -558,6 +562,11 @@ static int setup_buffers(struct run *R)
 static uint32_t choose_req_size(const struct copy_config *cfg, struct run *R)
 {
     uint64_t rs = cfg->request_size ? cfg->request_size : 256U << 10;
+
+    /* Without a size, a source that does better with larger requests
+     * gets them (a local file or device, see copy_local_open). */
+    if (!cfg->request_size && R->cp.src->pref_io > rs)
+        rs = R->cp.src->pref_io;
 
     if (rs > R->cp.src->max_io)
         rs = R->cp.src->max_io;
