@@ -638,10 +638,13 @@ static void teardown(struct run *R)
 {
     struct copy *cp = &R->cp;
 
-    if (cp->src)
-        cp->src->ops->close(cp->src);
+    /* The target first: a write still in flight (a server that stopped
+     * answering) may hold bytes the source lent, which closing the source
+     * unmaps. */
     if (cp->dst)
         cp->dst->ops->close(cp->dst);
+    if (cp->src)
+        cp->src->ops->close(cp->src);
     if (cp->ring_ok)
         io_uring_queue_exit(&cp->ring);
     if (cp->efd >= 0)
