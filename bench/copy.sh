@@ -22,7 +22,12 @@
 # file on the disk copied into nbdkit's file plugin with cache=none, once
 # with the source warm (read just before) and once cold (caches dropped),
 # volmig against nbdcopy: O_DIRECT alone loses when the cache is warm,
-# buffered reads alone lose when it is cold.
+# buffered reads alone lose when it is cold.  What bounds those copies is
+# measured in the same run: the same reads into null: (the source side
+# alone), the file from /dev/shm into nbdkit (the NBD end alone, reads
+# costing next to nothing), and fio's raw copy limit for that size on the
+# disk (one O_DIRECT reader and one writer at once).
+# BENCH_COPY_CACHE_ONLY=1 runs this table alone.
 #
 # Prints Markdown tables on stdout; progress goes to stderr.
 set -euo pipefail
@@ -54,23 +59,31 @@ drop_caches() {
     fi
 }
 
-# The cache table's runs: TOOL warm|cold; prints "SECONDS CPU".
+# The cache table's runs: TOOL warm|cold|shm nbd|null; prints "SECONDS
+# CPU".  shm: the source is a copy in /dev/shm.
 cache_case() {
-    rm -f "$dir/target"
-    truncate -s "$cbytes" "$dir/target"
-    rm -f "$dir/t.sock"
-    nbdkit -f -U "$dir/t.sock" file "$dir/target" cache=none >/dev/null 2>&1 &
-    pids+=($!)
-    server=$!
-    for _ in $(seq 100); do [ -S "$dir/t.sock" ] && break; sleep 0.05; done
+    local src=$dir/csrc dst=null: s
+    [ "$2" = shm ] && src=$shmsrc
+    if [ "$3" = nbd ]; then
+        rm -f "$dir/target"
+        truncate -s "$cbytes" "$dir/target"
+        rm -f "$dir/t.sock"
+        nbdkit -f -U "$dir/t.sock" file "$dir/target" cache=none >/dev/null 2>&1 &
+        pids+=($!)
+        server=$!
+        for _ in $(seq 100); do [ -S "$dir/t.sock" ] && break; sleep 0.05; done
+        dst="nbd+unix:///?socket=$dir/t.sock"
+    fi
     sync
-    if [ "$2" = cold ]; then echo 3 >/proc/sys/vm/drop_caches; else cat "$dir/csrc" >/dev/null; fi
+    if [ "$2" = cold ]; then echo 3 >/proc/sys/vm/drop_caches; else cat "$src" >/dev/null; fi
     case $1 in
-        volmig)  s=$(timed "$VOLMIG" copy "$dir/csrc" "nbd+unix:///?socket=$dir/t.sock") ;;
-        nbdcopy) s=$(timed nbdcopy "$dir/csrc" "nbd+unix:///?socket=$dir/t.sock") ;;
+        volmig)  s=$(timed "$VOLMIG" copy "$src" "$dst") ;;
+        nbdcopy) s=$(timed nbdcopy "$src" "$dst") ;;
     esac
-    stop_server
-    cmp -s "$dir/csrc" "$dir/target" || s="DIFFERS -"
+    if [ "$3" = nbd ]; then
+        stop_server
+        cmp -s "$dir/csrc" "$dir/target" || s="DIFFERS -"
+    fi
     echo "$s"
 }
 
@@ -174,8 +187,9 @@ ratio() { python3 -c "a, b = '$1', '$2'
 try: print('%.2fx' % (float(a) / float(b)))
 except ValueError: print('-')"; }
 
-rows=()
-for where in disk shm; do
+rows=() wheres="disk shm"
+[ "${BENCH_COPY_CACHE_ONLY:-0}" = 1 ] && wheres=
+for where in $wheres; do
     if [ $where = disk ]; then base=$DISK; else base=/dev/shm; fi
     dir=$(mktemp -d "$base/volmig-bench-copy.XXXXXX")
     dirs+=("$dir")
@@ -214,37 +228,51 @@ if [ -w /proc/sys/vm/drop_caches ]; then
     dir=$(mktemp -d "$DISK/volmig-bench-cache.XXXXXX")
     dirs+=("$dir")
     head -c "$cbytes" /dev/urandom >"$dir/csrc"
-    for temp in warm cold; do
+    shmdir=$(mktemp -d /dev/shm/volmig-bench-cache.XXXXXX)
+    dirs+=("$shmdir")
+    shmsrc=$shmdir/csrc
+    cp "$dir/csrc" "$shmsrc"
+    for case in "warm nbd" "cold nbd" "warm null" "cold null" "shm nbd"; do
+        read -r temp to <<<"$case"
         declare -A all=() t=() c=() r=()
         load=$(cut -d' ' -f1 /proc/loadavg)
         for i in $(seq "$REPEAT"); do
             for tool in volmig nbdcopy; do
-                x=$(cache_case $tool $temp)
+                x=$(cache_case $tool $temp $to)
                 all[$tool]+="${all[$tool]:+|}$x"
-                say "cache $temp $tool run $i: ${x% *} s, CPU ${x#* } s"
+                say "cache $temp -> $to $tool run $i: ${x% *} s, CPU ${x#* } s"
             done
         done
         for tool in volmig nbdcopy; do
             IFS='|' read -r -a runs <<<"${all[$tool]}"
             read -r t[$tool] c[$tool] r[$tool] < <(best "${runs[@]}")
         done
-        crows+=("| $temp | ${r[volmig]} | ${r[nbdcopy]} | $(ratio "${t[nbdcopy]}" "${t[volmig]}") | ${c[volmig]} / ${c[nbdcopy]} | $load |")
+        src=$temp
+        [ $temp = shm ] && src="in /dev/shm"
+        crows+=("| $src | $( [ $to = nbd ] && echo nbdkit || echo null: ) | ${r[volmig]} | ${r[nbdcopy]} | $(ratio "${t[nbdcopy]}" "${t[volmig]}") | ${c[volmig]} / ${c[nbdcopy]} | $load |")
     done
+    rm -rf "$shmdir"
+    # fio_limit reads "dense" and drops the caches itself.
+    ln -s csrc "$dir/dense"
+    read -r climit_s climit_mb < <(bytes=$cbytes fio_limit "$dir" disk)
+    crows+=("| cold (fio raw copy limit) | disk | ${climit_s} | | | | $(cut -d' ' -f1 /proc/loadavg) |")
     rm -rf "$dir"
 fi
 
-echo "### volmig copy vs nbdcopy vs qemu-img convert ($SIZE, seconds incl. sync, fastest-slowest of $REPEAT; ratio of the fastest runs > 1: volmig faster)"
-echo
-echo "| where | case | volmig | nbdcopy | qemu-img | nbdcopy/volmig | qemu-img/volmig | CPU s volmig / nbdcopy / qemu-img | load | notes |"
-echo "|---|---|---|---|---|---|---|---|---|---|"
-printf '%s\n' "${rows[@]}"
-echo
-echo "$(nproc) CPUs, load average at the end $(cut -d' ' -f1-3 /proc/loadavg); NBD end: nbdkit file plugin ($(nbdkit --version | head -n 1)); $(nbdcopy --version | head -n 1); $(qemu-img --version | head -n 1); targets start as fresh sparse files."
+if [ ${#rows[@]} -gt 0 ]; then
+    echo "### volmig copy vs nbdcopy vs qemu-img convert ($SIZE, seconds incl. sync, fastest-slowest of $REPEAT; ratio of the fastest runs > 1: volmig faster)"
+    echo
+    echo "| where | case | volmig | nbdcopy | qemu-img | nbdcopy/volmig | qemu-img/volmig | CPU s volmig / nbdcopy / qemu-img | load | notes |"
+    echo "|---|---|---|---|---|---|---|---|---|---|"
+    printf '%s\n' "${rows[@]}"
+    echo
+    echo "$(nproc) CPUs, load average at the end $(cut -d' ' -f1-3 /proc/loadavg); NBD end: nbdkit file plugin ($(nbdkit --version | head -n 1)); $(nbdcopy --version | head -n 1); $(qemu-img --version | head -n 1); targets start as fresh sparse files."
+fi
 if [ ${#crows[@]} -gt 0 ]; then
     echo
-    echo "### The source's page cache: a ${BENCH_CACHE_SIZE:-1G} file on the disk into nbdkit (file, cache=none), warm (read just before) and cold (caches dropped); seconds incl. sync, fastest-slowest of $REPEAT; ratio > 1: volmig faster"
+    echo "### The source's page cache: a ${BENCH_CACHE_SIZE:-1G} file on the disk into nbdkit (file, cache=none) or null:, warm (read just before) and cold (caches dropped); seconds incl. sync, fastest-slowest of $REPEAT; ratio > 1: volmig faster"
     echo
-    echo "| source | volmig | nbdcopy | nbdcopy/volmig | CPU s volmig / nbdcopy | load |"
-    echo "|---|---|---|---|---|---|"
+    echo "| source | target | volmig | nbdcopy | nbdcopy/volmig | CPU s volmig / nbdcopy | load |"
+    echo "|---|---|---|---|---|---|---|"
     printf '%s\n' "${crows[@]}"
 fi

@@ -45,8 +45,10 @@ static void usage(FILE *f)
         "\n"
         "  --connections N      NBD connections per side when the server allows\n"
         "                       multi-conn (default 4, at most %d)\n"
-        "  --requests N         requests in flight (default 64, at most %d)\n"
-        "  --request-size BYTES bytes per read and write (default 256K, at most 32M)\n"
+        "  --requests N         requests in flight (default: as many as fill 16 MiB,\n"
+        "                       at least 16; at most %d)\n"
+        "  --request-size BYTES bytes per read and write (default 256K, 1M from a\n"
+        "                       local SOURCE; at most 32M)\n"
         "  --output text|json   progress as text (a bar on a terminal) or JSON lines\n"
         "  --no-direct          do not use O_DIRECT on local volumes\n"
         "  --force-share, -U    read a local SOURCE even while another process writes it\n"
@@ -209,7 +211,7 @@ int cmd_copy(int argc, char **argv)
         { 0 },
     };
     struct display d = { 0 };
-    struct copy_config cfg = { .connections = 4, .requests = 64, .request_size = 256U << 10,
+    struct copy_config cfg = { .connections = 4,
                                .progress_ms = 500, .cancel = &cancel_flag, .emit = show,
                                .opaque = &d };
     struct copy_status st = { 0 };

@@ -153,6 +153,7 @@ int target_open(struct target *t, const char *path, bool readonly, bool direct,
     }
     if (open_probe(t, path, readonly, direct, export_size) < 0)
         return -1;
+    t->shared = force_share;
     /* Locked last: the probe may have reopened the file without O_DIRECT,
      * and the locks belong to the open file description that stays. */
     if (target_lock(t, force_share) < 0) {

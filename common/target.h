@@ -34,6 +34,11 @@ struct target {
     int cache_fd;
     uint32_t page_size;
     char why_uncached[64];
+    /* The whole volume mapped read-only from the twin, so that resident
+     * ranges can be lent without a copy (target_cache_lend); NULL when
+     * there is no twin, or the volume is shared with a writer. */
+    const uint8_t *map;
+    bool shared;          /* opened with force_share */
 };
 
 struct target_extent {
@@ -61,6 +66,12 @@ void target_cache_open(struct target *t);
 bool target_cache_holds(const struct target *t, uint64_t off, uint64_t len);
 void target_cache_prep_read(const struct target *t, struct io_uring_sqe *sqe, void *buf,
                             uint32_t len, uint64_t off);
+/* The bytes of [off, off+len) as the page cache holds them, without a
+ * copy: a pointer into the read-only mapping when every page of the range
+ * is resident, NULL otherwise (read it then).  The pages stay mapped until
+ * target_cache_unlend() of the same range. */
+const uint8_t *target_cache_lend(const struct target *t, uint64_t off, uint64_t len);
+void target_cache_unlend(const struct target *t, uint64_t off, uint64_t len);
 void target_cache_close(struct target *t);
 
 /* Takes part in QEMU's image locking on t->fd: a reader needs "consistent

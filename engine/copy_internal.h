@@ -66,6 +66,10 @@ struct ep_ops {
     /* Optional: the buffer pool is registered with the copier's ring as
      * fixed buffer index; only endpoints with uses_ring hear it. */
     void (*use_fixed)(struct endpoint *ep, int index);
+    /* Optional, for a source whose read may point r->buf at memory of its
+     * own instead of filling the slot's buffer (a local file's page cache,
+     * mapped): the core is done with those bytes. */
+    void (*unlend)(struct endpoint *ep, struct creq *r);
 };
 
 /* What the core knows of an endpoint; each backend's struct starts with it. */
@@ -77,6 +81,7 @@ struct endpoint {
     uint64_t size;
     uint32_t align;            /* I/O offsets and lengths want this */
     uint32_t max_io;           /* largest read or write */
+    uint32_t pref_io;          /* request size it does best with; 0: any */
     uint64_t max_zero;         /* largest zero request */
     bool can_zero;             /* has a zeroing operation at all */
     bool knows_zero;           /* its extents tell what reads as zeroes */
@@ -92,7 +97,10 @@ struct creq {
     uint64_t off, len;         /* the piece this request settles */
     bool dst_zero;             /* the target reads zeroes over the piece */
     enum creq_state st;
-    uint8_t *buf;              /* request_size bytes of the registered pool */
+    uint8_t *buf;              /* the piece's bytes: own, or lent by the
+                                * source's read until the core gives them
+                                * back (ep_ops.unlend) */
+    uint8_t *own;              /* request_size bytes of the registered pool */
     uint64_t io_pos, io_end;   /* the operation in progress */
     uint64_t io_base;          /* the volume offset buf[0] stands for */
     uint64_t zpos;             /* ST_ZERO_WRITE: zeroes written up to here */

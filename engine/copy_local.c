@@ -12,6 +12,7 @@
 #include <linux/magic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
@@ -80,11 +81,44 @@ static void local_do_inline(struct endpoint *ep, struct creq *r, enum ep_op op, 
     ep->cp->done = r;
 }
 
+/* A read of a range the page cache holds in full lends the pages
+ * themselves, mapped, instead of copying them into the slot's buffer:
+ * the target sends or writes them from there.  Copying 1 GiB out of the
+ * cache costs about 0.15 s of CPU here, as much again as sending it to an
+ * NBD server, and on two CPUs that the server needs as well it is time
+ * taken from the server.  Only a whole piece is lent, never the rest of a
+ * short read. */
+static bool local_lend(struct endpoint *ep, struct creq *r)
+{
+    const uint8_t *p;
+
+    if (r->buf != r->own || r->io_pos != r->io_base)
+        return false;
+    p = target_cache_lend(&LOCAL(ep)->t, r->io_pos, r->io_end - r->io_pos);
+    if (!p)
+        return false;
+    /* The mapping is read-only, and the core only reads lent bytes (it
+     * looks for zeroes in them and writes them to the target). */
+    r->buf = (uint8_t *)(uintptr_t)p;
+    r->res = (int64_t)(r->io_end - r->io_pos);
+    r->next = ep->cp->done;
+    ep->cp->done = r;
+    return true;
+}
+
+static void local_unlend(struct endpoint *ep, struct creq *r)
+{
+    target_cache_unlend(&LOCAL(ep)->t, r->off, r->len);
+}
+
 static int local_start(struct endpoint *ep, struct creq *r, enum ep_op op)
 {
     struct io_uring_sqe *sqe;
     uint8_t *buf = r->buf + (r->io_pos - r->io_base);
     uint64_t len = r->io_end - r->io_pos;
+
+    if (op == OP_READ && local_lend(ep, r))
+        return 0;
 
     /* O_DIRECT wants whole blocks; a read past the end of the file comes
      * back short, with exactly the bytes that exist. */
@@ -107,7 +141,11 @@ static int local_start(struct endpoint *ep, struct creq *r, enum ep_op op)
             target_prep_read(&LOCAL(ep)->t, sqe, buf, (uint32_t)len, r->io_pos);
         break;
     case OP_WRITE:
-        target_prep_write(&LOCAL(ep)->t, sqe, buf, (uint32_t)len, r->io_pos, false);
+        /* Bytes the source lent are not in the registered buffers. */
+        if (r->buf != r->own)
+            io_uring_prep_write(sqe, LOCAL(ep)->t.fd, buf, (unsigned)len, r->io_pos);
+        else
+            target_prep_write(&LOCAL(ep)->t, sqe, buf, (uint32_t)len, r->io_pos, false);
         break;
     case OP_ZERO:
         target_prep_fallocate(&LOCAL(ep)->t, sqe, r->zmode ? FALLOC_FL_ZERO_RANGE : FALLOC_FL_PUNCH_HOLE,
@@ -165,6 +203,7 @@ static const struct ep_ops local_ops = {
     .zero_unsupported = local_zero_unsupported,
     .close = local_close,
     .use_fixed = local_use_fixed,
+    .unlend = local_unlend,
 };
 
 /* A target path that does not exist yet becomes a sparse file of the
@@ -212,6 +251,15 @@ struct endpoint *copy_local_open(const char *spec, const char *path, bool is_tar
     ep->size = l->t.size;
     ep->align = l->t.block_size;
     ep->max_io = COPY_MAX_REQUEST;
+    /* A local source prefers 1 MiB requests.  Into an NBD
+     * server (nbdkit's file plugin, 1 GiB, 16 MiB in flight either way),
+     * 1 MiB instead of 256 KiB takes a warm source from 0.72-0.77 s to
+     * 0.61-0.66 s, the server's CPU from 0.84 s to 0.73 s and volmig's
+     * from 0.30 s to 0.25 s, and a cold one (O_DIRECT) from 1.48-1.89 s
+     * to 1.31-1.71 s: each request costs the server the same whatever
+     * its size. */
+    if (!is_target)
+        ep->pref_io = 1U << 20;
     ep->max_zero = LOCAL_MAX_ZERO;
     ep->can_zero = is_target;
     ep->knows_zero = l->t.kind == TARGET_FILE && l->t.can_seek_data;

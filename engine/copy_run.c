@@ -77,9 +77,20 @@ static void fail_now(struct run *R)
 
 /* ---- request state machine ---- */
 
+/* Bytes the source lent go back to it, and the slot has its own buffer
+ * again. */
+static void req_unlend(struct run *R, struct creq *r)
+{
+    if (r->buf != r->own) {
+        R->cp.src->ops->unlend(R->cp.src, r);
+        r->buf = r->own;
+    }
+}
+
 /* The slot goes back to the free list: nothing of it is submitted. */
 static void req_release(struct run *R, struct creq *r)
 {
+    req_unlend(R, r);
     r->st = ST_FREE;
     r->next = R->free;
     R->free = r;
@@ -129,6 +140,7 @@ static void zero_write_next(struct run *R, struct creq *r)
  * zeroed buffer when it has none (or it turned out not to work). */
 static void req_zero(struct run *R, struct creq *r)
 {
+    req_unlend(R, r);
     if (R->cp.dst->can_zero) {
         req_start(R, r, ST_ZERO, r->off, r->off + r->len);
         return;
@@ -506,7 +518,11 @@ static int setup_buffers(struct run *R)
     struct copy *cp = &R->cp;
     struct iovec iov;
 
-    R->nreq = cp->cfg->requests > 0 ? cp->cfg->requests : 64;
+    /* Without a count, the buffers hold 16 MiB: 64 requests of 256 KiB,
+     * 16 of 1 MiB. */
+    R->nreq = cp->cfg->requests > 0 ? cp->cfg->requests : (int)((16U << 20) / cp->req_size);
+    if (R->nreq < 16 && cp->cfg->requests <= 0)
+        R->nreq = 16;
     if ((uint64_t)R->nreq * cp->req_size > COPY_MAX_BUFFERS) {
         err_set(EINVAL, "%d requests of %u bytes need more than %llu bytes of buffers", R->nreq,
                 cp->req_size, COPY_MAX_BUFFERS);
@@ -521,7 +537,7 @@ static int setup_buffers(struct run *R)
     }
     for (int i = R->nreq - 1; i >= 0; i--) {
         R->reqs[i].cp = cp;
-        R->reqs[i].buf = bufpool_alloc(&R->pool, cp->req_size);
+        R->reqs[i].buf = R->reqs[i].own = bufpool_alloc(&R->pool, cp->req_size);
         R->reqs[i].next = R->free;
         R->free = &R->reqs[i];
     }
@@ -556,6 +572,11 @@ static int setup_buffers(struct run *R)
 static uint32_t choose_req_size(const struct copy_config *cfg, struct run *R)
 {
     uint64_t rs = cfg->request_size ? cfg->request_size : 256U << 10;
+
+    /* Without a size, a source that does better with larger requests
+     * gets them (a local file or device, see copy_local_open). */
+    if (!cfg->request_size && R->cp.src->pref_io > rs)
+        rs = R->cp.src->pref_io;
 
     if (rs > R->cp.src->max_io)
         rs = R->cp.src->max_io;
@@ -627,10 +648,13 @@ static void teardown(struct run *R)
 {
     struct copy *cp = &R->cp;
 
-    if (cp->src)
-        cp->src->ops->close(cp->src);
+    /* The target first: a write still in flight (a server that stopped
+     * answering) may hold bytes the source lent, which closing the source
+     * unmaps. */
     if (cp->dst)
         cp->dst->ops->close(cp->dst);
+    if (cp->src)
+        cp->src->ops->close(cp->src);
     if (cp->ring_ok)
         io_uring_queue_exit(&cp->ring);
     if (cp->efd >= 0)

@@ -150,6 +150,63 @@ static void test_locks(void **state)
     unlink(path);
 }
 
+/* A range the page cache holds is lent as a pointer into the mapping,
+ * with the file's bytes; once the cache has dropped it, it is not, and
+ * a shared (force_share) source is never mapped.  Skipped where the kernel
+ * cannot tell what the cache holds (no cachestat(2)). */
+static void test_cache_lend(void **state)
+{
+    char path[] = "/var/tmp/volmig-unit-XXXXXX";
+    int fd = mkstemp(path);
+    struct target t;
+    static uint8_t data[1 << 20];
+    const uint8_t *p;
+
+    (void)state;
+    assert_true(fd >= 0);
+    for (size_t i = 0; i < sizeof data; i++)
+        data[i] = (uint8_t)(i * 7 + (i >> 12));
+    /* Just written: every page is in the cache. */
+    assert_int_equal(pwrite(fd, data, sizeof data, 0), (ssize_t)sizeof data);
+    assert_int_equal(fdatasync(fd), 0);
+    assert_int_equal(target_open(&t, path, true, true, 0, false), 0);
+    target_cache_open(&t);
+    if (t.cache_fd < 0) {
+        target_close(&t);
+        close(fd);
+        unlink(path);
+        skip();
+    }
+    assert_non_null(t.map);
+    p = target_cache_lend(&t, 256 << 10, 256 << 10);
+    assert_non_null(p);
+    assert_memory_equal(p, data + (256 << 10), 256 << 10);
+    target_cache_unlend(&t, 256 << 10, 256 << 10);
+    /* The last bytes of the file, asked for with a length past its end. */
+    p = target_cache_lend(&t, sizeof data - 4096, 8192);
+    assert_non_null(p);
+    assert_memory_equal(p, data + sizeof data - 4096, 4096);
+    target_cache_unlend(&t, sizeof data - 4096, 8192);
+    assert_null(target_cache_lend(&t, sizeof data, 4096));
+    target_close(&t);
+    assert_null(t.map);
+    /* Out of the cache (clean, and unmapped since the close): read it. */
+    assert_int_equal(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+    assert_int_equal(target_open(&t, path, true, true, 0, false), 0);
+    target_cache_open(&t);
+    assert_non_null(t.map);
+    assert_null(target_cache_lend(&t, 0, 256 << 10));
+    target_close(&t);
+
+    assert_int_equal(target_open(&t, path, true, true, 0, true), 0);
+    target_cache_open(&t);
+    assert_null(t.map);
+    assert_null(target_cache_lend(&t, 0, 4096));
+    target_close(&t);
+    close(fd);
+    unlink(path);
+}
+
 static void test_open_errors(void **state)
 {
     struct target t;
@@ -169,6 +226,7 @@ int main(void)
         cmocka_unit_test(test_extents),
         cmocka_unit_test(test_open_errors),
         cmocka_unit_test(test_locks),
+        cmocka_unit_test(test_cache_lend),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
