@@ -17,9 +17,15 @@
 #   libvirt  QEMU's blockdev-mirror with its defaults into a second QEMU's
 #            NBD export, cancelled once READY (libvirt's path, lib.sh)
 #
-# and, for each value of BENCH_BUDGETS, a mirror and a bitmap row run with
-# --latency-budget VALUE: the hook for the latency-aware copy of issue 14.
-# Empty by default; a volmig without that option gets rows that say so.
+# The mirror and bitmap rows run with volmig's defaults, which include the
+# latency-aware copy (--latency-budget auto: the guest's p99 kept under
+# twice what it was before the copy).  For each value of BENCH_BUDGETS
+# (default "off 10x"), a mirror and a bitmap row run with
+# --latency-budget VALUE: "off" is the unthrottled copy the "x off" column
+# compares total times with.  A value "off@SPEED" runs --latency-budget off
+# --speed SPEED: a fixed rate, to show what the guest's latency is at a
+# given copy rate (BENCH_FIXED, default "off@80M": about 1.5 times the
+# guest's 50 MB/s, the least a copy must go to gain on it).
 #
 # Every copy runs with --switchover none and has BENCH_LIMIT seconds to
 # converge (READY: the "ready" event, or QEMU's READY for libvirt's path);
@@ -40,14 +46,13 @@
 # QEMU reports none (engine/latency.h).
 #
 # The picture: for one case (BENCH_PLOT="SPAN RATE ROW", default
-# "whole 50 mirror"), the guest's latency of every write and the copy's
-# rate (volmig's --output json progress events, field "rate": bytes/s, a
-# moving average in mirror mode, the current pass's in bitmap mode) over
+# "whole 50 bitmap"), the guest's latency of every write, the copy's rate
+# and the controller's limit (volmig's --output json latency events) over
 # time, in BENCH_OUT/latency.png.
 #
 # Knobs: BENCH_SIZE (1G), BENCH_RATES ("50 150"), BENCH_SPANS ("whole
 #        128M"), BENCH_ROWS ("none mirror bitmap libvirt"), BENCH_BUDGETS
-#        (""), BENCH_LIMIT (60), BENCH_BASE_S (10), BENCH_REPEAT (1; medians
+#        ("off 10x"), BENCH_FIXED ("off@80M"), BENCH_LIMIT (60), BENCH_BASE_S (10), BENCH_REPEAT (1; medians
 #        when more), BENCH_SRC_DIRECT (true), BENCH_DISK_DIR (/var/tmp),
 #        BENCH_OUT (bench/out), BENCH_PLOT, BENCH_PROBE (50).
 . "$(dirname "$0")/../tests/lib/common.sh"
@@ -58,12 +63,13 @@ MIB=$((SIZE >> 20))
 RATES=${BENCH_RATES:-50 150}
 SPANS=${BENCH_SPANS:-whole 128M}
 ROWS=${BENCH_ROWS:-none mirror bitmap libvirt}
-BUDGETS=${BENCH_BUDGETS:-}
+BUDGETS=${BENCH_BUDGETS-off 10x}
+FIXED=${BENCH_FIXED-off@80M}
 LIMIT=${BENCH_LIMIT:-60}
 BASE_S=${BENCH_BASE_S:-10}
 REPEAT=${BENCH_REPEAT:-1}
 DIRECT=${BENCH_SRC_DIRECT:-true}
-PLOT=${BENCH_PLOT:-whole 50 mirror}
+PLOT=${BENCH_PLOT:-whole 50 bitmap}
 PROBE=${BENCH_PROBE:-50}
 OUT=${BENCH_OUT:-$TOP/bench/out}
 RES=$T/results.jsonl
@@ -148,7 +154,11 @@ run_volmig() {
     # bitmap mode copies through that server, and both modes probe the
     # latency through it (the stand-in is no device QEMU accounts for).
     extra+=(--nbd-socket "$T/guest.sock" ${BENCH_EXTRA:-})
-    [ -n "$budget" ] && extra+=(--latency-budget "$budget")
+    case $budget in
+        "") ;;
+        *@*) extra+=(--latency-budget "${budget%@*}" --speed "${budget#*@}") ;;
+        *) extra+=(--latency-budget "$budget") ;;
+    esac
     truncate -s 0 "$W/dst.img"; truncate -s "$SIZE" "$W/dst.img"
     guest_qemu_start "$W/src.img" "$DIRECT"
     port=$(free_port)
@@ -234,17 +244,19 @@ for src, dst in ((log, out + ".lat"), (plog, out + ".probe")):
             x = line.split(",")
             if s - 1000 <= int(x[0]) <= e:
                 f.write("%.3f %.3f\n" % ((int(x[0]) - s) / 1000.0, int(x[1]) / 1e6))
-with open(out + ".rate", "w") as f:
+with open(out + ".rate", "w") as f, open(out + ".limit", "w") as g:
     for l in open(evf):
         ev = json.loads(l)
-        if ev.get("event") == "progress":
-            f.write("%.3f %.1f\n" % (ev["t"], ev["rate"] / 1e6))
+        if ev.get("event") == "latency":
+            f.write("%.3f %.1f\n" % (ev["t"], ev["copy_rate"] / 1e6))
+            if ev["limit"]:
+                g.write("%.3f %.1f\n" % (ev["t"], ev["limit"] / 1e6))
 PY
     cat >"$T/latency.gp" <<EOF
 set terminal pngcairo size 1200,500 font ",10"
 set output "$OUT/latency.png"
 set termoption noenhanced
-set title "$name ($MIB MiB): the guest's 64 KiB writes, a 4 KiB read probe and the copy; READY at $rd s, where the guest stops"
+set title "$name ($MIB MiB), --latency-budget auto: the guest's 64 KiB writes, a 4 KiB read probe, the copy's rate and its limit; READY at $rd s, where the guest stops"
 set xlabel "seconds since the copy started"
 set ylabel "latency, ms (log)"
 set y2label "copy rate, MB/s"
@@ -258,7 +270,8 @@ set key top left opaque
 set arrow from $rd,graph 0 to $rd,graph 1 nohead dt 2
 plot "$T/plot.lat" using 1:2 with points pt 7 ps 0.3 lc rgb "#c03030" title "guest write (fio, every write)", \
      "$T/plot.probe" using 1:2 with points pt 6 ps 0.5 lc rgb "#30a030" title "probe read through the export", \
-     "$T/plot.rate" using 1:2 axes x1y2 with linespoints pt 5 ps 0.4 lw 2 lc rgb "#3050c0" title "copy rate (volmig progress events)"
+     "$T/plot.rate" using 1:2 axes x1y2 with linespoints pt 5 ps 0.4 lw 2 lc rgb "#3050c0" title "copy rate (volmig latency events, per 0.5 s)", \
+     "$T/plot.limit" using 1:2 axes x1y2 with steps lw 2 dt 2 lc rgb "#e08000" title "the controller's rate limit"
 EOF
     gnuplot "$T/latency.gp" || log "gnuplot failed: no $OUT/latency.png"
 }
@@ -279,7 +292,7 @@ for span in $SPANS; do
                 *)             fail "BENCH_ROWS: unknown row '$row'" ;;
                 esac
             done
-            for b in $BUDGETS; do
+            for b in $BUDGETS $FIXED; do
                 for mode in mirror bitmap; do
                     log "span $span, $rate MB/s: $mode, --latency-budget $b"
                     run_volmig "$span" "$rate" "$mode" "$b"
@@ -313,22 +326,28 @@ for r in runs:
     rows.append(m)
 def base(r):
     return next((x for x in rows if (x["span"], x["rate"], x["row"]) == (r["span"], r["rate"], "none")), None)
+def unthrottled(r):
+    return next((x for x in rows if (x["span"], x["rate"], x["row"], x["budget"]) == (r["span"], r["rate"], r["row"], "off")), None)
 def f(v, fmt="%.2f"):
     return fmt % v if v is not None else "-"
 print("### The guest's write latency during a copy of %s MiB (limit %s s to READY; %s run%s per row; load after: %s)"
       % (mib, limit, repeat, "" if repeat == "1" else "s, medians", load))
 print()
-print("| span | guest MB/s | row | budget | converged | s to READY | total s | guest MB/s reached | writes | p50 ms | p99 ms | p99 x none | probe p99 ms | pause ms | note |")
-print("|---|--:|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|")
+print("| span | guest MB/s | row | budget | converged | s to READY | total s | total x off | guest MB/s reached | writes | p50 ms | p99 ms | p99 x none | probe p99 ms | pause ms | note |")
+print("|---|--:|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|")
 for r in rows:
     b = base(r)
     none = r["row"] == "none"
     na = r["converged"] == "n/a"
     x = r["p99"] / b["p99"] if not none and b and r.get("p99") and b.get("p99") else None
-    print("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-        r["span"], r["rate"], "no migration" if none else r["row"], r["budget"] or "-",
+    u = unthrottled(r)
+    tx = r["total"] / u["total"] if u and not none and not na and u.get("total") and r["converged"] == "yes" else None
+    print("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        r["span"], r["rate"], "no migration" if none else r["row"],
+        "-" if none or r["row"] == "libvirt" else r["budget"].replace("@", ", --speed ") if r["budget"] else "auto",
         "-" if none else r["converged"], f(r.get("ready")),
-        "(%.0f s)" % r["total"] if none else "-" if na else f(r["total"]), f(r.get("mbs"), "%.0f"),
+        "(%.0f s)" % r["total"] if none else "-" if na else f(r["total"]), f(tx),
+        f(r.get("mbs"), "%.0f"),
         f(r.get("writes"), "%.0f") if not na else "-", f(r.get("p50")), f(r.get("p99")), f(x), f(r.get("probe_p99")), f(r.get("pause_ms"), "%.0f"),
         r.get("note") or ""))
 missed = [r for r in rows if r["row"] != "none" and r["converged"] not in ("yes", "n/a")]

@@ -54,9 +54,9 @@ struct run {
     int failerr;
     double t0, last_emit, last_done_t, last_progress_t;
     uint64_t last_done;
-    uint64_t rate_bytes;          /* data reads issued since rate_t0 */
-    uint64_t rate_now;            /* the limit they count against */
-    double rate_t0;               /* when it was set */
+    uint64_t rate_now;            /* the rate limit in force, bytes/s (0: none) */
+    double tokens;                /* bytes it allows to read now; < 0: owed */
+    double tokens_t;              /* when they were counted */
 };
 
 static struct run *run_of(struct copy *cp)
@@ -257,26 +257,39 @@ static uint64_t range_end(struct run *R)
     return cfg->ranges[R->ri].off + cfg->ranges[R->ri].len;
 }
 
-/* Seconds until the rate limit allows another read; 0 when it does now
- * (or there is no limit).  The budget is the rate times the time since the
- * limit was set plus 100 ms of it, so the copy starts at once and a pause
- * in planning does not save up.  A new limit (config->pace) starts a new
- * budget: what the old one allowed is not owed to the new one. */
-static double rate_wait(struct run *R)
+/* The rate limit is a token bucket: it fills at the rate, holds at most
+ * RATE_BURST_S of it (the head start a copy begins with, and all that a
+ * pause in planning saves up), and each read takes its length, going into
+ * debt when it is longer than what is there.  A new limit (config->pace,
+ * the latency-aware copy's) keeps a debt and drops what it would not
+ * allow as a burst, so that however often the limit changes, the copy
+ * never runs faster than the limits it was given. */
+#define RATE_BURST_S 0.1
+
+static void rate_refill(struct run *R)
 {
     const struct copy_config *cfg = R->cp.cfg;
     uint64_t want = cfg->pace ? *cfg->pace : cfg->max_rate;
-    double rate = (double)want, allowed;
+    double now = clock_seconds(), burst = (double)want * RATE_BURST_S;
 
-    if (want != R->rate_now) {
-        R->rate_now = want;
-        R->rate_t0 = clock_seconds();
-        R->rate_bytes = 0;
-    }
-    if (rate <= 0)
+    if (R->rate_now)
+        R->tokens += (double)R->rate_now * (now - R->tokens_t);
+    else
+        R->tokens = burst;
+    R->rate_now = want;
+    if (R->tokens > burst)
+        R->tokens = burst;
+    R->tokens_t = now;
+}
+
+/* Seconds until the rate limit allows another read; 0 when it does now
+ * (or there is no limit). */
+static double rate_wait(struct run *R)
+{
+    rate_refill(R);
+    if (!R->rate_now || R->tokens >= 0)
         return 0;
-    allowed = rate * (clock_seconds() - R->rate_t0 + 0.1);
-    return (double)R->rate_bytes < allowed ? 0 : ((double)R->rate_bytes - allowed) / rate + 0.001;
+    return -R->tokens / (double)R->rate_now + 0.001;
 }
 
 /* Pieces remain and a slot is free: only max_rate may hold them back. */
@@ -331,7 +344,7 @@ static void plan(struct run *R)
         r->dst_zero = p.dst_zero;
         r->io_base = p.off;
         if (p.act == COPY_READ) {
-            R->rate_bytes += p.len;
+            R->tokens -= (double)p.len;
             req_start(R, r, ST_READ, p.off, p.off + p.len);
         }
         else
@@ -676,8 +689,8 @@ enum copy_result copy_run(const struct copy_config *cfg, struct copy_status *st)
     R->cp.cfg = cfg;
     R->cp.efd = -1;
     R->lost = UINT64_MAX;
-    R->t0 = R->last_emit = R->rate_t0 = clock_seconds();
-    R->rate_now = cfg->pace ? *cfg->pace : cfg->max_rate;
+    R->t0 = R->last_emit = clock_seconds();
+    rate_refill(R);     /* the head start: a full bucket */
     if (setup(R, cfg) < 0) {
         if (st)
             *st = R->st;

@@ -184,7 +184,7 @@ struct lat_ctl_cfg lat_ctl_defaults(double budget_ns, uint64_t ceiling)
         .grow = 1.5,
         .decrease = 0.5,
         .converge = 1.5,
-        .start = 64ULL << 20,
+        .start = 128ULL << 20,
     };
 }
 

@@ -199,10 +199,10 @@ struct lat_ctl_cfg {
 #define LAT_HEADROOM 0.5
 
 /* Defaults: floor 8 MiB/s, increase 16 MiB/s, grow 1.5, decrease 0.5,
- * converge 1.5, start 64 MiB/s; budget_ns and ceiling as given.  A copy
+ * converge 1.5, start 128 MiB/s; budget_ns and ceiling as given.  A copy
  * starts at start (under the ceiling) rather than unlimited: its first
  * interval, before any measurement, then cannot flood the guest's queue,
- * and growing by 1.5 a step reaches 700 MB/s in six steps. */
+ * and growing by 1.5 a step reaches 700 MiB/s in five steps. */
 struct lat_ctl_cfg lat_ctl_defaults(double budget_ns, uint64_t ceiling);
 
 struct lat_ctl_in {

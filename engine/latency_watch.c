@@ -68,6 +68,16 @@ struct lat_watch {
     uint64_t last_copied, last_dirtied;
     bool primed;              /* the counters have a first value */
     bool converging, ceiling_warned, stale_warned;
+    /* The guest's dirty rate, smoothed over a few seconds: a copy that
+     * moves in bursts (QEMU's mirror under a low speed copies a buffer,
+     * then sleeps) shows no dirtying at all in some intervals. */
+    double dirty_avg;
+    /* The stall guard: the least remaining seen, and when. */
+    uint64_t best_remaining;
+    int64_t best_at;
+    bool gave_up;             /* the guard lifted the limit for good */
+    int64_t start_ms;         /* the first tick: the copy began */
+    double max_rate;          /* the fastest interval of the copy, bytes/s */
 };
 
 static int64_t dl(int64_t ms)
@@ -542,7 +552,49 @@ bool lw_due(const struct lat_watch *w)
     return w && (!w->primed || qmp_now_ms() - w->last_ms >= LW_INTERVAL_MS);
 }
 
-bool lw_tick(struct lat_watch *w, uint64_t copied, uint64_t dirtied, uint64_t *limit)
+/* The copy has not gained on the guest for LW_STALL_MS while throttled:
+ * whatever the controller's reasons, it now copies at full speed (the
+ * ceiling) for the rest of the run, and says so. */
+static bool stall_guard(struct lat_watch *w, uint64_t copied, uint64_t remaining, int64_t now,
+                        uint64_t *limit)
+{
+    char msg[320];
+    double secs = (double)(now - w->start_ms) / 1000.0, fastest;
+
+    if (w->gave_up) {
+        *limit = w->limit;
+        return true;
+    }
+    if (!remaining || w->limit == w->ctl.ceiling)
+        return false;
+    if (!w->best_at || remaining < w->best_remaining) {
+        w->best_remaining = remaining;
+        w->best_at = now;
+    }
+    /* What the whole copy would have taken at the fastest rate it ran. */
+    fastest = w->max_rate > 0 ? (double)(copied + remaining) / w->max_rate : INFINITY;
+    if (now - w->best_at >= LW_STALL_MS)
+        snprintf(msg, sizeof msg,
+                 "the copy has not gained on the guest for %d s within the latency budget: it "
+                 "runs at full speed from here on, to converge, and the guest's latency gives "
+                 "way", LW_STALL_MS / 1000);
+    else if (secs > LW_STRETCH * fastest + LW_STALL_MS / 1000.0)
+        snprintf(msg, sizeof msg,
+                 "the copy within the latency budget has taken %.0f s, over %d times what its "
+                 "fastest rate would need: it runs at full speed from here on, to converge, and "
+                 "the guest's latency gives way", secs, LW_STRETCH);
+    else
+        return false;
+    w->gave_up = true;
+    w->limit = w->ctl.ceiling;
+    *limit = w->limit;
+    run_emit(w->r, json_pack("{s:s, s:s, s:f, s:I}", "event", "converging", "message", msg,
+                             "dirty_rate", w->dirty_avg, "limit", (json_int_t)w->limit));
+    return true;
+}
+
+bool lw_tick(struct lat_watch *w, uint64_t copied, uint64_t dirtied, uint64_t remaining,
+             uint64_t *limit)
 {
     int64_t now;
     double secs, p99;
@@ -558,6 +610,7 @@ bool lw_tick(struct lat_watch *w, uint64_t copied, uint64_t dirtied, uint64_t *l
      * (targets being added, say) is neither. */
     if (!w->primed) {
         w->primed = true;
+        w->start_ms = now;
         w->last_copied = copied;
         w->last_dirtied = dirtied;
         w->last_ms = now;
@@ -566,6 +619,10 @@ bool lw_tick(struct lat_watch *w, uint64_t copied, uint64_t dirtied, uint64_t *l
     }
     if (now - w->last_ms < LW_INTERVAL_MS)
         return false;
+    if (stall_guard(w, copied, remaining, now, limit)) {
+        w->last_ms = now;
+        return true;
+    }
     secs = (double)(now - w->last_ms) / 1000.0;
     if (window(w, &p99, &samples) < 0) {
         /* The signal went: hold the limit, say so once. */
@@ -588,6 +645,18 @@ bool lw_tick(struct lat_watch *w, uint64_t copied, uint64_t dirtied, uint64_t *l
         .dirty_rate = dirtied >= w->last_dirtied ? (double)(dirtied - w->last_dirtied) / secs
                                                  : 0,
     };
+    /* An average over about LW_DIRTY_AVG_MS, and the larger of it and the
+     * interval's own rate: a burst of dirtying counts at once, a quiet
+     * interval does not make the guest look idle. */
+    {
+        double a = secs * 1000.0 / LW_DIRTY_AVG_MS;
+
+        w->dirty_avg += (a < 1 ? a : 1) * (in.dirty_rate - w->dirty_avg);
+        if (w->dirty_avg > in.dirty_rate)
+            in.dirty_rate = w->dirty_avg;
+    }
+    if (in.copy_rate > w->max_rate)
+        w->max_rate = in.copy_rate;
     out = lat_ctl_step(&w->ctl, &in);
     w->last_ms = now;
     w->last_copied = copied;

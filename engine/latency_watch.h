@@ -47,6 +47,9 @@ struct lat_watch;
 #define LW_TICK_MS      100
 #define LW_BASELINE_MS  500
 #define LW_PROBE_HZ     200
+#define LW_STALL_MS     8000
+#define LW_STRETCH      4
+#define LW_DIRTY_AVG_MS 3000
 #define LW_PROBE_SIZE   4096
 
 struct lw_volume {
@@ -68,11 +71,19 @@ struct lat_watch *lw_start(struct mig_run *r, const struct lat_budget *budget,
 
 /* Call often while copying.  copied: bytes the copy has moved so far,
  * dirtied: bytes the guest has dirtied so far (both only ever grow; the
- * watch differentiates them).  The first call only records where they
- * start.  Steps at most once per LW_INTERVAL_MS;
+ * watch differentiates them).  remaining: what is left to copy, when the
+ * caller knows (0: not known): a copy that has not gained on the guest
+ * for LW_STALL_MS, or has taken LW_STRETCH times what its fastest rate
+ * would need for the whole (plus LW_STALL_MS), is let go at full speed for
+ * the rest of the run (a "converging" event says so), whatever the
+ * budget: QEMU's mirror, which must catch up with every write before it
+ * is READY, would otherwise crawl behind a guest that keeps a hot set
+ * dirty.  The first call only
+ * records where the counters start.  Steps at most once per LW_INTERVAL_MS;
  * returns true when it did and *limit (bytes/s for the whole copy, 0:
  * unlimited) is the one to apply now.  w may be NULL (returns false). */
-bool lw_tick(struct lat_watch *w, uint64_t copied, uint64_t dirtied, uint64_t *limit);
+bool lw_tick(struct lat_watch *w, uint64_t copied, uint64_t dirtied, uint64_t remaining,
+             uint64_t *limit);
 
 /* True when the next lw_tick() will step (or prime): a caller whose
  * counters cost a QMP query asks first.  False for NULL. */

@@ -111,7 +111,9 @@ static void pace(struct bm *b, const struct copy_status *st)
         b->lw_gen = b->gen;
     }
     b->lw_dirty_last = count;
-    if (lw_tick(b->lw, b->lw_copied + st->done, b->lw_dirty_base + count, &limit))
+    /* Bitmap mode converges by its passes (a dirty set that stops
+     * shrinking pauses the guest), so the watch needs no remaining. */
+    if (lw_tick(b->lw, b->lw_copied + st->done, b->lw_dirty_base + count, 0, &limit))
         b->pace = limit;
 }
 

@@ -413,7 +413,7 @@ static int pace(struct mig *m)
         copied += m->cfg->vols[i].done;
         dirtied += m->cfg->vols[i].total;
     }
-    if (!lw_tick(m->lw, copied, dirtied, &limit))
+    if (!lw_tick(m->lw, copied, dirtied, dirtied - copied, &limit))
         return 0;
     for (int i = 0; i < m->cfg->nvols; i++)
         if (qmp_callf(m->q, NULL, dl(QMP_TIMEOUT_MS), "block-job-set-speed", "{s:s, s:I}",
