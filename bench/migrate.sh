@@ -12,6 +12,10 @@
 # write latency p50/p99 during the copy, and the disk's raw copy limit (fio
 # reading the source while writing the target, O_DIRECT) from the same run.
 #
+# volmig runs with --latency-budget BENCH_MIGRATE_BUDGET (default off): this
+# compares the copy engines at full speed; bench/latency.sh measures the
+# latency-aware copy.
+#
 # Knobs: BENCH_SIZE (default 2G), BENCH_DIR_DISK (default /var/tmp),
 #        BENCH_RATES (default "0 50 150"), BENCH_MODES (default
 #        "background write-blocking").
@@ -82,7 +86,8 @@ run_volmig() { # MODE -> "ready total"
     start_serve dst --target "$W/dst.img" --listen "127.0.0.1:$port"
     s=$(now)
     "$VOLMIG" migrate --qmp "unix:$T/src.qmp" --volume "disk0=nbd://127.0.0.1:$port/" \
-        --copy-mode "$1" --switchover none --output json --retries 0 >"$T/mig.json" \
+        --copy-mode "$1" --switchover none --output json --retries 0 \
+        --latency-budget "${BENCH_MIGRATE_BUDGET:-off}" >"$T/mig.json" \
         || fail "volmig migrate failed: $(tail -n 2 "$T/mig.json")"
     e=$(now)
     ready=$(python3 -c "
