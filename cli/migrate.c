@@ -72,7 +72,7 @@ static void usage(FILE *f)
         "                      against the limit\n"
         "  --latency-budget B  the guest's p99 write latency the copy keeps under, by\n"
         "                      lowering its rate (both modes): auto (default) is twice\n"
-        "                      the p99 measured for 1.5 s before the copy (at least\n"
+        "                      the p99 measured for 0.5 s before the copy (at least\n"
         "                      1 ms), Nx is N times it, a duration (500us, 4ms, 0.2s)\n"
         "                      is absolute, off copies at full speed.  A copy the\n"
         "                      guest outruns speeds up again to converge (a\n"
