@@ -38,6 +38,12 @@ _lo_pids() {
         [ "$p" = "$$" ] || [ "$p" = "${BASHPID:-}" ] && continue
         # A zombie is gone already; it only waits for its parent.
         [ "$(awk '{print $3}' "/proc/$p/stat" 2>/dev/null)" = Z ] && continue
+        # So is a process whose memory is already released (an empty
+        # command line): it is in the last steps of its exit, as a server
+        # killed a moment before may still be under a slow (sanitized)
+        # build.
+        # (procfs gives every file a size of 0: read it.)
+        [ -n "$(tr -d '\0' <"/proc/$p/cmdline" 2>/dev/null)" ] || continue
         [ -e "/proc/$p" ] && echo "$p"
     done
     rm -f "$f"
