@@ -59,6 +59,7 @@
 #include "engine/target_probe.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,6 +71,10 @@
 
 #define LVD_MAX_DISKS 64
 #define LVD_NO_EVENT (-1)
+/* Not a libvirt status: the job is gone from libvirt's view and no event
+ * said how it ended. */
+#define LVD_JOB_GONE 16
+#define LVD_SOURCE_MAX 4400
 
 /* What the callbacks saw.  Shared between the event loop thread and the
  * caller; reference-counted because libvirt calls the free callback of a
@@ -205,10 +210,16 @@ static void job_reset(struct lvd *c, const char *target)
     pthread_mutex_unlock(&c->ev->lock);
 }
 
+/* What libvirt shows of target's job right now, asked once a second
+ * while no event came: a status, LVD_NO_EVENT while the job goes on, -1
+ * when it cannot tell.  The event is the fast path; this is the floor
+ * under it, for an end event that never reaches this client. */
+typedef int (*job_poll_fn)(struct lvd *c, const char *target, const void *arg);
+
 /* Sleeps until target's status is one of want (a bit mask of 1 << status)
  * or something ends the wait.  The status seen, or -1 with err_msg(). */
 static int job_wait(struct lvd *c, const char *target, unsigned want, int64_t deadline,
-                    const char *what)
+                    const char *what, job_poll_fn poll, const void *arg)
 {
     struct lvd_events *e = c->ev;
     int rc = -1, *slot;
@@ -244,7 +255,19 @@ static int job_wait(struct lvd *c, const char *target, unsigned want, int64_t de
             ts.tv_sec++;
             ts.tv_nsec -= 1000000000L;
         }
-        pthread_cond_timedwait(&e->cond, &e->lock, &ts);
+        if (pthread_cond_timedwait(&e->cond, &e->lock, &ts) == ETIMEDOUT && poll) {
+            int s;
+
+            /* The poll talks to libvirtd, whose events the loop thread
+             * delivers under this lock. */
+            pthread_mutex_unlock(&e->lock);
+            s = poll(c, target, arg);
+            pthread_mutex_lock(&e->lock);
+            if (s >= 0 && s != LVD_NO_EVENT && (want & (1u << s))) {
+                rc = s;
+                break;
+            }
+        }
     }
     pthread_mutex_unlock(&e->lock);
     return rc;
@@ -277,6 +300,7 @@ static const char *status_name(int s)
     case VIR_DOMAIN_BLOCK_JOB_FAILED: return "failed";
     case VIR_DOMAIN_BLOCK_JOB_CANCELED: return "cancelled";
     case VIR_DOMAIN_BLOCK_JOB_READY: return "ready";
+    case LVD_JOB_GONE: return "ended (libvirt sent no event saying how)";
     default: return "in an unknown state";
     }
 }
@@ -615,10 +639,43 @@ out:
     return rc;
 }
 
+void lvd_deaf_to_jobs(struct lvd *c)
+{
+    if (c->job_cb >= 0 && virConnectDomainEventDeregisterAny(c->conn, c->job_cb) == 0)
+        c->job_cb = -1;
+}
+
+/* A poll for job_wait: READY once the live XML says <mirror ready='yes'>,
+ * LVD_JOB_GONE once libvirt shows neither a <mirror> nor a job. */
+static int poll_ready(struct lvd *c, const char *target, const void *arg)
+{
+    struct lvd_progress p;
+    struct lvd_disk *v;
+    size_t n;
+    bool mirror, ready;
+    int i;
+
+    (void)arg;
+    if ((i = disk_of(c, false, target, &v, &n)) < 0)
+        return -1;
+    mirror = v[i].mirror;
+    ready = v[i].mirror_ready;
+    lvd_disks_free(v, n);
+    if (ready)
+        return VIR_DOMAIN_BLOCK_JOB_READY;
+    if (mirror)
+        return LVD_NO_EVENT;
+    /* The XML first, the job second: a job that ends in between shows
+     * as gone, never as a job without its <mirror>. */
+    i = lvd_job_info(c, target, &p);
+    return i < 0 ? -1 : i == 0 ? LVD_JOB_GONE : LVD_NO_EVENT;
+}
+
 int lvd_wait_ready(struct lvd *c, const char *target, int64_t deadline)
 {
     unsigned want = 1u << VIR_DOMAIN_BLOCK_JOB_READY | 1u << VIR_DOMAIN_BLOCK_JOB_COMPLETED |
-                    1u << VIR_DOMAIN_BLOCK_JOB_FAILED | 1u << VIR_DOMAIN_BLOCK_JOB_CANCELED;
+                    1u << VIR_DOMAIN_BLOCK_JOB_FAILED | 1u << VIR_DOMAIN_BLOCK_JOB_CANCELED |
+                    1u << LVD_JOB_GONE;
     struct lvd_disk *v;
     size_t n;
     bool mirror, ready;
@@ -634,8 +691,8 @@ int lvd_wait_ready(struct lvd *c, const char *target, int64_t deadline)
     if (ready)
         return 0;
     /* No <mirror>: the job ended or never began; an event may say how. */
-    s = job_wait(c, target, want, mirror ? deadline : clock_ms(),
-                 "waiting for READY");
+    s = job_wait(c, target, want, mirror ? deadline : clock_ms(), "waiting for READY",
+                 poll_ready, NULL);
     if (s == VIR_DOMAIN_BLOCK_JOB_READY)
         return 0;
     if (s >= 0)
@@ -691,14 +748,57 @@ static int wait_no_job(struct lvd *c, const char *target, int64_t deadline)
     }
 }
 
+/* What lvd_finish's poll compares: the disk's source before the end was
+ * asked for. */
+struct end_poll {
+    bool pivot;
+    char before[LVD_SOURCE_MAX];
+};
+
+/* A poll for job_wait: once libvirt shows neither a <mirror> nor a job,
+ * the end happened; a pivot that moved the disk completed, one that did
+ * not failed, and an abort cancelled. */
+static int poll_end(struct lvd *c, const char *target, const void *arg)
+{
+    const struct end_poll *ep = arg;
+    char now[LVD_SOURCE_MAX];
+    struct lvd_progress p;
+    struct lvd_disk *v;
+    size_t n;
+    bool mirror;
+    int i;
+
+    if ((i = disk_of(c, false, target, &v, &n)) < 0)
+        return -1;
+    mirror = v[i].mirror;
+    lvd_disk_source_text(&v[i], now, sizeof now);
+    lvd_disks_free(v, n);
+    if (mirror)
+        return LVD_NO_EVENT;
+    if ((i = lvd_job_info(c, target, &p)) != 0)
+        return i < 0 ? -1 : LVD_NO_EVENT;
+    if (!ep->pivot)
+        return VIR_DOMAIN_BLOCK_JOB_CANCELED;
+    return strcmp(now, ep->before) ? VIR_DOMAIN_BLOCK_JOB_COMPLETED
+                                   : VIR_DOMAIN_BLOCK_JOB_FAILED;
+}
+
 int lvd_finish(struct lvd *c, const char *target, bool pivot, int64_t deadline)
 {
     unsigned flags = VIR_DOMAIN_BLOCK_JOB_ABORT_ASYNC;
     unsigned want = 1u << VIR_DOMAIN_BLOCK_JOB_COMPLETED | 1u << VIR_DOMAIN_BLOCK_JOB_FAILED |
                     1u << VIR_DOMAIN_BLOCK_JOB_CANCELED;
     const char *what = pivot ? "pivot" : "abort";
-    int s;
+    struct end_poll ep = { .pivot = pivot };
+    struct lvd_progress p;
+    struct lvd_disk *v;
+    size_t n;
+    int i, s;
 
+    if ((i = disk_of(c, false, target, &v, &n)) < 0)
+        return -1;
+    lvd_disk_source_text(&v[i], ep.before, sizeof ep.before);
+    lvd_disks_free(v, n);
     if (pivot)
         flags |= VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT;
     job_reset(c, target);
@@ -707,9 +807,16 @@ int lvd_finish(struct lvd *c, const char *target, bool pivot, int64_t deadline)
         return -1;
     }
     s = job_wait(c, target, want, deadline,
-                 pivot ? "waiting for the pivot to end" : "waiting for the abort to end");
-    if (s < 0)
+                 pivot ? "waiting for the pivot to end" : "waiting for the abort to end",
+                 poll_end, &ep);
+    if (s < 0) {
+        /* Say where the job stands, so that a hang in QEMU shows. */
+        if (err_errno() == ETIMEDOUT && lvd_job_info(c, target, &p) == 1)
+            err_set(ETIMEDOUT, "libvirt: %s disk %s: the %s did not end in time; the block "
+                    "job is still at %" PRIu64 " of %" PRIu64 " bytes", c->name, target, what,
+                    p.cur, p.end);
         return -1;
+    }
     if (pivot ? s != VIR_DOMAIN_BLOCK_JOB_COMPLETED : s == VIR_DOMAIN_BLOCK_JOB_FAILED) {
         err_set(EIO, "libvirt: the %s of %s disk %s %s%s", what, c->name, target, status_name(s),
                 pivot ? ": the domain stays on its source" : "");
@@ -724,7 +831,7 @@ static int verify_one(struct lvd *c, bool inactive, const char *target,
 {
     struct lvd_disk *v;
     size_t n;
-    char have[4400], want[4600];
+    char have[LVD_SOURCE_MAX], want[LVD_SOURCE_MAX + 200];
     int i, rc = 0;
 
     if ((i = disk_of(c, inactive, target, &v, &n)) < 0)

@@ -135,10 +135,16 @@ int lvd_copy_start(struct lvd *c, const char *target, const struct target_uri *d
                    const struct lvd_fit *fit, const struct lvd_copy_opts *o);
 
 /* Waits for the copy of target to be READY (the BLOCK_JOB_2 event, or
- * <mirror ready='yes'> for a job started by someone else).  -1 when the
+ * <mirror ready='yes'> for a job started by someone else or whose event
+ * never came; the live XML is read once a second).  -1 when the
  * job ended instead, the domain stopped, the connection closed, or
  * deadline passed. */
 int lvd_wait_ready(struct lvd *c, const char *target, int64_t deadline);
+
+/* Stops listening to the domain's block job events, for tests: the waits then
+ * see a job's READY and its end only by asking libvirt once a second,
+ * which is their floor under an event that never arrives. */
+void lvd_deaf_to_jobs(struct lvd *c);
 
 struct lvd_progress {
     uint64_t cur, end;         /* bytes; cur == end is NOT readiness */
@@ -151,8 +157,10 @@ int lvd_job_info(struct lvd *c, const char *target, struct lvd_progress *p);
 /* Ends target's copy: pivot moves the domain onto the destination (the
  * job must be READY); otherwise the job is aborted and the domain stays
  * on its source (after READY the destination is then a consistent copy;
- * before, a partial one).  Waits for the job's end event and for libvirt
- * to show no job and no <mirror>. */
+ * before, a partial one).  Waits for the job's end event (or, should it
+ * not come, libvirt showing neither job nor <mirror>, with the pivot's
+ * outcome read from the disk's source) and for libvirt to show no job and
+ * no <mirror>. */
 int lvd_finish(struct lvd *c, const char *target, bool pivot, int64_t deadline);
 
 /* After a pivot: the live XML, and a persistent domain's definition,

@@ -6,7 +6,9 @@
 # file, no job is left, and the copy equals the source, the writes made
 # while the mirror ran included (QEMU completes a READY mirror on a
 # non-forced cancel).  Then the one-call form (lvd copy --switchover none)
-# on a transient domain, named by its alias.
+# on a transient domain, named by its alias, with libvirt's block job
+# events ignored: READY and the abort's end are then seen only by polling
+# libvirt, as when an event is lost.
 . "$(dirname "$0")/../lib/common.sh"
 . "$TOP/tests/lib/libvirt-helpers.sh"
 
@@ -37,11 +39,11 @@ log "the copy is consistent: equal to the source once the domain stopped"
 "${VIRSH[@]}" destroy "$DOM" >/dev/null
 same_bytes "$T/src.img" "$T/copy.img"
 
-log "one call, by alias, on a transient domain"
+log "one call, by alias, on a transient domain, without job events"
 dd if=/dev/urandom of="$T/t.img" bs=1M count=8 conv=notrunc status=none
 lv_domain "$DOM-t" transient "$T/t.img"
-"$LVD" "$DOM-t" copy --switchover none virtio-disk0="file:$T/copy2.img" >"$T/out" \
-    || fail "copy --switchover none"
+"$LVD" --no-job-events "$DOM-t" copy --timeout 20 --switchover none \
+    virtio-disk0="file:$T/copy2.img" >"$T/out" || fail "copy --switchover none: $(cat "$T/out")"
 grep -q "copied vda" "$T/out" || fail "unexpected output: $(cat "$T/out")"
 assert_eq "$(lv_source "$DOM-t" vda)" "$T/t.img" "transient domain's live XML"
 lv_no_job "$DOM-t" vda

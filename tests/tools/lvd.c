@@ -2,7 +2,9 @@
  * tests/integration/libvirt-*.sh tests, until the libvirt strategy of
  * `volmig migrate` exists.
  *
- *   lvd [--uri URI] DOMAIN COMMAND [OPTIONS] [ARGS]
+ *   lvd [--uri URI] [--no-job-events] DOMAIN COMMAND [OPTIONS] [ARGS]
+ *     --no-job-events: ignore libvirt's block job events, so that READY
+ *     and the end are seen only by polling libvirt (an event lost)
  *     disks [--inactive]          one line per disk: target alias type source index mirror
  *     resolve NAME...             the target of each disk NAME names
  *     check NAME=DEST...          what lvd_copy_check says
@@ -47,7 +49,7 @@ static struct {
     const char *uri;
     int timeout;
     struct lvd_copy_opts copy;
-    bool inactive, pivot;
+    bool inactive, pivot, no_job_events;
 } opt = { .timeout = 60, .pivot = true };
 
 static int die(const char *what)
@@ -58,8 +60,9 @@ static int die(const char *what)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: lvd [--uri URI] DOMAIN disks|resolve|check|start|wait-ready|"
-                    "progress|finish|verify|copy|cancel [OPTIONS] ARGS (see tests/tools/lvd.c)\n");
+    fprintf(stderr, "usage: lvd [--uri URI] [--no-job-events] DOMAIN disks|resolve|check|start|"
+                    "wait-ready|progress|finish|verify|copy|cancel [OPTIONS] ARGS "
+                    "(see tests/tools/lvd.c)\n");
     return 2;
 }
 
@@ -335,6 +338,10 @@ int main(int argc, char **argv)
         opt.uri = argv[i + 1];
         i += 2;
     }
+    if (i < argc && !strcmp(argv[i], "--no-job-events")) {
+        opt.no_job_events = true;
+        i++;
+    }
     if (argc - i < 2)
         return usage();
     dom = argv[i++];
@@ -367,6 +374,8 @@ int main(int argc, char **argv)
     }
     if (!(c = lvd_open(opt.uri, dom)))
         return die(NULL);
+    if (opt.no_job_events)
+        lvd_deaf_to_jobs(c);
     rc = run(c, cmd, args, n);
     fflush(stdout);
     lvd_close(c);
