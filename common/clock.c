@@ -23,3 +23,10 @@ double clock_seconds(void)
 
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
+
+uint64_t clock_ns(void)
+{
+    struct timespec ts = mono();
+
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}

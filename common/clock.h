@@ -6,5 +6,6 @@
 
 int64_t clock_ms(void);        /* CLOCK_MONOTONIC, milliseconds */
 double clock_seconds(void);    /* CLOCK_MONOTONIC, seconds */
+uint64_t clock_ns(void);       /* CLOCK_MONOTONIC, nanoseconds */
 
 #endif

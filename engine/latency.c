@@ -41,6 +41,15 @@ int lat_hist_set(struct lat_hist *h, const uint64_t *bounds, size_t nbounds, con
     return 0;
 }
 
+void lat_hist_add(struct lat_hist *h, uint64_t ns)
+{
+    size_t i = 0;
+
+    while (i < h->nbounds && ns >= h->bounds[i])
+        i++;
+    h->bins[i]++;
+}
+
 uint64_t lat_hist_count(const struct lat_hist *h)
 {
     uint64_t n = 0;

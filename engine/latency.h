@@ -101,6 +101,9 @@ size_t lat_hist_default_bounds(uint64_t *out, size_t max);
 int lat_hist_set(struct lat_hist *h, const uint64_t *bounds, size_t nbounds, const uint64_t *bins,
                  size_t nbins);
 
+/* Counts one request of ns nanoseconds in its bin. */
+void lat_hist_add(struct lat_hist *h, uint64_t ns);
+
 /* The requests counted in h. */
 uint64_t lat_hist_count(const struct lat_hist *h);
 

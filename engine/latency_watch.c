@@ -3,6 +3,7 @@
  * a second, and the events that tell the user what it does. */
 #include "engine/latency_watch.h"
 #include "engine/migrate_run.h"
+#include "common/clock.h"
 #include "common/error.h"
 #include "qmp/qmp.h"
 
@@ -18,11 +19,6 @@
 #include <unistd.h>
 
 #define QMP_TIMEOUT_MS RUN_QMP_TIMEOUT_MS
-/* Where the watch makes a private socket for QEMU's NBD server when it
- * must start one: the directory name bitmap mode uses, so that the sweep
- * of a dead run's leftovers (engine/migrate_bitmap_qemu.c) finds it. */
-#define SOCK_TEMPLATE  "/tmp/" MIG_NAME_PREFIX "%d.XXXXXX"
-#define SOCK_NAME      "nbd.sock"
 
 enum lw_signal { SIG_HISTOGRAM, SIG_PROBE };
 
@@ -41,7 +37,7 @@ struct probe {
     bool running;
     atomic_bool stop;
     atomic_bool failed;
-    _Atomic uint64_t inflight_since;   /* now_ns() the read under way began; 0: none */
+    _Atomic uint64_t inflight_since;   /* clock_ns() the read under way began; 0: none */
     pthread_mutex_t mu;
     struct lat_hist h;        /* every probe since the start */
     struct nbd_handle **nbd;
@@ -58,7 +54,8 @@ struct lat_watch {
     /* probe signal */
     struct probe probe;
     struct lat_hist probe_prev;
-    char sock[128], sock_dir[96];
+    char sock[128];           /* QEMU's NBD server: own.path or --nbd-socket */
+    struct run_sock own;      /* the private socket of a server the watch started */
     bool server_started;
     /* the controller */
     struct lat_ctl_cfg ctl;
@@ -92,29 +89,34 @@ static double ms(double ns)
 
 /* ---- the histogram signal ---- */
 
-/* The guest device whose BlockBackend has node on top (query-block's
- * "qdev" beside "inserted": {"node-name"}), into out; false when the node
- * has none (an NBD export is no device, and is not listed). */
-static bool find_qdev(struct qmp *q, const char *node, char *out, size_t len)
+/* Each volume's guest device: the one whose BlockBackend has the node on
+ * top (query-block's "qdev" beside "inserted": {"node-name"}), from one
+ * query-block.  false when some node has none (an NBD export is no
+ * device, and is not listed). */
+static bool find_qdevs(struct lat_watch *w, const struct lw_volume *vols)
 {
     json_t *blocks = NULL, *b;
     size_t i;
-    bool found = false;
+    int found = 0;
 
-    if (qmp_call(q, "query-block", NULL, &blocks, dl(QMP_TIMEOUT_MS)) < 0)
+    if (qmp_call(w->r->q, "query-block", NULL, &blocks, dl(QMP_TIMEOUT_MS)) < 0)
         return false;
-    json_array_foreach(blocks, i, b) {
-        const char *qdev = json_string_value(json_object_get(b, "qdev"));
-        const char *name = json_string_value(
-            json_object_get(json_object_get(b, "inserted"), "node-name"));
+    for (int k = 0; k < w->n; k++) {
+        w->vols[k].qdev[0] = '\0';
+        json_array_foreach(blocks, i, b) {
+            const char *qdev = json_string_value(json_object_get(b, "qdev"));
+            const char *name = json_string_value(
+                json_object_get(json_object_get(b, "inserted"), "node-name"));
 
-        if (!found && qdev && *qdev && name && !strcmp(name, node)) {
-            snprintf(out, len, "%s", qdev);
-            found = true;
+            if (qdev && *qdev && name && !strcmp(name, vols[k].node)) {
+                snprintf(w->vols[k].qdev, sizeof w->vols[k].qdev, "%s", qdev);
+                found++;
+                break;
+            }
         }
     }
     json_decref(blocks);
-    return found;
+    return found == w->n;
 }
 
 /* QEMU's {"boundaries": [...], "bins": [...]} into h; -1 when absent or
@@ -159,16 +161,14 @@ static int read_histograms(struct lat_watch *w, struct lat_hist *out)
     return 0;
 }
 
-/* Which histograms device qdev has now: *wr the write one, *other any
- * other (read, flush, zone append). */
-static int device_histograms(struct qmp *q, const char *qdev, bool *wr, bool *other)
+/* Which histograms device qdev has in query-blockstats' answer stats:
+ * *wr the write one, *other any other (read, flush, zone append). */
+static void device_histograms(json_t *stats, const char *qdev, bool *wr, bool *other)
 {
-    json_t *stats = NULL, *s;
+    json_t *s;
     size_t j;
 
     *wr = *other = false;
-    if (qmp_call(q, "query-blockstats", NULL, &stats, dl(QMP_TIMEOUT_MS)) < 0)
-        return -1;
     json_array_foreach(stats, j, s) {
         const char *name = json_string_value(json_object_get(s, "qdev"));
         json_t *st = json_object_get(s, "stats");
@@ -188,8 +188,6 @@ static int device_histograms(struct qmp *q, const char *qdev, bool *wr, bool *ot
                 *other = true;
         }
     }
-    json_decref(stats);
-    return 0;
 }
 
 /* Gives every volume's device a write histogram: volmig's own boundaries
@@ -199,17 +197,18 @@ static int histograms_start(struct lat_watch *w, const struct lw_volume *vols)
 {
     uint64_t bounds[LAT_HIST_MAX_BOUNDS];
     size_t nb = lat_hist_default_bounds(bounds, LAT_HIST_MAX_BOUNDS);
+    json_t *stats = NULL;
+    int rc = 0;
 
-    for (int i = 0; i < w->n; i++)
-        if (!find_qdev(w->r->q, vols[i].node, w->vols[i].qdev, sizeof w->vols[i].qdev))
-            return -1;
-    for (int i = 0; i < w->n; i++) {
+    if (!find_qdevs(w, vols) ||
+        qmp_call(w->r->q, "query-blockstats", NULL, &stats, dl(QMP_TIMEOUT_MS)) < 0)
+        return -1;
+    for (int i = 0; i < w->n && rc == 0; i++) {
         struct lw_vol *v = &w->vols[i];
         bool wr, other;
         json_t *arr;
 
-        if (device_histograms(w->r->q, v->qdev, &wr, &other) < 0)
-            return -1;
+        device_histograms(stats, v->qdev, &wr, &other);
         if (wr)
             continue;
         arr = json_array();
@@ -217,13 +216,16 @@ static int histograms_start(struct lat_watch *w, const struct lw_volume *vols)
             json_array_append_new(arr, json_integer((json_int_t)bounds[k]));
         if (qmp_callf(w->r->q, NULL, dl(QMP_TIMEOUT_MS), "block-latency-histogram-set",
                       "{s:s, s:o}", "id", v->qdev, "boundaries-write", arr) < 0)
-            return -1;
-        /* Removing a histogram removes them all (the id alone): volmig
-         * removes its own only when the device had no other, so that an
-         * operator's read or flush histogram survives the migration. */
-        v->we_set = !other;
+            rc = -1;
+        else
+            /* Removing a histogram removes them all (the id alone):
+             * volmig removes its own only when the device had no other,
+             * so that an operator's read or flush histogram survives the
+             * migration. */
+            v->we_set = !other;
     }
-    return 0;
+    json_decref(stats);
+    return rc;
 }
 
 static void histograms_stop(struct lat_watch *w)
@@ -235,23 +237,6 @@ static void histograms_stop(struct lat_watch *w)
 }
 
 /* ---- the probe signal ---- */
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
-static void hist_add(struct lat_hist *h, uint64_t ns)
-{
-    size_t i = 0;
-
-    while (i < h->nbounds && ns >= h->bounds[i])
-        i++;
-    h->bins[i]++;
-}
 
 /* xorshift64: offsets need not be good random numbers, only spread. */
 static uint64_t next_rand(uint64_t *s)
@@ -265,12 +250,12 @@ static uint64_t next_rand(uint64_t *s)
 static void *probe_main(void *opaque)
 {
     struct probe *p = opaque;
-    uint64_t seed = now_ns() | 1, period = 1000000000ULL / LW_PROBE_HZ;
+    uint64_t seed = clock_ns() | 1, period = 1000000000ULL / LW_PROBE_HZ;
     char buf[LW_PROBE_SIZE];
 
     for (uint64_t k = 0; !atomic_load(&p->stop); k++) {
         int i = (int)(k % (uint64_t)p->n);
-        uint64_t blocks = p->sizes[i] / LW_PROBE_SIZE, t0 = now_ns(), t1;
+        uint64_t blocks = p->sizes[i] / LW_PROBE_SIZE, t0 = clock_ns(), t1;
         uint64_t off = blocks ? next_rand(&seed) % blocks * LW_PROBE_SIZE : 0;
 
         if (!blocks)
@@ -281,10 +266,10 @@ static void *probe_main(void *opaque)
             atomic_store(&p->failed, true);
             break;
         }
-        t1 = now_ns();
+        t1 = clock_ns();
         atomic_store(&p->inflight_since, 0);
         pthread_mutex_lock(&p->mu);
-        hist_add(&p->h, t1 - t0);
+        lat_hist_add(&p->h, t1 - t0);
         pthread_mutex_unlock(&p->mu);
         if (t1 - t0 < period) {
             struct timespec ts = { 0, (long)(period - (t1 - t0)) };
@@ -305,20 +290,13 @@ static int probe_server(struct lat_watch *w, const char *nbd_socket)
         snprintf(w->sock, sizeof w->sock, "%s", nbd_socket);
         return 0;
     }
-    snprintf(w->sock_dir, sizeof w->sock_dir, SOCK_TEMPLATE, (int)getpid());
-    if (!mkdtemp(w->sock_dir)) {
-        err_set(errno, "%s", w->sock_dir);
-        w->sock_dir[0] = '\0';
-        return -1;
-    }
-    snprintf(w->sock, sizeof w->sock, "%s/" SOCK_NAME, w->sock_dir);
-    if (qmp_callf(w->r->q, NULL, dl(QMP_TIMEOUT_MS), "nbd-server-start",
-                  "{s:{s:s, s:{s:s}}}", "addr", "type", "unix", "data", "path", w->sock) < 0) {
+    if (run_nbd_server_start(w->r, &w->own) < 0) {
         err_prefix("no guest device reports the drive's latency, and QEMU's NBD server for a "
                    "probe could not be started (if QEMU runs one, give its socket with "
                    "--nbd-socket)");
         return -1;
     }
+    snprintf(w->sock, sizeof w->sock, "%s", w->own.path);
     w->server_started = true;
     return 0;
 }
@@ -344,9 +322,7 @@ static int probe_start(struct lat_watch *w, const char *nbd_socket)
         /* On a server volmig did not start, the ext tag keeps a later
          * sweep of a dead run's exports from stopping that server. */
         run_name(v->export, sizeof v->export, "%sp%d", w->r->cfg->nbd_socket ? "ext-" : "", i);
-        if (qmp_callf(w->r->q, NULL, dl(QMP_TIMEOUT_MS), "block-export-add",
-                      "{s:s, s:s, s:s, s:s, s:b}", "type", "nbd", "id", v->export,
-                      "node-name", v->node, "name", v->export, "writable", 0) < 0) {
+        if (run_export_ro_add(w->r->q, v->export, v->node) < 0) {
             err_prefix("a probe export on QEMU's NBD server at %s", w->sock);
             return -1;
         }
@@ -395,8 +371,7 @@ static void probe_stop(struct lat_watch *w)
         return;
     for (int i = 0; i < w->n; i++)
         if (w->vols[i].exported)
-            qmp_callf(w->r->q, NULL, dl(QMP_TIMEOUT_MS), "block-export-del", "{s:s, s:s}",
-                      "id", w->vols[i].export, "mode", "hard");
+            run_export_del(w->r->q, w->vols[i].export);
     if (w->server_started)
         qmp_call(w->r->q, "nbd-server-stop", NULL, NULL, dl(QMP_TIMEOUT_MS));
 }
@@ -428,7 +403,7 @@ static int window(struct lat_watch *w, double *p99, uint64_t *samples)
 
             if (since) {
                 *samples = 1;
-                *p99 = (double)(now_ns() - since);
+                *p99 = (double)(clock_ns() - since);
             }
         }
         return 0;
@@ -471,10 +446,7 @@ static void watch_free(struct lat_watch *w)
         probe_stop(w);
     else
         histograms_stop(w);
-    if (w->sock_dir[0]) {
-        unlink(w->sock);
-        rmdir(w->sock_dir);
-    }
+    run_sock_remove(&w->own);
     free(w->vols);
     free(w);
 }

@@ -320,7 +320,7 @@ static enum attempt pass_full(struct bm *b)
         if (a != ATT_OK)
             return a;
         a = copy_pending(b, i, id, NULL, 0, &settled);
-        if (bm_export_del(b->q, id) < 0 && a == ATT_OK)
+        if (run_export_del(b->q, id) < 0 && a == ATT_OK)
             a = run_qmp_failed(b->r, ATT_RETRY);
         if (a != ATT_OK)
             return a;
@@ -346,13 +346,13 @@ static enum attempt todo_ranges(struct bm *b, int vol, int old, char *id, size_t
         return a;
     bm_bitmap_name(b, vol, old, bname, sizeof bname);
     if (bitmap_dirty_ranges(b->sock, id, bname, b->cfg->vols[vol].size, &d, &nd, &bytes) < 0) {
-        bm_export_del(b->q, id);
+        run_export_del(b->q, id);
         return run_qmp_failed(b->r, ATT_RETRY);
     }
     a = with_pending(b, vol, d, nd, r, n) < 0 ? ATT_FINAL : ATT_OK;
     free(d);
     if (a != ATT_OK)
-        bm_export_del(b->q, id);
+        run_export_del(b->q, id);
     return a;
 }
 
@@ -361,7 +361,7 @@ static enum attempt pass_end(struct bm *b, int vol, int old, const char *id, enu
 {
     char bname[96];
 
-    if (bm_export_del(b->q, id) < 0 && a == ATT_OK)
+    if (run_export_del(b->q, id) < 0 && a == ATT_OK)
         a = run_qmp_failed(b->r, ATT_RETRY);
     /* Also after a failure: what the bitmap marked is pending now. */
     bm_bitmap_name(b, vol, old, bname, sizeof bname);
@@ -483,7 +483,7 @@ static enum attempt pass_resume(struct bm *b, int attempt)
      * stays (the cleanup merges it into the one recording). */
     for (int i = 0; live && i < nv; i++)
         if (live[i])
-            bm_export_del(b->q, id[i]);
+            run_export_del(b->q, id[i]);
     json_decref(vols);
     for (int i = 0; r && i < nv; i++)
         free(r[i]);
@@ -824,7 +824,7 @@ static void bitmap_finish(struct mig_run *r, enum mig_result res)
         bm_keep_drop(b);
     if (b->resumable && qmp_is_open(r->q))
         bm_sweep_mine(b);
-    bm_remove_own_sock_dir(b);
+    run_sock_remove(&b->own);
     for (int i = 0; b->pend && i < b->cfg->nvols; i++)
         free(b->pend[i]);
     free(b->pend);

@@ -122,7 +122,8 @@ struct bm {
     struct mig_run *r;
     struct mig_config *cfg;
     struct qmp *q;
-    char dir[64], sock[128];  /* sock: the NBD server's, ours or --nbd-socket */
+    struct run_sock own;     /* the private socket of a server volmig started */
+    char sock[128];          /* the NBD server's, ours or --nbd-socket */
     bool server_started;     /* ours to stop; never with --nbd-socket */
     bool stopped;            /* we paused the guest: ours to resume */
     int gen;                 /* the generation recording now */
@@ -169,8 +170,6 @@ enum attempt bm_server_start(struct bm *b);
  * transaction. */
 enum attempt bm_switch_bitmaps(struct bm *b, bool fresh);
 enum attempt bm_export_add(struct bm *b, int vol, int gen, bool with_bitmap, char *id, size_t len);
-/* Deletes an export and waits until it is gone.  -1 with err_msg(). */
-int bm_export_del(struct qmp *q, const char *id);
 void bm_bitmap_name(const struct bm *b, int vol, int gen, char *buf, size_t len);
 /* Bytes marked in the bitmaps of generation gen, over all volumes. */
 int bm_dirty_count(struct bm *b, int gen, uint64_t *count);
@@ -190,7 +189,6 @@ void bm_source_uri(const struct bm *b, const char *id, char *buf, size_t len);
  * export: this attempt's export of the volume's node. */
 int bm_resume_check(struct bm *b, int vol, const char *export, const struct copy_range *todo,
                     size_t n, char *why, size_t whylen);
-void bm_remove_own_sock_dir(struct bm *b);
 /* migrate_bitmap_keep.c.  adopt: before the first pass, takes over what a
  * failed run kept for these drives and destinations: true when at least
  * one volume resumes (generation 0 then exists on every node, pend and

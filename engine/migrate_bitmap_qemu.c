@@ -34,12 +34,11 @@
 #include <unistd.h>
 
 #define QMP_TIMEOUT_MS    RUN_QMP_TIMEOUT_MS
-#define EXPORT_GONE_MS    30000     /* a deleted export to disappear */
 #define NAME_PREFIX       MIG_NAME_PREFIX
-/* Where bm_server_start() makes its private socket directory,
+/* Where run_nbd_server_start() makes its private socket directory,
  * SOCK_PARENT/volmig-PID.XXXXXX, and the socket's name in it. */
-#define SOCK_PARENT       "/tmp"
-#define SOCK_NAME         "nbd.sock"
+#define SOCK_PARENT       RUN_SOCK_PARENT
+#define SOCK_NAME         RUN_SOCK_NAME
 #define EXT_TAG           "ext-"    /* after "volmig-PID-": on a server not ours */
 
 static int64_t dl(int64_t ms)
@@ -75,48 +74,6 @@ static bool ext_name(const char *name)
 
 /* ---- removing what we (or a dead run) added ---- */
 
-static bool export_exists(struct qmp *q, const char *id)
-{
-    json_t *ex = NULL, *e;
-    size_t i;
-    bool found = false;
-
-    if (qmp_call(q, "query-block-exports", NULL, &ex, dl(QMP_TIMEOUT_MS)) < 0)
-        return false;
-    json_array_foreach(ex, i, e) {
-        const char *s = json_string_value(json_object_get(e, "id"));
-
-        found |= s && !strcmp(s, id);
-    }
-    json_decref(ex);
-    return found;
-}
-
-/* Deletes an export and waits until it is gone: until then its bitmap is
- * busy and cannot be removed. */
-int bm_export_del(struct qmp *q, const char *id)
-{
-    int64_t deadline = dl(EXPORT_GONE_MS);
-
-    if (qmp_callf(q, NULL, dl(QMP_TIMEOUT_MS), "block-export-del", "{s:s, s:s}", "id", id,
-                  "mode", "hard") < 0 &&
-        export_exists(q, id))
-        return -1;
-    while (export_exists(q, id)) {
-        json_t *ev = NULL;
-
-        if (qmp_now_ms() > deadline) {
-            err_set(ETIMEDOUT, "export %s did not go away", id);
-            return -1;
-        }
-        if (qmp_wait_event(q, "BLOCK_EXPORT_DELETED", NULL, NULL, &ev, dl(50)) == 0)
-            json_decref(ev);
-        if (!qmp_is_open(q))
-            return -1;
-    }
-    return 0;
-}
-
 /* Removes every export and (unless keep_bitmaps) bitmap whose name's pid
  * passes want(); then stops the NBD server if stop_server, or if
  * stop_if_empty, nothing is exported any more and an export removed came
@@ -142,7 +99,7 @@ static int bm_sweep_qemu(struct qmp *q, bool (*want)(int pid), bool stop_server,
         json_array_foreach(ex, i, e) {
             const char *id = json_string_value(json_object_get(e, "id"));
 
-            if (id && want(mig_name_pid(id)) && bm_export_del(q, id) == 0) {
+            if (id && want(mig_name_pid(id)) && run_export_del(q, id) == 0) {
                 n++;
                 owned += !ext_name(id);
             } else {
@@ -273,17 +230,6 @@ static void remove_dead_sock_dirs(void)
 }
 
 
-/* The socket directory lives on this host: it is removed whatever became
- * of QEMU, also when the monitor is gone. */
-void bm_remove_own_sock_dir(struct bm *b)
-{
-    if (!b->dir[0])
-        return;
-    unlink(b->sock);
-    rmdir(b->dir);
-    b->dir[0] = '\0';
-}
-
 /* Removes this run's exports and bitmaps, and the NBD server if it is
  * ours; the guest stays as it is. */
 void bm_sweep_mine(struct bm *b)
@@ -378,7 +324,7 @@ void bm_cleanup(struct bm *b)
 
     err_save(&saved);
     if (!qmp_is_open(b->q)) {
-        bm_remove_own_sock_dir(b);
+        run_sock_remove(&b->own);
         return;
     }
     bm_sweep_qemu(b->q, is_mine, b->server_started, false, b->resumable);
@@ -391,7 +337,7 @@ void bm_cleanup(struct bm *b)
         qmp_call(b->q, "cont", NULL, NULL, dl(QMP_TIMEOUT_MS));
         b->stopped = false;
     }
-    bm_remove_own_sock_dir(b);
+    run_sock_remove(&b->own);
     err_restore(saved.errnum, saved.msg);
 }
 
@@ -475,15 +421,6 @@ static int export_listed(const char *sock, const char *name, int *count)
     return rc;
 }
 
-/* A read-only export of node named id, whose only use is to show up (or
- * not) in the export list of the server on some socket: that tells whether
- * the server there is this QEMU's. */
-static int probe_add(struct qmp *q, const char *id, const char *node)
-{
-    return qmp_callf(q, NULL, dl(QMP_TIMEOUT_MS), "block-export-add", "{s:s, s:s, s:s, s:s, s:b}",
-                     "type", "nbd", "id", id, "node-name", node, "name", id, "writable", 0);
-}
-
 /* --nbd-socket: the server is someone else's.  Before anything is copied,
  * a probe export proves both that QEMU runs an NBD server and that the
  * server on the socket is that one (an export added through QMP shows up
@@ -500,7 +437,7 @@ static enum attempt server_attach(struct bm *b)
     }
     snprintf(b->sock, sizeof b->sock, "%s", path);
     run_name(id, sizeof id, EXT_TAG "probe");
-    if (probe_add(b->q, id, b->cfg->vols[0].node) < 0) {
+    if (run_export_ro_add(b->q, id, b->cfg->vols[0].node) < 0) {
         if (!qmp_is_open(b->q))
             return ATT_GONE;
         if (strstr(err_msg(), "not running")) {
@@ -513,7 +450,7 @@ static enum attempt server_attach(struct bm *b)
         return ATT_RETRY;
     }
     listed = export_listed(b->sock, id, NULL);
-    if (bm_export_del(b->q, id) < 0)
+    if (run_export_del(b->q, id) < 0)
         return run_qmp_failed(b->r, ATT_RETRY);
     if (listed < 0) {
         err_prefix("--nbd-socket %s: cannot reach an NBD server there", path);
@@ -574,13 +511,13 @@ static int stop_orphan_server(struct qmp *q)
 
         if (i >= 8 || added)
             break;
-        added = node && probe_add(q, id, node) == 0;
+        added = node && run_export_ro_add(q, id, node) == 0;
     }
     json_decref(nodes);
     if (!added)
         return 0;     /* no server running at all, most likely */
     listed = export_listed(sock, id, &count);
-    if (bm_export_del(q, id) == 0 && listed == 1 && count == 1 &&
+    if (run_export_del(q, id) == 0 && listed == 1 && count == 1 &&
         qmp_call(q, "nbd-server-stop", NULL, NULL, dl(QMP_TIMEOUT_MS)) == 0)
         n = 1;
     return n;
@@ -603,21 +540,9 @@ int bitmap_sweep(struct qmp *q)
 
 enum attempt bm_server_start(struct bm *b)
 {
-    json_t *addr;
-
     if (b->cfg->nbd_socket)
         return server_attach(b);
-    snprintf(b->dir, sizeof b->dir, SOCK_PARENT "/" NAME_PREFIX "%d.XXXXXX", (int)getpid());
-    if (!mkdtemp(b->dir)) {
-        err_set(errno, "mkdtemp %s", b->dir);
-        b->dir[0] = '\0';
-        return ATT_FINAL;
-    }
-    snprintf(b->sock, sizeof b->sock, "%s/" SOCK_NAME, b->dir);
-    /* QEMU 7.2 takes the legacy SocketAddress form here. */
-    addr = json_pack("{s:s, s:{s:s}}", "type", "unix", "data", "path", b->sock);
-    if (qmp_callf(b->q, NULL, dl(QMP_TIMEOUT_MS), "nbd-server-start", "{s:o}", "addr",
-                  addr) < 0) {
+    if (run_nbd_server_start(b->r, &b->own) < 0) {
         if (!qmp_is_open(b->q))
             return ATT_GONE;
         /* QEMU 7.2 runs one NBD server at most and cannot say where it
@@ -631,6 +556,7 @@ enum attempt bm_server_start(struct bm *b)
             err_prefix("--mode bitmap starts an NBD server in QEMU");
         return ATT_FINAL;
     }
+    snprintf(b->sock, sizeof b->sock, "%s", b->own.path);
     b->server_started = true;
     return ATT_OK;
 }

@@ -6,12 +6,14 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #define QMP_TIMEOUT_MS RUN_QMP_TIMEOUT_MS
+#define EXPORT_GONE_MS 30000     /* a deleted export to disappear */
 
 /* ---- plumbing ---- */
 
@@ -96,6 +98,86 @@ void run_name(char *buf, size_t len, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(buf + n, len - (size_t)n, fmt, ap);
     va_end(ap);
+}
+
+/* ---- QEMU's NBD server and exports ---- */
+
+int run_nbd_server_start(struct mig_run *r, struct run_sock *s)
+{
+    json_t *addr;
+
+    snprintf(s->dir, sizeof s->dir, RUN_SOCK_PARENT "/" MIG_NAME_PREFIX "%d.XXXXXX",
+             (int)getpid());
+    if (!mkdtemp(s->dir)) {
+        err_set(errno, "mkdtemp %s", s->dir);
+        s->dir[0] = '\0';
+        return -1;
+    }
+    snprintf(s->path, sizeof s->path, "%s/" RUN_SOCK_NAME, s->dir);
+    /* QEMU 7.2 takes the legacy SocketAddress form here. */
+    addr = json_pack("{s:s, s:{s:s}}", "type", "unix", "data", "path", s->path);
+    if (qmp_callf(r->q, NULL, run_dl(QMP_TIMEOUT_MS), "nbd-server-start", "{s:o}", "addr",
+                  addr) < 0) {
+        run_sock_remove(s);
+        return -1;
+    }
+    return 0;
+}
+
+void run_sock_remove(struct run_sock *s)
+{
+    if (!s->dir[0])
+        return;
+    unlink(s->path);
+    rmdir(s->dir);
+    s->dir[0] = '\0';
+}
+
+int run_export_ro_add(struct qmp *q, const char *id, const char *node)
+{
+    return qmp_callf(q, NULL, run_dl(QMP_TIMEOUT_MS), "block-export-add",
+                     "{s:s, s:s, s:s, s:s, s:b}", "type", "nbd", "id", id, "node-name", node,
+                     "name", id, "writable", 0);
+}
+
+static bool export_exists(struct qmp *q, const char *id)
+{
+    json_t *ex = NULL, *e;
+    size_t i;
+    bool found = false;
+
+    if (qmp_call(q, "query-block-exports", NULL, &ex, run_dl(QMP_TIMEOUT_MS)) < 0)
+        return false;
+    json_array_foreach(ex, i, e) {
+        const char *s = json_string_value(json_object_get(e, "id"));
+
+        found |= s && !strcmp(s, id);
+    }
+    json_decref(ex);
+    return found;
+}
+
+int run_export_del(struct qmp *q, const char *id)
+{
+    int64_t deadline = run_dl(EXPORT_GONE_MS);
+
+    if (qmp_callf(q, NULL, run_dl(QMP_TIMEOUT_MS), "block-export-del", "{s:s, s:s}", "id", id,
+                  "mode", "hard") < 0 &&
+        export_exists(q, id))
+        return -1;
+    while (export_exists(q, id)) {
+        json_t *ev = NULL;
+
+        if (qmp_now_ms() > deadline) {
+            err_set(ETIMEDOUT, "export %s did not go away", id);
+            return -1;
+        }
+        if (qmp_wait_event(q, "BLOCK_EXPORT_DELETED", NULL, NULL, &ev, run_dl(50)) == 0)
+            json_decref(ev);
+        if (!qmp_is_open(q))
+            return -1;
+    }
+    return 0;
 }
 
 size_t mig_pivot_base(const char *node)

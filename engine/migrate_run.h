@@ -88,6 +88,32 @@ json_t *run_find_by(json_t *arr, const char *key, const char *val);
 /* The name of an object of this run: MIG_NAME_PREFIX "PID-" what. */
 void run_name(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* QEMU's NBD server and exports, as both modes use them: bitmap mode
+ * copies through its exports, and the latency-aware copy probes through
+ * one.  A server volmig starts listens on a private socket,
+ * RUN_SOCK_PARENT/volmig-PID.XXXXXX/RUN_SOCK_NAME: a later run's sweep
+ * (bitmap_sweep()) finds a dead run's server by that directory. */
+#define RUN_SOCK_PARENT "/tmp"
+#define RUN_SOCK_NAME   "nbd.sock"
+
+struct run_sock {
+    char dir[64];                    /* "" when none was made */
+    char path[128];                  /* dir/RUN_SOCK_NAME */
+};
+
+/* Makes the private socket directory and starts QEMU's NBD server there.
+ * -1 with err_msg() (QEMU's own words when it refused); the directory is
+ * then already removed. */
+int run_nbd_server_start(struct mig_run *r, struct run_sock *s);
+/* Removes the socket and its directory, if made.  It lives on this host,
+ * so this is done whatever became of QEMU. */
+void run_sock_remove(struct run_sock *s);
+/* Adds a read-only NBD export of node, with id as its name too. */
+int run_export_ro_add(struct qmp *q, const char *id, const char *node);
+/* Deletes an export and waits until it is gone (until then a bitmap it
+ * exports is busy and cannot be removed).  -1 with err_msg(). */
+int run_export_del(struct qmp *q, const char *id);
+
 /* migrate:URI: memory migration with pause-before-switchover, up to the
  * pause.  watch (may be NULL) is called while waiting: non-zero ends the
  * wait with that attempt result. */

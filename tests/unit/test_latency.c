@@ -102,6 +102,27 @@ static void test_hist_set_validates(void **state)
     assert_int_equal(lat_hist_set(&h, many, LAT_HIST_MAX_BOUNDS, bins, LAT_HIST_MAX_BOUNDS + 1), 0);
 }
 
+/* A request lands in the bin whose range [lower, upper) holds it: a
+ * latency equal to a boundary belongs to the bin above, as in QEMU. */
+static void test_hist_add(void **state)
+{
+    (void)state;
+    struct lat_hist h = hist((const uint64_t[]){ 0, 0, 0, 0, 0 });
+
+    lat_hist_add(&h, 0);
+    lat_hist_add(&h, MS - 1);
+    lat_hist_add(&h, MS);
+    lat_hist_add(&h, 5 * MS);
+    lat_hist_add(&h, 10 * MS);
+    lat_hist_add(&h, UINT64_MAX);
+    assert_int_equal(h.bins[0], 2);
+    assert_int_equal(h.bins[1], 1);
+    assert_int_equal(h.bins[2], 0);
+    assert_int_equal(h.bins[3], 1);
+    assert_int_equal(h.bins[4], 2);
+    assert_int_equal(lat_hist_count(&h), 6);
+}
+
 static void test_hist_delta(void **state)
 {
     (void)state;
@@ -483,6 +504,7 @@ int main(void)
         cmocka_unit_test(test_percentile_open_bin),
         cmocka_unit_test(test_percentile_bad_inputs),
         cmocka_unit_test(test_hist_set_validates),
+        cmocka_unit_test(test_hist_add),
         cmocka_unit_test(test_hist_delta),
         cmocka_unit_test(test_default_bounds),
         cmocka_unit_test(test_budget_parse),
