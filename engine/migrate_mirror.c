@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <libnbd.h>
 #include <limits.h>
 #include <linux/fs.h>
@@ -57,8 +58,10 @@ struct mig {
     bool tls_added;
     struct client_tls tls;
     /* The latency-aware copy: from before the mirrors start until they
-     * are READY. */
+     * are READY.  speed_set: per volume, the speed volmig last gave the
+     * job, to tell an operator's block-job-set-speed from its own. */
     struct lat_watch *lw;
+    uint64_t *speed_set;
 };
 
 static void emit(struct mig *m, json_t *ev)
@@ -249,8 +252,9 @@ static enum attempt start_mirror(struct mig *m, struct mig_volume *v)
     if (m->lw && lw_limit(m->lw)) {
         uint64_t n = (uint64_t)m->cfg->nvols;
 
+        m->speed_set[v - m->cfg->vols] = (lw_limit(m->lw) + n - 1) / n;
         json_object_set_new(args, "speed",
-                            json_integer((json_int_t)((lw_limit(m->lw) + n - 1) / n)));
+                            json_integer((json_int_t)m->speed_set[v - m->cfg->vols]));
     } else if (m->cfg->speed) {
         json_object_set_new(args, "speed", json_integer((json_int_t)m->cfg->speed));
     }
@@ -401,25 +405,72 @@ static void emit_progress(struct mig *m)
     }
 }
 
+/* A job of ours whose speed is not the one volmig gave it: someone ran
+ * block-job-set-speed on it.  Its index, with *speed what QEMU reports;
+ * -1 when there is none or QEMU could not be asked. */
+static int speed_changed(struct mig *m, uint64_t *speed)
+{
+    json_t *jobs = NULL, *j;
+    int found = -1;
+
+    if (qmp_call(m->q, "query-block-jobs", NULL, &jobs, dl(QMP_TIMEOUT_MS)) < 0)
+        return -1;
+    for (int i = 0; i < m->cfg->nvols && found < 0; i++) {
+        if (!m->cfg->vols[i].started ||
+            !(j = run_find_by(jobs, "device", m->cfg->vols[i].job)))
+            continue;
+        *speed = (uint64_t)json_integer_value(json_object_get(j, "speed"));
+        if (*speed != m->speed_set[i])
+            found = i;
+    }
+    json_decref(jobs);
+    return found;
+}
+
+static void watch_stop(struct mig *m)
+{
+    lw_stop(m->lw);
+    m->lw = NULL;
+    free(m->speed_set);
+    m->speed_set = NULL;
+}
+
 /* The latency-aware copy's step: the mirrors' progress as the counters
  * the watch differentiates (total-progress grows by what the guest
- * dirties again), and its limit shared out as each job's speed.  -1 when
- * QEMU refused the speed. */
+ * dirties again), and its limit shared out as each job's speed, set only
+ * when it changed.  A speed set from outside (block-job-set-speed through
+ * QMP) ends the pacing for the rest of the run: the operator's word
+ * stands, and a warning says so.  -1 when QEMU refused the speed. */
 static int pace(struct mig *m)
 {
-    uint64_t copied = 0, dirtied = 0, limit, n = (uint64_t)m->cfg->nvols;
+    uint64_t copied = 0, dirtied = 0, limit, per, n = (uint64_t)m->cfg->nvols, speed = 0;
+    int i;
 
-    for (int i = 0; i < m->cfg->nvols; i++) {
+    for (i = 0; i < m->cfg->nvols; i++) {
         copied += m->cfg->vols[i].done;
         dirtied += m->cfg->vols[i].total;
     }
     if (!lw_tick(m->lw, copied, dirtied, dirtied - copied, &limit))
         return 0;
-    for (int i = 0; i < m->cfg->nvols; i++)
+    if ((i = speed_changed(m, &speed)) >= 0) {
+        char msg[256];
+
+        snprintf(msg, sizeof msg, "the speed of job %s was set to %" PRIu64 " B/s from "
+                 "outside: the latency-aware copy stops and leaves every job's speed as it is",
+                 m->cfg->vols[i].job, speed);
+        emit(m, json_pack("{s:s, s:s}", "event", "warning", "message", msg));
+        watch_stop(m);
+        return 0;
+    }
+    per = limit ? (limit + n - 1) / n : 0;
+    for (i = 0; i < m->cfg->nvols; i++) {
+        if (m->speed_set[i] == per)
+            continue;
         if (qmp_callf(m->q, NULL, dl(QMP_TIMEOUT_MS), "block-job-set-speed", "{s:s, s:I}",
-                      "device", m->cfg->vols[i].job, "speed",
-                      (json_int_t)(limit ? (limit + n - 1) / n : 0)) < 0)
+                      "device", m->cfg->vols[i].job, "speed", (json_int_t)per) < 0)
             return -1;
+        m->speed_set[i] = per;
+    }
     return 0;
 }
 
@@ -435,12 +486,8 @@ static void watch_start(struct mig *m)
     m->lw = lw_start(m->r, &m->cfg->latency_budget, lv, m->cfg->nvols, m->cfg->nbd_socket,
                      m->cfg->speed * (uint64_t)m->cfg->nvols);
     free(lv);
-}
-
-static void watch_stop(struct mig *m)
-{
-    lw_stop(m->lw);
-    m->lw = NULL;
+    if (m->lw && !(m->speed_set = calloc((size_t)m->cfg->nvols, sizeof *m->speed_set)))
+        watch_stop(m);
 }
 
 /* Waits until every mirror is READY.  Progress is reported on the way. */

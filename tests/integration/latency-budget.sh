@@ -8,6 +8,8 @@
 #      last decided (query-block-jobs "speed"), the copy still finishes
 #      and is exact, and the probe export and the NBD server volmig started
 #      for it are gone afterwards.
+#  (a2) an operator's block-job-set-speed on volmig's job wins: a warning
+#      says the pacing stops, and the job keeps the operator's speed.
 #  (b) bitmap mode: the copier keeps to the limit: once it is at the floor,
 #      no interval copies more than twice it.
 #  (c) a guest that dirties faster than the throttled copy follows: a
@@ -66,6 +68,39 @@ assert_eq "$a_rc" 0 "mirror mode with a budget: exit status"
 same_bytes "$T/a.img" "$T/a.dst"
 assert_clean "$T/a.qmp2"
 no_probe_left "$T/a.qmp2"
+
+log "== (a2) an operator sets the job's speed: volmig leaves it"
+random_file "$T/o.img" 64
+truncate -s 64M "$T/o.dst"
+SRC_BPS=$((16 << 20)) src_qemu o "$T/o.img"
+migrate_bg o --qmp "unix:$T/o.qmp" --volume "disk0=file:$T/o.dst" --switchover none \
+    --retries 0 --latency-budget 10us
+wait_event o latency 30
+OP=$((3 << 20))
+job=$(qmp "$T/o.qmp2" query-block-jobs | python3 -c '
+import json, sys
+j = json.load(sys.stdin)
+print(j[0]["device"] if j else "")')
+[ -n "$job" ] || fail "no mirror job to set the speed of"
+qmp "$T/o.qmp2" block-job-set-speed "{\"device\":\"$job\",\"speed\":$OP}" >/dev/null \
+    || fail "block-job-set-speed"
+wait_event o warning 30
+event_field o warning message | grep -q "speed of job $job was set to $OP B/s from outside" \
+    || fail "unexpected warning: $(event_field o warning message)"
+# Three of the watch's steps later the job still runs at the operator's speed.
+sleep 1.5
+speed=$(qmp "$T/o.qmp2" query-block-jobs | python3 -c '
+import json, sys
+j = json.load(sys.stdin)
+print(j[0]["speed"] if j else "none")')
+assert_eq "$speed" "$OP" "the job's speed after volmig's pacing stopped"
+qmp "$T/o.qmp2" block-job-set-speed "{\"device\":\"$job\",\"speed\":0}" >/dev/null \
+    || fail "block-job-set-speed 0"
+migrate_wait o
+assert_eq "$o_rc" 0 "mirror mode, speed set from outside: exit status"
+same_bytes "$T/o.img" "$T/o.dst"
+assert_clean "$T/o.qmp2"
+no_probe_left "$T/o.qmp2"
 
 log "== (b) bitmap mode: the copier keeps to the limit"
 random_file "$T/b.img" 64
