@@ -55,7 +55,11 @@ static void usage(FILE *f)
         "                      more volumes: all of them are one migration\n"
         "  --switchover MODE   pivot: the VM moves onto the targets (same host);\n"
         "                      migrate:URI: memory migration to a QEMU started with\n"
-        "                      -incoming URI, volumes finished inside its pause;\n"
+        "                      -incoming URI, volumes finished inside its pause (under\n"
+        "                      libvirt, URI is the destination libvirtd's, as\n"
+        "                      qemu+tcp://HOST/system, with ?migrate_uri=tcp://IP:PORT\n"
+        "                      for the migration stream and, for volmig's data path,\n"
+        "                      ?serve.DRIVE=NBD_URI of a volmig serve per volume);\n"
         "                      none (default): the targets become consistent copies and\n"
         "                      the VM stays on its volumes\n"
         "  --copy-mode MODE    background (default) or write-blocking: guest writes also\n"
@@ -222,9 +226,12 @@ static void show(void *opaque, json_t *ev)
             json_t *v;
             char a[32];
 
+            const char *via = json_string_value(json_object_get(ev, "via"));
+
             printf("%7.1fs attempt %lld: %s (%s)\n", t,
                    json_integer_value(json_object_get(ev, "attempt")),
-                   json_object_get(ev, "mode") ? "copying in dirty-bitmap passes" : "mirroring",
+                   via ? via
+                   : json_object_get(ev, "mode") ? "copying in dirty-bitmap passes" : "mirroring",
                    json_string_value(json_object_get(ev, "copy_mode")));
             json_array_foreach(json_object_get(ev, "volumes"), i, v)
                 printf("          %s (node %s, %s) -> %s\n",

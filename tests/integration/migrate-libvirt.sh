@@ -39,4 +39,12 @@ same_bytes "$T/disk.img" "$T/new.img" $((64 << 20))
 "${VIRSH[@]}" qemu-monitor-command "$DOM" --hmp 'info block' >"$T/block"
 grep -q "$T/new.img" "$T/block" || fail "QEMU does not run on new.img: $(cat "$T/block")"
 grep -q "$T/disk.img" "$T/block" && fail "QEMU still opens disk.img: $(cat "$T/block")"
+
+log "the text output says the copy is libvirt's (switchover none)"
+truncate -s 80M "$T/copy.img"
+"$VOLMIG" migrate --qmp "libvirt:$DOM" --volume "vda=file:$T/copy.img" >"$T/text" 2>&1 \
+    || fail "volmig migrate --switchover none: $(cat "$T/text")"
+grep -q "attempt 1: libvirt block copy (background)" "$T/text" \
+    || fail "the text output does not name libvirt's block copy: $(cat "$T/text")"
+assert_eq "$(lv_source "$DOM" vda)" "$T/new.img" "live XML after a copy without switchover"
 log "ok"
