@@ -19,16 +19,18 @@ LIB_SRCS  := $(wildcard common/*.c nbd/*.c engine/*.c qmp/*.c k8s/*.c)
 CLI_SRCS  := $(wildcard cli/*.c)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 TOOL_SRCS := $(wildcard tests/tools/*.c)
+GUEST_SRCS := $(wildcard tests/tools/*.S)
 
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 CLI_OBJS  := $(CLI_SRCS:%.c=$(BUILD)/%.o)
 UNIT_BINS := $(UNIT_SRCS:%.c=$(BUILD)/%)
 TOOL_BINS := $(TOOL_SRCS:%.c=$(BUILD)/%)
+GUEST_BINS := $(GUEST_SRCS:%.S=$(BUILD)/%.bin)
 
 .PHONY: all deps check check-unit check-integration check-asan check-valgrind \
         check-faults check-load demo bench fuzz clean install uninstall
 
-all: deps $(BUILD)/volmig $(TOOL_BINS)
+all: deps $(BUILD)/volmig $(TOOL_BINS) $(GUEST_BINS)
 
 # -Wno-format-truncation: snprintf into fixed buffers truncates by design
 # here (messages, names); GCC at -O1 flags every such call.
@@ -61,6 +63,13 @@ $(BUILD)/tests/unit/%: tests/unit/%.c $(BUILD)/libvolmig.a | deps
 $(BUILD)/tests/tools/%: tests/tools/%.c $(BUILD)/libvolmig.a | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libvolmig.a $(LDLIBS)
+
+# A test guest: a boot sector (16-bit code) for SeaBIOS to run.
+$(BUILD)/tests/tools/%.bin: tests/tools/%.S | deps
+	@mkdir -p $(dir $@)
+	as --32 -o $@.o $<
+	ld -m elf_i386 -Ttext 0x7c00 --oformat binary -o $@ $@.o
+	@rm -f $@.o
 
 # make install [PREFIX=/usr/local] [DESTDIR=staging-root]
 install: $(BUILD)/volmig
