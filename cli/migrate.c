@@ -83,8 +83,10 @@ static void usage(FILE *f)
         "                      'converging' event), and --speed stays a hard ceiling.\n"
         "                      The latency is read from the guest device's histogram,\n"
         "                      or, for a drive without a device, from small probe reads\n"
-        "                      through QEMU's NBD server (see --nbd-socket).  Not under\n"
-        "                      libvirt, whose storage migration volmig does not pace\n"
+        "                      through QEMU's NBD server (see --nbd-socket).  Under\n"
+        "                      libvirt: the mean write latency from the disk's block\n"
+        "                      statistics, and the block copies' bandwidth (not libvirt's\n"
+        "                      storage migration, which copies inside the migration)\n"
         "  --output text|json  progress as text (a bar on a terminal) or JSON lines\n"
         "  --progress-interval MS\n"
         "                      a progress event every MS milliseconds (default 500;\n"
@@ -293,7 +295,10 @@ static void show(void *opaque, json_t *ev)
         } else if (!strcmp(name, "cancelled")) {
             printf("%7.1fs cancelled: the VM runs on its original volumes\n", t);
         } else if (!strcmp(name, "latency-budget")) {
-            double base = json_real_value(json_object_get(ev, "baseline_p99_ms"));
+            const char *sig = json_string_value(json_object_get(ev, "signal"));
+            bool mean = sig && !strcmp(sig, "mean");
+            double base = json_real_value(
+                json_object_get(ev, mean ? "baseline_mean_ms" : "baseline_p99_ms"));
             long long ceiling = json_integer_value(json_object_get(ev, "ceiling"));
             char before[64] = "no guest I/O seen before the copy", limit[64] = "";
 
@@ -305,10 +310,12 @@ static void show(void *opaque, json_t *ev)
                 snprintf(limit, sizeof limit, "; at most %s/s",
                          cli_human_bytes((double)ceiling, h, sizeof h));
             }
-            printf("%7.1fs latency budget: guest p99 under %.2f ms (%s, from %s)%s\n", t,
+            printf("%7.1fs latency budget: guest %s under %.2f ms (%s, from %s)%s\n", t,
+                   mean ? "mean write latency" : "p99",
                    json_real_value(json_object_get(ev, "budget_ms")), before,
-                   !strcmp(json_string_value(json_object_get(ev, "signal")), "probe")
-                   ? "probe reads" : "the device's histogram", limit);
+                   mean ? "libvirt's block statistics"
+                   : sig && !strcmp(sig, "probe") ? "probe reads" : "the device's histogram",
+                   limit);
         } else if (!strcmp(name, "converging")) {
             printf("%7.1fs converging: %s\n", t, json_string_value(json_object_get(ev, "message")));
         } else if (!strcmp(name, "warning")) {
@@ -571,9 +578,14 @@ int cmd_migrate(int argc, char **argv)
         if (cfg.vols[i].uri.tls && !cfg.tls_creds && !cfg.tls_psk)
             return cli_usage(me, "--volume %s=%s: an nbds URI needs --tls-creds or --tls-psk",
                              cfg.vols[i].drive, cfg.vols[i].target);
-    if (mig_libvirt_addr(cfg.qmp) && budget_given && cfg.latency_budget.kind != LAT_BUDGET_OFF)
-        return cli_usage(me, "--latency-budget: under libvirt the copy is libvirt's storage "
-                             "migration, which volmig does not pace (use --speed)");
+    /* Under libvirt volmig paces block copies; libvirt's storage migration
+     * (migrate:URI without serve.DRIVE=) copies inside the migration. */
+    if (mig_libvirt_addr(cfg.qmp) && budget_given &&
+        cfg.latency_budget.kind != LAT_BUDGET_OFF && cfg.switchover == MIG_SW_MIGRATE &&
+        !strstr(switchover_arg, "?serve.") && !strstr(switchover_arg, "&serve."))
+        return cli_usage(me, "--latency-budget: libvirt's storage migration copies the disks "
+                             "inside the migration, which volmig does not pace (use --speed, "
+                             "or volmig's data path: serve.DRIVE= in the URI)");
     if (cfg.tls_hostname && !cfg.tls_creds)
         return cli_usage(me, "--tls-hostname goes with --tls-creds (certificates carry names)");
     if (cfg.mode == MIG_MODE_BITMAP && cfg.switchover == MIG_SW_PIVOT)

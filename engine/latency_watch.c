@@ -20,7 +20,7 @@
 
 #define QMP_TIMEOUT_MS RUN_QMP_TIMEOUT_MS
 
-enum lw_signal { SIG_HISTOGRAM, SIG_PROBE };
+enum lw_signal { SIG_HISTOGRAM, SIG_PROBE, SIG_MEAN };
 
 struct lw_vol {
     char qdev[256];           /* the device's backend path, histogram signal */
@@ -30,6 +30,7 @@ struct lw_vol {
     bool exported;
     uint64_t size;
     const char *node;
+    uint64_t ops, ns;         /* mean signal: the counters' last values */
 };
 
 struct probe {
@@ -54,6 +55,7 @@ struct lat_watch {
     /* probe signal */
     struct probe probe;
     struct lat_hist probe_prev;
+    struct lw_counters counters;      /* mean signal */
     char sock[128];           /* QEMU's NBD server: own.path or --nbd-socket */
     struct run_sock own;      /* the private socket of a server the watch started */
     bool server_started;
@@ -408,6 +410,27 @@ static int window(struct lat_watch *w, double *p99, uint64_t *samples)
         }
         return 0;
     }
+    if (w->signal == SIG_MEAN) {
+        /* Several volumes: the worst mean among them, all their writes. */
+        for (int i = 0; i < w->n; i++) {
+            struct lw_vol *v = &w->vols[i];
+            uint64_t ops, ns;
+
+            if (w->counters.read(w->counters.opaque, i, &ops, &ns) < 0)
+                return -1;
+            /* Counters that went back (a device replugged) start anew. */
+            if (ops > v->ops && ns >= v->ns) {
+                double mean = (double)(ns - v->ns) / (double)(ops - v->ops);
+
+                *samples += ops - v->ops;
+                if (!(*p99 >= mean))
+                    *p99 = mean;
+            }
+            v->ops = ops;
+            v->ns = ns;
+        }
+        return 0;
+    }
     {
         struct lat_hist *cur = calloc((size_t)w->n, sizeof *cur);
 
@@ -433,7 +456,14 @@ static int window(struct lat_watch *w, double *p99, uint64_t *samples)
 
 static const char *signal_name(const struct lat_watch *w)
 {
-    return w->signal == SIG_PROBE ? "probe" : "histogram";
+    return w->signal == SIG_PROBE ? "probe" : w->signal == SIG_MEAN ? "mean" : "histogram";
+}
+
+/* The statistic the signal gives: the p99, or the mean alone. */
+static const char *stat_key(const struct lat_watch *w, const char *p99_key,
+                            const char *mean_key)
+{
+    return w->signal == SIG_MEAN ? mean_key : p99_key;
 }
 
 /* ---- the watch ---- */
@@ -444,11 +474,72 @@ static void watch_free(struct lat_watch *w)
         return;
     if (w->signal == SIG_PROBE)
         probe_stop(w);
-    else
+    else if (w->signal == SIG_HISTOGRAM)
         histograms_stop(w);
     run_sock_remove(&w->own);
     free(w->vols);
     free(w);
+}
+
+static struct lat_watch *watch_new(struct mig_run *r, int n)
+{
+    struct lat_watch *w = calloc(1, sizeof *w);
+
+    if (w && !(w->vols = calloc((size_t)n, sizeof *w->vols))) {
+        free(w);
+        return NULL;
+    }
+    if (w) {
+        w->r = r;
+        w->n = n;
+    }
+    return w;
+}
+
+/* The baseline, the budget and the first limit, once the signal is set
+ * up; then the latency-budget event.  -1 with err_msg(). */
+static int watch_begin(struct lat_watch *w, const struct lat_budget *budget, uint64_t ceiling)
+{
+    uint64_t samples;
+    double budget_ns;
+
+    /* The baseline: the signal over a window with nothing copying. */
+    if (window(w, &(double){ 0 }, &samples) < 0)
+        return -1;
+    /* run_nap() wakes at any QMP event: nap until the window is full. */
+    for (int64_t end = qmp_now_ms() + LW_BASELINE_MS, left; (left = end - qmp_now_ms()) > 0;)
+        if (run_nap(w->r, (int)left) < 0)
+            return -1;
+    if (window(w, &w->baseline_p99_ns, &samples) < 0)
+        return -1;
+    if (!samples)
+        w->baseline_p99_ns = NAN;
+    budget_ns = lat_budget_ns(budget, w->baseline_p99_ns);
+    w->ctl = lat_ctl_defaults(budget_ns, ceiling);
+    /* The copy starts at a modest rate and grows while the guest's latency
+     * allows: its first interval, before any measurement, cannot flood the
+     * guest's queue. */
+    w->limit = ceiling && ceiling < w->ctl.start ? ceiling : w->ctl.start;
+    w->last_ms = qmp_now_ms();
+    run_emit(w->r, json_pack("{s:s, s:s, s:f, s:f, s:I, s:I, s:I}", "event", "latency-budget",
+                             "signal", signal_name(w),
+                             stat_key(w, "baseline_p99_ms", "baseline_mean_ms"),
+                             ms(w->baseline_p99_ns), "budget_ms", ms(budget_ns),
+                             "baseline_samples", (json_int_t)samples, "ceiling",
+                             (json_int_t)ceiling, "limit", (json_int_t)w->limit));
+    return 0;
+}
+
+/* No budget after all: says why, frees w.  Always NULL. */
+static struct lat_watch *watch_fail(struct mig_run *r, struct lat_watch *w)
+{
+    char msg[768];
+
+    snprintf(msg, sizeof msg, "the copy runs without a latency budget: %s",
+             err_msg()[0] ? err_msg() : "out of memory");
+    run_emit(r, json_pack("{s:s, s:s}", "event", "warning", "message", msg));
+    watch_free(w);
+    return NULL;
 }
 
 struct lat_watch *lw_start(struct mig_run *r, const struct lat_budget *budget,
@@ -457,18 +548,13 @@ struct lat_watch *lw_start(struct mig_run *r, const struct lat_budget *budget,
 {
     struct lat_watch *w;
     struct err_saved saved;
-    uint64_t samples;
-    double budget_ns;
 
     if (budget->kind == LAT_BUDGET_OFF || n <= 0 || !r->q)
         return NULL;
     err_save(&saved);
     err_clear();
-    w = calloc(1, sizeof *w);
-    if (!w || !(w->vols = calloc((size_t)n, sizeof *w->vols)))
+    if (!(w = watch_new(r, n)))
         goto fail;
-    w->r = r;
-    w->n = n;
     for (int i = 0; i < n; i++) {
         w->vols[i].size = vols[i].size;
         w->vols[i].node = vols[i].node;
@@ -482,41 +568,34 @@ struct lat_watch *lw_start(struct mig_run *r, const struct lat_budget *budget,
         if (probe_start(w, nbd_socket) < 0)
             goto fail;
     }
-    /* The baseline: the signal over a window with nothing copying. */
-    window(w, &(double){ 0 }, &samples);
-    /* run_nap() wakes at any QMP event: nap until the window is full. */
-    for (int64_t end = qmp_now_ms() + LW_BASELINE_MS, left; (left = end - qmp_now_ms()) > 0;)
-        if (run_nap(r, (int)left) < 0)
-            goto fail;
-    if (window(w, &w->baseline_p99_ns, &samples) < 0)
+    if (watch_begin(w, budget, ceiling) < 0)
         goto fail;
-    if (!samples)
-        w->baseline_p99_ns = NAN;
-    budget_ns = lat_budget_ns(budget, w->baseline_p99_ns);
-    w->ctl = lat_ctl_defaults(budget_ns, ceiling);
-    /* The copy starts at a modest rate and grows while the guest's latency
-     * allows: its first interval, before any measurement, cannot flood the
-     * guest's queue. */
-    w->limit = ceiling && ceiling < w->ctl.start ? ceiling : w->ctl.start;
-    w->last_ms = qmp_now_ms();
-    run_emit(r, json_pack("{s:s, s:s, s:f, s:f, s:I, s:I, s:I}", "event", "latency-budget", "signal",
-                          signal_name(w), "baseline_p99_ms", ms(w->baseline_p99_ns),
-                          "budget_ms", ms(budget_ns), "baseline_samples", (json_int_t)samples,
-                          "ceiling", (json_int_t)ceiling, "limit", (json_int_t)w->limit));
     err_restore(saved.errnum, saved.msg);
     return w;
-
 fail:
-    {
-        char msg[768];
-
-        snprintf(msg, sizeof msg, "the copy runs without a latency budget: %s",
-                 err_msg()[0] ? err_msg() : "out of memory");
-        run_emit(r, json_pack("{s:s, s:s}", "event", "warning", "message", msg));
-    }
-    watch_free(w);
+    w = watch_fail(r, w);
     err_restore(saved.errnum, saved.msg);
-    return NULL;
+    return w;
+}
+
+struct lat_watch *lw_start_counters(struct mig_run *r, const struct lat_budget *budget, int n,
+                                    const struct lw_counters *c, uint64_t ceiling)
+{
+    struct lat_watch *w;
+    struct err_saved saved;
+
+    if (budget->kind == LAT_BUDGET_OFF || n <= 0)
+        return NULL;
+    err_save(&saved);
+    err_clear();
+    if ((w = watch_new(r, n))) {
+        w->signal = SIG_MEAN;
+        w->counters = *c;
+    }
+    if (!w || watch_begin(w, budget, ceiling) < 0)
+        w = watch_fail(r, w);
+    err_restore(saved.errnum, saved.msg);
+    return w;
 }
 
 bool lw_due(const struct lat_watch *w)
@@ -634,7 +713,7 @@ bool lw_tick(struct lat_watch *w, uint64_t copied, uint64_t dirtied, uint64_t re
     w->last_copied = copied;
     w->last_dirtied = dirtied;
     run_emit(w->r, json_pack("{s:s, s:f, s:f, s:I, s:I, s:f, s:f, s:s}", "event", "latency",
-                             "p99_ms", ms(p99), "budget_ms", ms(w->ctl.budget_ns), "samples",
+                             stat_key(w, "p99_ms", "mean_ms"), ms(p99), "budget_ms", ms(w->ctl.budget_ns), "samples",
                              (json_int_t)samples, "limit", (json_int_t)out.limit, "copy_rate",
                              in.copy_rate, "dirty_rate", in.dirty_rate, "step",
                              lat_ctl_why_name(out.why)));

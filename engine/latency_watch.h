@@ -22,7 +22,13 @@
  *              same queues as the guest's requests (QEMU's thread for the
  *              node, the host's disk); 400 KiB/s of reads does not load
  *              them.
- * With neither (no device, no NBD server the watch may use), the copy runs
+ *   mean       under libvirt, where raw QMP would taint the domain: the
+ *              disk's block statistics (libvirt's wr_operations and
+ *              wr_total_times, QEMU's own counts of the guest device's
+ *              writes), which hold the mean write latency of each window
+ *              and nothing finer.  The budget then applies to the mean,
+ *              and the events say "mean" where the others say "p99".
+ * With none (no device, no NBD server the watch may use), the copy runs
  * unthrottled and a warning says why.
  *
  * The budget is fixed once, before the copy starts: LW_BASELINE_MS of the
@@ -68,6 +74,18 @@ struct lw_volume {
 struct lat_watch *lw_start(struct mig_run *r, const struct lat_budget *budget,
                            const struct lw_volume *vols, int n, const char *nbd_socket,
                            uint64_t ceiling);
+
+/* The mean signal's source: volume vol's write requests so far and the
+ * time they took in all (ns).  -1 with err_msg() when it cannot tell. */
+struct lw_counters {
+    int (*read)(void *opaque, int vol, uint64_t *ops, uint64_t *ns);
+    void *opaque;
+};
+
+/* lw_start() with the mean signal, for n volumes read through c (which
+ * must outlive the watch); r needs no monitor. */
+struct lat_watch *lw_start_counters(struct mig_run *r, const struct lat_budget *budget, int n,
+                                    const struct lw_counters *c, uint64_t ceiling);
 
 /* Call often while copying.  copied: bytes the copy has moved so far,
  * dirtied: bytes the guest has dirtied so far (both only ever grow; the

@@ -723,6 +723,49 @@ int lvd_job_info(struct lvd *c, const char *target, struct lvd_progress *p)
     return rc;
 }
 
+int lvd_set_speed(struct lvd *c, const char *target, uint64_t bandwidth)
+{
+    if (virDomainBlockJobSetSpeed(c->dom, target, bandwidth,
+                                  VIR_DOMAIN_BLOCK_JOB_SPEED_BANDWIDTH_BYTES) < 0) {
+        lv_err("bandwidth of the block job of %s disk %s", c->name, target);
+        return -1;
+    }
+    return 0;
+}
+
+int lvd_write_stats(struct lvd *c, const char *target, uint64_t *ops, uint64_t *ns)
+{
+    virTypedParameterPtr params = NULL;
+    int n = 0, rc = -1;
+    long long o = 0, t = 0;
+    bool have_o, have_t;
+
+    /* The first call with no room asks how many fields there are. */
+    if (virDomainBlockStatsFlags(c->dom, target, NULL, &n, 0) < 0 || n <= 0 ||
+        !(params = calloc((size_t)n, sizeof *params)) ||
+        virDomainBlockStatsFlags(c->dom, target, params, &n, 0) < 0) {
+        lv_err("block statistics of %s disk %s", c->name, target);
+        goto out;
+    }
+    /* Signed fields (libvirt says -1 for a count it does not have). */
+    have_o = virTypedParamsGetLLong(params, n, VIR_DOMAIN_BLOCK_STATS_WRITE_REQ, &o) == 1;
+    have_t = virTypedParamsGetLLong(params, n, VIR_DOMAIN_BLOCK_STATS_WRITE_TOTAL_TIMES,
+                                    &t) == 1;
+    if (!have_o || !have_t || o < 0 || t < 0) {
+        err_set(ENOTSUP, "libvirt: the block statistics of %s disk %s have no write counts",
+                c->name, target);
+        goto out;
+    }
+    *ops = (uint64_t)o;
+    *ns = (uint64_t)t;
+    rc = 0;
+out:
+    if (params)
+        virTypedParamsClear(params, n);
+    free(params);
+    return rc;
+}
+
 /* libvirt forgets the job (no job info, no <mirror>) once it processed
  * the end; the end event may come a little before. */
 static int wait_no_job(struct lvd *c, const char *target, int64_t deadline)

@@ -151,6 +151,14 @@ struct lvd_progress {
     uint64_t bandwidth;        /* bytes/s, 0: unlimited */
 };
 
+/* Sets the bandwidth of target's block job (bytes/s, 0: unlimited). */
+int lvd_set_speed(struct lvd *c, const char *target, uint64_t bandwidth);
+
+/* target's write requests so far and the time they took in all (ns), as
+ * QEMU's device counts them (virDomainBlockStatsFlags: wr_operations,
+ * wr_total_times): the guest's own writes, read without raw QMP. */
+int lvd_write_stats(struct lvd *c, const char *target, uint64_t *ops, uint64_t *ns);
+
 /* 1 and *p filled while target has a block job, 0 when it has none. */
 int lvd_job_info(struct lvd *c, const char *target, struct lvd_progress *p);
 

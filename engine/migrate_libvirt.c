@@ -30,6 +30,7 @@
 #include "common/error.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -242,13 +243,97 @@ enum attempt lv_failed(struct lv *l, enum attempt if_alive)
     return ATT_GONE;
 }
 
+/* ---- the latency-aware copy: libvirt's block statistics, job bandwidth ---- */
+
+static int read_counters(void *opaque, int vol, uint64_t *ops, uint64_t *ns)
+{
+    struct lv *l = opaque;
+
+    return lvd_write_stats(l->c, l->v[vol].target, ops, ns);
+}
+
+static int active_vols(const struct lv *l)
+{
+    int n = 0;
+
+    for (int i = 0; i < l->cfg->nvols; i++)
+        n += !l->v[i].moved;
+    return n;
+}
+
+/* Before the copies start: the baseline with nothing copying. */
+static void watch_start(struct lv *l)
+{
+    l->counters = (struct lw_counters){ read_counters, l };
+    l->lw = lw_start_counters(l->r, &l->cfg->latency_budget, l->cfg->nvols, &l->counters,
+                              l->cfg->speed * (uint64_t)active_vols(l));
+    if (l->lw && !(l->speed_set = calloc((size_t)l->cfg->nvols, sizeof *l->speed_set)))
+        lv_watch_stop(l);
+}
+
+void lv_watch_stop(struct lv *l)
+{
+    lw_stop(l->lw);
+    l->lw = NULL;
+    free(l->speed_set);
+    l->speed_set = NULL;
+}
+
+/* One step, when due: the copies' progress as the counters the watch
+ * differentiates, the limit shared out as each job's bandwidth, set only
+ * when it changed.  A bandwidth set from outside (virsh blockjob
+ * --bandwidth) ends the pacing for the rest of the run, with a warning,
+ * as in mirror mode. */
+static enum attempt pace(struct lv *l)
+{
+    uint64_t copied = 0, dirtied = 0, limit, per, n = (uint64_t)active_vols(l);
+    struct lvd_progress p[l->cfg->nvols];
+    char msg[320];
+
+    if (!lw_due(l->lw))
+        return ATT_OK;
+    for (int i = 0; i < l->cfg->nvols; i++) {
+        memset(&p[i], 0, sizeof p[i]);
+        if (!l->v[i].started)
+            continue;
+        if (lvd_job_info(l->c, l->v[i].target, &p[i]) < 0)
+            return lv_failed(l, ATT_RETRY);
+        copied += p[i].cur;
+        dirtied += p[i].end;
+        if (p[i].end && p[i].bandwidth != l->speed_set[i]) {
+            snprintf(msg, sizeof msg, "the bandwidth of the block copy of disk %s was set to "
+                     "%" PRIu64 " B/s from outside: the latency-aware copy stops and leaves "
+                     "every copy's bandwidth as it is", l->v[i].target, p[i].bandwidth);
+            run_emit(l->r, json_pack("{s:s, s:s}", "event", "warning", "message", msg));
+            lv_watch_stop(l);
+            return ATT_OK;
+        }
+    }
+    if (!lw_tick(l->lw, copied, dirtied, dirtied - copied, &limit))
+        return ATT_OK;
+    per = limit && n ? (limit + n - 1) / n : 0;
+    for (int i = 0; i < l->cfg->nvols; i++) {
+        if (!l->v[i].started || l->speed_set[i] == per)
+            continue;
+        if (lvd_set_speed(l->c, l->v[i].target, per) < 0)
+            return lv_failed(l, ATT_RETRY);
+        l->speed_set[i] = per;
+    }
+    return ATT_OK;
+}
+
 enum attempt lv_start_copies(struct lv *l, int attempt)
 {
     struct lvd_copy_opts o = {
         .bandwidth = l->cfg->speed, .granularity = (unsigned)l->cfg->granularity,
         .buf_size = l->cfg->buf_size, .sync_writes = l->cfg->write_blocking,
     };
+    uint64_t n = (uint64_t)active_vols(l);
 
+    /* The guest's latency before the copy is the budget's reference. */
+    watch_start(l);
+    if (l->lw && lw_limit(l->lw) && n)
+        o.bandwidth = (lw_limit(l->lw) + n - 1) / n;
     for (int i = 0; i < l->cfg->nvols; i++) {
         struct lv_vol *lv = &l->v[i];
         struct mig_volume *v = &l->cfg->vols[i];
@@ -269,14 +354,17 @@ enum attempt lv_start_copies(struct lv *l, int attempt)
                            l->via_serve ? &(struct lvd_fit){ 0 } : &lv->fit, &o) < 0)
             return lv_failed(l, ATT_RETRY);
         lv->started = true;
+        if (l->speed_set)
+            l->speed_set[i] = o.bandwidth;
     }
     return ATT_OK;
 }
 
-enum attempt lv_wait_ready(struct lv *l)
+static enum attempt wait_ready(struct lv *l)
 {
     for (;;) {
         bool all = true;
+        enum attempt a;
 
         if (run_cancelled(l->r))
             return ATT_CANCELLED;
@@ -297,8 +385,18 @@ enum attempt lv_wait_ready(struct lv *l)
             return ATT_OK;
         if (lv_progress_due(l) && lv_copy_progress(l) < 0)
             return lv_failed(l, ATT_RETRY);
+        if ((a = pace(l)) != ATT_OK)
+            return a;
         run_nap(l->r, 50);
     }
+}
+
+enum attempt lv_wait_ready(struct lv *l)
+{
+    enum attempt a = wait_ready(l);
+
+    lv_watch_stop(l);
+    return a;
 }
 
 /* Which disks run where, after a pivot of disk failed. */
@@ -484,6 +582,7 @@ static void lv_cleanup(struct mig_run *r)
     struct err_saved e;
 
     err_save(&e);
+    lv_watch_stop(l);
     if (l->mig) {
         if (!lvd_migrate_ended(l->mig))
             lvd_migrate_abort(l->c);
@@ -524,6 +623,7 @@ static void lv_finish(struct mig_run *r, enum mig_result res)
         return;
     if (l->mig || l->suspended)
         lv_cleanup(r);
+    lv_watch_stop(l);
     lvd_close(l->c);
     for (int i = 0; l->v && i < l->cfg->nvols; i++)
         free(l->v[i].target);

@@ -6,6 +6,7 @@
 
 #include "engine/migrate_libvirt.h"
 #include "engine/libvirt_domain.h"
+#include "engine/latency_watch.h"
 #include "engine/target_tls.h"
 
 #include <jansson.h>
@@ -44,6 +45,12 @@ struct lv {
     bool suspended;                           /* we paused the guest: ours to resume */
     struct lvd_migration *mig;                /* running: ours to abort and end */
     struct lvd_job_stats last;                /* the migration's last statistics */
+    /* The latency-aware copy of the block copies (mean signal), from
+     * before they start until they are READY; speed_set: per volume, the
+     * bandwidth volmig last gave the job. */
+    struct lat_watch *lw;
+    struct lw_counters counters;
+    uint64_t *speed_set;
     /* progress */
     int64_t last_progress, prev_at, stall_at;
     uint64_t prev_done, stall_done;
@@ -66,8 +73,11 @@ int lv_copy_progress(struct lv *l);
 enum attempt lv_failed(struct lv *l, enum attempt if_alive);
 /* A block copy of every volume not yet moved into its copy_dest. */
 enum attempt lv_start_copies(struct lv *l, int attempt);
-/* Every copy READY, with progress on the way. */
+/* Every copy READY, with progress on the way; the latency-aware copy
+ * paces them meanwhile and stops at the end. */
 enum attempt lv_wait_ready(struct lv *l);
+/* Stops the latency-aware copy, if it runs. */
+void lv_watch_stop(struct lv *l);
 /* Ends every copy without pivot: consistent copies, the domain stays. */
 enum attempt lv_abort_all(struct lv *l);
 

@@ -20,7 +20,8 @@
 #      a device that has none and removes it afterwards; an operator's
 #      histogram is used and left as it was.
 #  (e) --latency-budget off: no budget, nothing added for it.
-#  (f) bad values are bad usage, in migrate and copy --drive.
+#  (f) bad values are bad usage, in migrate and copy --drive, and so is a
+#      budget for libvirt's storage migration, which volmig cannot pace.
 . "$(dirname "$0")/../lib/common.sh"
 . "$TOP/tests/lib/migrate-helpers.sh"
 require qemu-system-x86_64 python3 fio
@@ -231,8 +232,10 @@ done
 [ -e "$T/never" ] && fail "a bad --latency-budget created the target"
 rc=0
 "$VOLMIG" migrate --qmp libvirt:nosuchdomain --volume disk0=file:/nonexistent \
-    --latency-budget 5ms >"$T/lv.out" 2>&1 || rc=$?
-assert_eq "$rc" 2 "--latency-budget under libvirt: exit status"
-grep -q "libvirt" "$T/lv.out" || fail "--latency-budget under libvirt: unclear error"
+    --switchover 'migrate:qemu+tcp://host2/system' --latency-budget 5ms >"$T/lv.out" 2>&1 \
+    || rc=$?
+assert_eq "$rc" 2 "--latency-budget with libvirt's storage migration: exit status"
+grep -q "libvirt's storage migration" "$T/lv.out" \
+    || fail "--latency-budget with libvirt's storage migration: unclear error: $(cat "$T/lv.out")"
 assert_clean "$T/a.qmp2"
 log "ok"
