@@ -287,23 +287,23 @@ void lv_watch_stop(struct lv *l)
 static enum attempt pace(struct lv *l)
 {
     uint64_t copied = 0, dirtied = 0, limit, per, n = (uint64_t)active_vols(l);
-    struct lvd_progress p[l->cfg->nvols];
     char msg[320];
 
     if (!lw_due(l->lw))
         return ATT_OK;
     for (int i = 0; i < l->cfg->nvols; i++) {
-        memset(&p[i], 0, sizeof p[i]);
+        struct lvd_progress p;
+
         if (!l->v[i].started)
             continue;
-        if (lvd_job_info(l->c, l->v[i].target, &p[i]) < 0)
+        if (lvd_job_info(l->c, l->v[i].target, &p) < 0)
             return lv_failed(l, ATT_RETRY);
-        copied += p[i].cur;
-        dirtied += p[i].end;
-        if (p[i].end && p[i].bandwidth != l->speed_set[i]) {
+        copied += p.cur;
+        dirtied += p.end;
+        if (p.end && p.bandwidth != l->speed_set[i]) {
             snprintf(msg, sizeof msg, "the bandwidth of the block copy of disk %s was set to "
                      "%" PRIu64 " B/s from outside: the latency-aware copy stops and leaves "
-                     "every copy's bandwidth as it is", l->v[i].target, p[i].bandwidth);
+                     "every copy's bandwidth as it is", l->v[i].target, p.bandwidth);
             run_emit(l->r, json_pack("{s:s, s:s}", "event", "warning", "message", msg));
             lv_watch_stop(l);
             return ATT_OK;
