@@ -8,6 +8,7 @@
 #include "qmp/qmp.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <libnbd.h>
 #include <math.h>
 #include <pthread.h>
@@ -31,6 +32,7 @@ struct lw_vol {
     uint64_t size;
     const char *node;
     uint64_t ops, ns;         /* mean signal: the counters' last values */
+    uint64_t applied;         /* the speed the strategy gave the job */
 };
 
 struct probe {
@@ -742,6 +744,33 @@ bool lw_tick(struct lat_watch *w, uint64_t copied, uint64_t dirtied, uint64_t re
 uint64_t lw_limit(const struct lat_watch *w)
 {
     return w ? w->limit : 0;
+}
+
+uint64_t lw_share(uint64_t limit, int n)
+{
+    return limit && n > 0 ? (limit + (uint64_t)n - 1) / (uint64_t)n : 0;
+}
+
+uint64_t lw_applied(const struct lat_watch *w, int vol)
+{
+    return w->vols[vol].applied;
+}
+
+void lw_set_applied(struct lat_watch *w, int vol, uint64_t speed)
+{
+    w->vols[vol].applied = speed;
+}
+
+bool lw_foreign_speed(struct lat_watch *w, int vol, uint64_t speed, const char *what)
+{
+    char msg[320];
+
+    if (speed == w->vols[vol].applied)
+        return false;
+    snprintf(msg, sizeof msg, "%s was set to %" PRIu64 " B/s from outside: the latency-aware "
+             "copy stops and leaves every job's speed as it is", what, speed);
+    run_emit(w->r, json_pack("{s:s, s:s}", "event", "warning", "message", msg));
+    return true;
 }
 
 void lw_stop(struct lat_watch *w)

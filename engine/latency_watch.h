@@ -110,6 +110,23 @@ bool lw_due(const struct lat_watch *w);
 /* The limit last decided (0: unlimited); 0 for NULL. */
 uint64_t lw_limit(const struct lat_watch *w);
 
+/* Where the limit is applied as one speed per job (mirror mode's
+ * block-job-set-speed, libvirt's block copy bandwidth), the watch keeps
+ * what each volume's job was given, to tell a speed set from outside.
+ * lw_share(): each of n jobs' share of limit, rounded up (0: unlimited).
+ * lw_applied(): what volume vol's job was last given (0 before any);
+ * lw_set_applied() records a new one. */
+uint64_t lw_share(uint64_t limit, int n);
+uint64_t lw_applied(const struct lat_watch *w, int vol);
+void lw_set_applied(struct lat_watch *w, int vol, uint64_t speed);
+
+/* speed: what QEMU or libvirt reports for volume vol's job now.  When it
+ * is not what the job was given, someone else set it: the operator's word
+ * stands, a warning names the job (what: "the speed of job X") and says
+ * the pacing stops, and true is returned; the caller then stops the watch
+ * and leaves every job's speed as it is. */
+bool lw_foreign_speed(struct lat_watch *w, int vol, uint64_t speed, const char *what);
+
 /* Stops the probe, removes what the watch added to QEMU (its export, its
  * NBD server, a histogram it set); NULL is fine. */
 void lw_stop(struct lat_watch *w);

@@ -30,7 +30,6 @@
 #include "common/error.h"
 
 #include <errno.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -267,16 +266,12 @@ static void watch_start(struct lv *l)
     l->counters = (struct lw_counters){ read_counters, l };
     l->lw = lw_start_counters(l->r, &l->cfg->latency_budget, l->cfg->nvols, &l->counters,
                               l->cfg->speed * (uint64_t)active_vols(l));
-    if (l->lw && !(l->speed_set = calloc((size_t)l->cfg->nvols, sizeof *l->speed_set)))
-        lv_watch_stop(l);
 }
 
 void lv_watch_stop(struct lv *l)
 {
     lw_stop(l->lw);
     l->lw = NULL;
-    free(l->speed_set);
-    l->speed_set = NULL;
 }
 
 /* One step, when due: the copies' progress as the counters the watch
@@ -286,8 +281,8 @@ void lv_watch_stop(struct lv *l)
  * as in mirror mode. */
 static enum attempt pace(struct lv *l)
 {
-    uint64_t copied = 0, dirtied = 0, limit, per, n = (uint64_t)active_vols(l);
-    char msg[320];
+    uint64_t copied = 0, dirtied = 0, limit, per;
+    char what[128];
 
     if (!lw_due(l->lw))
         return ATT_OK;
@@ -300,24 +295,22 @@ static enum attempt pace(struct lv *l)
             return lv_failed(l, ATT_RETRY);
         copied += p.cur;
         dirtied += p.end;
-        if (p.end && p.bandwidth != l->speed_set[i]) {
-            snprintf(msg, sizeof msg, "the bandwidth of the block copy of disk %s was set to "
-                     "%" PRIu64 " B/s from outside: the latency-aware copy stops and leaves "
-                     "every copy's bandwidth as it is", l->v[i].target, p.bandwidth);
-            run_emit(l->r, json_pack("{s:s, s:s}", "event", "warning", "message", msg));
+        snprintf(what, sizeof what, "the bandwidth of the block copy of disk %s",
+                 l->v[i].target);
+        if (p.end && lw_foreign_speed(l->lw, i, p.bandwidth, what)) {
             lv_watch_stop(l);
             return ATT_OK;
         }
     }
     if (!lw_tick(l->lw, copied, dirtied, dirtied - copied, &limit))
         return ATT_OK;
-    per = limit && n ? (limit + n - 1) / n : 0;
+    per = lw_share(limit, active_vols(l));
     for (int i = 0; i < l->cfg->nvols; i++) {
-        if (!l->v[i].started || l->speed_set[i] == per)
+        if (!l->v[i].started || lw_applied(l->lw, i) == per)
             continue;
         if (lvd_set_speed(l->c, l->v[i].target, per) < 0)
             return lv_failed(l, ATT_RETRY);
-        l->speed_set[i] = per;
+        lw_set_applied(l->lw, i, per);
     }
     return ATT_OK;
 }
@@ -328,12 +321,10 @@ enum attempt lv_start_copies(struct lv *l, int attempt)
         .bandwidth = l->cfg->speed, .granularity = (unsigned)l->cfg->granularity,
         .buf_size = l->cfg->buf_size, .sync_writes = l->cfg->write_blocking,
     };
-    uint64_t n = (uint64_t)active_vols(l);
-
     /* The guest's latency before the copy is the budget's reference. */
     watch_start(l);
-    if (l->lw && lw_limit(l->lw) && n)
-        o.bandwidth = (lw_limit(l->lw) + n - 1) / n;
+    if (l->lw && lw_limit(l->lw))
+        o.bandwidth = lw_share(lw_limit(l->lw), active_vols(l));
     for (int i = 0; i < l->cfg->nvols; i++) {
         struct lv_vol *lv = &l->v[i];
         struct mig_volume *v = &l->cfg->vols[i];
@@ -354,8 +345,8 @@ enum attempt lv_start_copies(struct lv *l, int attempt)
                            l->via_serve ? &(struct lvd_fit){ 0 } : &lv->fit, &o) < 0)
             return lv_failed(l, ATT_RETRY);
         lv->started = true;
-        if (l->speed_set)
-            l->speed_set[i] = o.bandwidth;
+        if (l->lw)
+            lw_set_applied(l->lw, i, o.bandwidth);
     }
     return ATT_OK;
 }

@@ -46,11 +46,9 @@ struct lv {
     struct lvd_migration *mig;                /* running: ours to abort and end */
     struct lvd_job_stats last;                /* the migration's last statistics */
     /* The latency-aware copy of the block copies (mean signal), from
-     * before they start until they are READY; speed_set: per volume, the
-     * bandwidth volmig last gave the job. */
+     * before they start until they are READY. */
     struct lat_watch *lw;
     struct lw_counters counters;
-    uint64_t *speed_set;
     /* progress */
     int64_t last_progress, prev_at, stall_at;
     uint64_t prev_done, stall_done;

@@ -10,7 +10,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
 #include <libnbd.h>
 #include <limits.h>
 #include <linux/fs.h>
@@ -58,10 +57,8 @@ struct mig {
     bool tls_added;
     struct client_tls tls;
     /* The latency-aware copy: from before the mirrors start until they
-     * are READY.  speed_set: per volume, the speed volmig last gave the
-     * job, to tell an operator's block-job-set-speed from its own. */
+     * are READY. */
     struct lat_watch *lw;
-    uint64_t *speed_set;
 };
 
 static void emit(struct mig *m, json_t *ev)
@@ -250,11 +247,10 @@ static enum attempt start_mirror(struct mig *m, struct mig_volume *v)
         json_object_set_new(args, "buf-size", json_integer((json_int_t)m->cfg->buf_size));
     /* The latency-aware copy's first limit, shared out; else --speed. */
     if (m->lw && lw_limit(m->lw)) {
-        uint64_t n = (uint64_t)m->cfg->nvols;
+        uint64_t speed = lw_share(lw_limit(m->lw), m->cfg->nvols);
 
-        m->speed_set[v - m->cfg->vols] = (lw_limit(m->lw) + n - 1) / n;
-        json_object_set_new(args, "speed",
-                            json_integer((json_int_t)m->speed_set[v - m->cfg->vols]));
+        lw_set_applied(m->lw, (int)(v - m->cfg->vols), speed);
+        json_object_set_new(args, "speed", json_integer((json_int_t)speed));
     } else if (m->cfg->speed) {
         json_object_set_new(args, "speed", json_integer((json_int_t)m->cfg->speed));
     }
@@ -405,23 +401,24 @@ static void emit_progress(struct mig *m)
     }
 }
 
-/* A job of ours whose speed is not the one volmig gave it: someone ran
- * block-job-set-speed on it.  Its index, with *speed what QEMU reports;
- * -1 when there is none or QEMU could not be asked. */
-static int speed_changed(struct mig *m, uint64_t *speed)
+/* True when a job of ours runs at a speed volmig did not give it: someone
+ * ran block-job-set-speed on it (the watch says so).  False too when QEMU
+ * could not be asked. */
+static bool speed_foreign(struct mig *m)
 {
     json_t *jobs = NULL, *j;
-    int found = -1;
+    bool found = false;
+    char what[128];
 
     if (qmp_call(m->q, "query-block-jobs", NULL, &jobs, dl(QMP_TIMEOUT_MS)) < 0)
-        return -1;
-    for (int i = 0; i < m->cfg->nvols && found < 0; i++) {
+        return false;
+    for (int i = 0; i < m->cfg->nvols && !found; i++) {
         if (!m->cfg->vols[i].started ||
             !(j = run_find_by(jobs, "device", m->cfg->vols[i].job)))
             continue;
-        *speed = (uint64_t)json_integer_value(json_object_get(j, "speed"));
-        if (*speed != m->speed_set[i])
-            found = i;
+        snprintf(what, sizeof what, "the speed of job %s", m->cfg->vols[i].job);
+        found = lw_foreign_speed(m->lw, i,
+                                 (uint64_t)json_integer_value(json_object_get(j, "speed")), what);
     }
     json_decref(jobs);
     return found;
@@ -431,45 +428,36 @@ static void watch_stop(struct mig *m)
 {
     lw_stop(m->lw);
     m->lw = NULL;
-    free(m->speed_set);
-    m->speed_set = NULL;
 }
 
 /* The latency-aware copy's step: the mirrors' progress as the counters
  * the watch differentiates (total-progress grows by what the guest
  * dirties again), and its limit shared out as each job's speed, set only
  * when it changed.  A speed set from outside (block-job-set-speed through
- * QMP) ends the pacing for the rest of the run: the operator's word
- * stands, and a warning says so.  -1 when QEMU refused the speed. */
+ * QMP) ends the pacing for the rest of the run.  -1 when QEMU refused the
+ * speed. */
 static int pace(struct mig *m)
 {
-    uint64_t copied = 0, dirtied = 0, limit, per, n = (uint64_t)m->cfg->nvols, speed = 0;
-    int i;
+    uint64_t copied = 0, dirtied = 0, limit, per;
 
-    for (i = 0; i < m->cfg->nvols; i++) {
+    for (int i = 0; i < m->cfg->nvols; i++) {
         copied += m->cfg->vols[i].done;
         dirtied += m->cfg->vols[i].total;
     }
     if (!lw_tick(m->lw, copied, dirtied, dirtied - copied, &limit))
         return 0;
-    if ((i = speed_changed(m, &speed)) >= 0) {
-        char msg[256];
-
-        snprintf(msg, sizeof msg, "the speed of job %s was set to %" PRIu64 " B/s from "
-                 "outside: the latency-aware copy stops and leaves every job's speed as it is",
-                 m->cfg->vols[i].job, speed);
-        emit(m, json_pack("{s:s, s:s}", "event", "warning", "message", msg));
+    if (speed_foreign(m)) {
         watch_stop(m);
         return 0;
     }
-    per = limit ? (limit + n - 1) / n : 0;
-    for (i = 0; i < m->cfg->nvols; i++) {
-        if (m->speed_set[i] == per)
+    per = lw_share(limit, m->cfg->nvols);
+    for (int i = 0; i < m->cfg->nvols; i++) {
+        if (lw_applied(m->lw, i) == per)
             continue;
         if (qmp_callf(m->q, NULL, dl(QMP_TIMEOUT_MS), "block-job-set-speed", "{s:s, s:I}",
                       "device", m->cfg->vols[i].job, "speed", (json_int_t)per) < 0)
             return -1;
-        m->speed_set[i] = per;
+        lw_set_applied(m->lw, i, per);
     }
     return 0;
 }
@@ -486,8 +474,6 @@ static void watch_start(struct mig *m)
     m->lw = lw_start(m->r, &m->cfg->latency_budget, lv, m->cfg->nvols, m->cfg->nbd_socket,
                      m->cfg->speed * (uint64_t)m->cfg->nvols);
     free(lv);
-    if (m->lw && !(m->speed_set = calloc((size_t)m->cfg->nvols, sizeof *m->speed_set)))
-        watch_stop(m);
 }
 
 /* Waits until every mirror is READY.  Progress is reported on the way. */
