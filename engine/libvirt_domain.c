@@ -645,30 +645,47 @@ void lvd_deaf_to_jobs(struct lvd *c)
         c->job_cb = -1;
 }
 
-/* A poll for job_wait: READY once the live XML says <mirror ready='yes'>,
- * LVD_JOB_GONE once libvirt shows neither a <mirror> nor a job. */
-static int poll_ready(struct lvd *c, const char *target, const void *arg)
+/* What libvirt shows of target's block job now: the live XML's <mirror>
+ * (and whether it is READY), the disk's source, and whether libvirt still
+ * has the job.  The XML is read first and the job second, so a job that
+ * ends in between shows as gone, never as a job without its <mirror>.
+ * -1 with err_msg(). */
+struct job_view {
+    bool mirror, ready, job;
+    char source[LVD_SOURCE_MAX];
+};
+
+static int job_view(struct lvd *c, const char *target, struct job_view *jv)
 {
     struct lvd_progress p;
     struct lvd_disk *v;
     size_t n;
-    bool mirror, ready;
     int i;
 
-    (void)arg;
     if ((i = disk_of(c, false, target, &v, &n)) < 0)
         return -1;
-    mirror = v[i].mirror;
-    ready = v[i].mirror_ready;
+    jv->mirror = v[i].mirror;
+    jv->ready = v[i].mirror_ready;
+    lvd_disk_source_text(&v[i], jv->source, sizeof jv->source);
     lvd_disks_free(v, n);
-    if (ready)
+    if ((i = lvd_job_info(c, target, &p)) < 0)
+        return -1;
+    jv->job = i == 1;
+    return 0;
+}
+
+/* A poll for job_wait: READY once the live XML says <mirror ready='yes'>,
+ * LVD_JOB_GONE once libvirt shows neither a <mirror> nor a job. */
+static int poll_ready(struct lvd *c, const char *target, const void *arg)
+{
+    struct job_view jv;
+
+    (void)arg;
+    if (job_view(c, target, &jv) < 0)
+        return -1;
+    if (jv.ready)
         return VIR_DOMAIN_BLOCK_JOB_READY;
-    if (mirror)
-        return LVD_NO_EVENT;
-    /* The XML first, the job second: a job that ends in between shows
-     * as gone, never as a job without its <mirror>. */
-    i = lvd_job_info(c, target, &p);
-    return i < 0 ? -1 : i == 0 ? LVD_JOB_GONE : LVD_NO_EVENT;
+    return jv.mirror || jv.job ? LVD_NO_EVENT : LVD_JOB_GONE;
 }
 
 int lvd_wait_ready(struct lvd *c, const char *target, int64_t deadline)
@@ -771,17 +788,11 @@ out:
 static int wait_no_job(struct lvd *c, const char *target, int64_t deadline)
 {
     for (;;) {
-        struct lvd_progress p;
-        struct lvd_disk *v;
-        size_t n;
-        int i, rc = lvd_job_info(c, target, &p);
-        bool mirror;
+        struct job_view jv;
 
-        if (rc < 0 || (i = disk_of(c, false, target, &v, &n)) < 0)
+        if (job_view(c, target, &jv) < 0)
             return -1;
-        mirror = v[i].mirror;
-        lvd_disks_free(v, n);
-        if (rc == 0 && !mirror)
+        if (!jv.job && !jv.mirror)
             return 0;
         if (clock_ms() >= deadline) {
             err_set(ETIMEDOUT, "libvirt: %s disk %s still shows its block job", c->name, target);
@@ -804,26 +815,16 @@ struct end_poll {
 static int poll_end(struct lvd *c, const char *target, const void *arg)
 {
     const struct end_poll *ep = arg;
-    char now[LVD_SOURCE_MAX];
-    struct lvd_progress p;
-    struct lvd_disk *v;
-    size_t n;
-    bool mirror;
-    int i;
+    struct job_view jv;
 
-    if ((i = disk_of(c, false, target, &v, &n)) < 0)
+    if (job_view(c, target, &jv) < 0)
         return -1;
-    mirror = v[i].mirror;
-    lvd_disk_source_text(&v[i], now, sizeof now);
-    lvd_disks_free(v, n);
-    if (mirror)
+    if (jv.mirror || jv.job)
         return LVD_NO_EVENT;
-    if ((i = lvd_job_info(c, target, &p)) != 0)
-        return i < 0 ? -1 : LVD_NO_EVENT;
     if (!ep->pivot)
         return VIR_DOMAIN_BLOCK_JOB_CANCELED;
-    return strcmp(now, ep->before) ? VIR_DOMAIN_BLOCK_JOB_COMPLETED
-                                   : VIR_DOMAIN_BLOCK_JOB_FAILED;
+    return strcmp(jv.source, ep->before) ? VIR_DOMAIN_BLOCK_JOB_COMPLETED
+                                         : VIR_DOMAIN_BLOCK_JOB_FAILED;
 }
 
 int lvd_finish(struct lvd *c, const char *target, bool pivot, int64_t deadline)
