@@ -31,8 +31,7 @@ BASE_S=${BENCH_BASE_S:-5}
 BUDGETS=${BENCH_GUEST_BUDGETS:-off auto 10x}
 REPEAT=${BENCH_REPEAT:-1}
 OUT=${BENCH_OUT:-$TOP/bench/out}
-GUEST=$TOP/$BUILD/tests/tools/guest_writer.bin
-[ -s "$GUEST" ] || fail "no $GUEST (make builds it)"
+. "$TOP/tests/lib/guest-writer.sh"
 RES=$T/results.jsonl
 W=$(mktemp -d "${BENCH_DISK_DIR:-/var/tmp}/volmig-bench-guest.XXXXXX")
 trap 'cleanup; rm -rf "$W"' EXIT
@@ -41,22 +40,14 @@ BOUNDS='[10000,20000,50000,100000,150000,200000,300000,500000,750000,1000000,150
 VD=/machine/peripheral/vd0/virtio-backend
 
 log "the drive: $(numfmt --to=iec "$SIZE") of random data, the guest's boot sector first"
-dd if=/dev/urandom of="$W/disk.img" bs=1M count=$((SIZE >> 20)) status=none iflag=fullblock
-dd if="$GUEST" of="$W/disk.img" conv=notrunc status=none
-python3 -c 'import sys; sys.stdout.buffer.write(b"\x5a" * (16 << 20))' >"$W/pattern"
+guest_image "$W/disk.img" $((SIZE >> 20))
 
 boot() {
-    rm -f "$T"/g.qmp*
-    qemu-system-x86_64 -machine q35,accel=tcg -nodefaults -display none -m 64 \
-        -qmp "unix:$T/g.qmp,server=on,wait=off" -qmp "unix:$T/g.qmp2,server=on,wait=off" \
-        -blockdev "{\"driver\":\"raw\",\"node-name\":\"disk0\",\"file\":{\"driver\":\"file\",\"filename\":\"$W/disk.img\",\"cache\":{\"direct\":true},\"aio\":\"native\"}}" \
-        -device virtio-blk-pci,drive=disk0,id=vd0,bootindex=1 >"$T/g.log" 2>&1 &
-    g_pid=$!
-    track_pid $g_pid
-    wait_for 30 test -S "$T/g.qmp2" || { cat "$T/g.log"; fail "the guest's QEMU did not start"; }
+    guest_qemu "$T/g" "$W/disk.img" '"cache":{"direct":true},"aio":"native"'
+    g_pid=$guest_pid
     qmp "$T/g.qmp2" block-latency-histogram-set "{\"id\":\"$VD\",\"boundaries-write\":$BOUNDS}" \
         >/dev/null || fail "the bench's histogram"
-    wait_for 60 cmp -s -i $((1 << 20)):0 -n $((16 << 20)) "$W/disk.img" "$W/pattern" \
+    guest_wrote "$W/disk.img" \
         || fail "the guest did not write its 16 MiB"
 }
 

@@ -39,12 +39,18 @@ no_probe_left() {
     qmp "$1" nbd-server-stop >/dev/null || fail "nbd-server-stop"
 }
 
+# mirror_10us NAME : a 64 MiB drive (reads held to 16 MiB/s) mirrored into
+# NAME.dst in the background with a budget of 10 us.
+mirror_10us() {
+    random_file "$T/$1.img" 64
+    truncate -s 64M "$T/$1.dst"
+    SRC_BPS=$((16 << 20)) src_qemu "$1" "$T/$1.img"
+    migrate_bg "$1" --qmp "unix:$T/$1.qmp" --volume "disk0=file:$T/$1.dst" --switchover none \
+        --retries 0 --latency-budget 10us
+}
+
 log "== (a) mirror mode, probe signal, a budget no copy keeps"
-random_file "$T/a.img" 64
-truncate -s 64M "$T/a.dst"
-SRC_BPS=$((16 << 20)) src_qemu a "$T/a.img"
-migrate_bg a --qmp "unix:$T/a.qmp" --volume "disk0=file:$T/a.dst" --switchover none \
-    --retries 0 --latency-budget 10us
+mirror_10us a
 wait_event a latency-budget 30
 assert_eq "$(event_field a latency-budget signal)" probe "signal of a drive without a device"
 assert_eq "$(event_field a latency-budget budget_ms)" 0.01 "budget"
@@ -71,11 +77,7 @@ assert_clean "$T/a.qmp2"
 no_probe_left "$T/a.qmp2"
 
 log "== (a2) an operator sets the job's speed: volmig leaves it"
-random_file "$T/o.img" 64
-truncate -s 64M "$T/o.dst"
-SRC_BPS=$((16 << 20)) src_qemu o "$T/o.img"
-migrate_bg o --qmp "unix:$T/o.qmp" --volume "disk0=file:$T/o.dst" --switchover none \
-    --retries 0 --latency-budget 10us
+mirror_10us o
 wait_event o latency 30
 OP=$((3 << 20))
 job=$(qmp "$T/o.qmp2" query-block-jobs | python3 -c '

@@ -18,8 +18,7 @@
 . "$TOP/tests/lib/migrate-helpers.sh"
 require qemu-system-x86_64 python3
 
-GUEST=$TOP/$BUILD/tests/tools/guest_writer.bin
-[ -s "$GUEST" ] || fail "no $GUEST (make builds it)"
+. "$TOP/tests/lib/guest-writer.sh"
 VD=/machine/peripheral/vd0/virtio-backend
 
 # guest NAME : a q35 QEMU booting NAME.img, whose boot sector is the
@@ -28,16 +27,10 @@ VD=/machine/peripheral/vd0/virtio-backend
 # would not do: the guest rewrites its 16 MiB faster than such a copy
 # reads, and a background mirror then never catches up.)
 guest() {
-    random_file "$T/$1.img" 160
-    dd if="$GUEST" of="$T/$1.img" conv=notrunc status=none
-    qemu-system-x86_64 -machine q35,accel=tcg -nodefaults -display none -m 64 \
-        -qmp "unix:$T/$1.qmp,server=on,wait=off" -qmp "unix:$T/$1.qmp2,server=on,wait=off" \
-        -blockdev "{\"driver\":\"raw\",\"node-name\":\"disk0\",\"file\":{\"driver\":\"file\",\"filename\":\"$T/$1.img\"}}" \
-        -device virtio-blk-pci,drive=disk0,id=vd0,bootindex=1 >"$T/$1.log" 2>&1 &
-    track_pid $!
-    wait_for 30 test -S "$T/$1.qmp2" || { cat "$T/$1.log"; fail "the guest's QEMU did not start"; }
+    guest_image "$T/$1.img" 160
+    guest_qemu "$T/$1" "$T/$1.img"
     # Its first round done, the guest's writes change nothing any more.
-    wait_for 60 cmp -s -i $((1 << 20)):0 -n $((16 << 20)) "$T/$1.img" "$T/pattern" \
+    guest_wrote "$T/$1.img" \
         || fail "the guest did not write its 16 MiB: $(wr_ops "$1") writes counted"
 }
 
@@ -74,7 +67,6 @@ print("baseline: %d writes, p99 %.3f ms; %d of %d windows with writes" %
 PY
 }
 
-python3 -c 'import sys; sys.stdout.buffer.write(b"\x5a" * (16 << 20))' >"$T/pattern"
 
 log "== (a) mirror mode, a budget no copy keeps, a guest writing all along"
 guest a

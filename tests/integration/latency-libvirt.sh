@@ -18,18 +18,15 @@
 . "$TOP/tests/lib/migrate-helpers.sh"
 require python3
 
-GUEST=$TOP/$BUILD/tests/tools/guest_writer.bin
-[ -s "$GUEST" ] || fail "no $GUEST (make builds it)"
+. "$TOP/tests/lib/guest-writer.sh"
 DOM=volmig-lvlat-$$
-python3 -c 'import sys; sys.stdout.buffer.write(b"\x5a" * (16 << 20))' >"$T/pattern"
 
 # guest_domain NAME : a transient domain booting NAME.img, once the guest
 # wrote its 16 MiB (its writes change nothing from then on).
 guest_domain() {
-    random_file "$T/$1.img" 160
-    dd if="$GUEST" of="$T/$1.img" conv=notrunc status=none
+    guest_image "$T/$1.img" 160
     lv_domain "$1" transient "$T/$1.img"
-    wait_for 60 cmp -s -i $((1 << 20)):0 -n $((16 << 20)) "$T/$1.img" "$T/pattern" \
+    guest_wrote "$T/$1.img" \
         || fail "the guest of $1 did not write its 16 MiB"
 }
 
